@@ -1,0 +1,158 @@
+// rear-update's own state under a root (var/lib/rear-update): the lock, the record of what is
+// installed, and one directory per transaction. Directories this creates for a run that ends
+// up changing nothing are removed again, so a refused apply leaves the root byte-for-byte.
+
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmdirSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { RuError } from '../../core/errors.ts';
+import type { ManifestEntry } from '../../core/manifest.ts';
+import { STATE_DIR } from '../../core/paths.ts';
+
+/** What is installed: enough to report status and to detect drift. */
+export interface Installed {
+  readonly host: string | null;
+  readonly class: string | null;
+  readonly version: number | null;
+  readonly created: string | null;
+  readonly appliedAt: string;
+  readonly source: string;
+  /** Fingerprint of the key whose valid signature was checked, or null when applied --unsigned. */
+  readonly key: string | null;
+  readonly owns: readonly string[];
+  readonly entries: readonly ManifestEntry[];
+}
+
+/** Writes a small file so that a reader sees either the old or the new content, never a mix. */
+export function writeAtomic(path: string, data: string | Buffer): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  fsyncDir(join(path, '..'));
+}
+
+export function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+export class StateDir {
+  readonly dir: string;
+  readonly txnRoot: string;
+  private readonly created: string[] = [];
+  private locked = false;
+
+  constructor(readonly root: string) {
+    this.dir = join(root, STATE_DIR);
+    this.txnRoot = join(this.dir, 'txn');
+  }
+
+  /** Creates the state directory (remembering what it created) and takes the lock. */
+  open(): void {
+    const parts = STATE_DIR.split('/');
+    let cur = this.root;
+    for (const p of [...parts, 'txn']) {
+      cur = join(cur, p);
+      if (!existsSync(cur)) {
+        mkdirSync(cur, { mode: p === 'rear-update' || p === 'txn' ? 0o700 : 0o755 });
+        this.created.push(cur);
+      }
+    }
+    this.lock();
+  }
+
+  private lock(): void {
+    const path = join(this.dir, 'lock');
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        const fd = openSync(path, 'wx', 0o600);
+        writeSync(fd, `${process.pid}\n`);
+        closeSync(fd);
+        this.locked = true;
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      const pid = Number.parseInt(readFileSync(path, 'utf8'), 10);
+      if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
+        throw new RuError('LOCKED', `another rear-update (pid ${pid}) is working on ${this.root}`, { pid, root: this.root });
+      }
+      // The holder died (kill -9, power loss): its journal is recovered next; take the lock over.
+      rmSync(path, { force: true });
+    }
+    throw new RuError('LOCKED', `could not take the lock ${path}`, { root: this.root });
+  }
+
+  /** Releases the lock and removes whatever `open` created if it is still empty. */
+  close(): void {
+    if (this.locked) {
+      rmSync(join(this.dir, 'lock'), { force: true });
+      this.locked = false;
+    }
+    for (const d of [...this.created].reverse()) {
+      try {
+        rmdirSync(d);
+      } catch {
+        break; // not empty: this and its parents stay
+      }
+    }
+    this.created.length = 0;
+  }
+
+  readInstalled(): Installed | null {
+    try {
+      return JSON.parse(readFileSync(join(this.dir, 'installed.json'), 'utf8')) as Installed;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw new RuError('JOURNAL_INVALID', `${join(this.dir, 'installed.json')} is unreadable: ${(e as Error).message}`);
+    }
+  }
+
+  writeInstalled(rec: Installed | null): void {
+    const path = join(this.dir, 'installed.json');
+    if (rec === null) {
+      if (existsSync(path)) unlinkSync(path);
+      return;
+    }
+    writeAtomic(path, `${JSON.stringify(rec, null, 1)}\n`);
+  }
+
+  /** Transaction directories, oldest first (ids sort by time). */
+  listTxns(): string[] {
+    if (!existsSync(this.txnRoot)) return [];
+    return readdirSync(this.txnRoot).filter((n) => !n.startsWith('.')).sort();
+  }
+
+  newTxnDir(): { id: string; dir: string } {
+    const id = `${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+    const dir = join(this.txnRoot, id);
+    mkdirSync(dir, { mode: 0o700 });
+    return { id, dir };
+  }
+
+  removeTxn(id: string): void {
+    rmSync(join(this.txnRoot, id), { recursive: true, force: true });
+  }
+
+  writeFileInTxn(id: string, name: string, data: string): void {
+    writeFileSync(join(this.txnRoot, id, name), data, { mode: 0o600 });
+  }
+}

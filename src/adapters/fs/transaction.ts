@@ -1,0 +1,241 @@
+// Commits a plan into the live root, and undoes it. The journal lists every operation before
+// the first one runs; each operation is a rename (or mkdir/chmod) whose progress can be read
+// back from the file system itself (is the staged file still there? is the backup?), so a run
+// killed at any instant is undone exactly by the next one without per-step bookkeeping.
+// Files are replaced by rename: a process reading the old file keeps its old inode.
+
+import { spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, linkSync, lstatSync, mkdirSync, readFileSync, renameSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { fromSystemError, RuError } from '../../core/errors.ts';
+import { ancestors } from '../../core/paths.ts';
+import type { Meta, Op } from '../../core/plan.ts';
+import { fsyncDir, type Installed, type StateDir, writeAtomic } from './state.ts';
+
+export type TxnState = 'committing' | 'committed' | 'rolling-back';
+
+export interface Journal {
+  readonly format: 1;
+  readonly id: string;
+  state: TxnState;
+  readonly root: string;
+  /** Whether owners were set (running as root); undo restores them likewise. */
+  readonly owners: boolean;
+  readonly ops: readonly Op[];
+  readonly previous: Installed | null;
+  readonly next: Installed;
+}
+
+export interface CommitHooks {
+  /** Called before operation i (0-based); tests use it to crash at a chosen step. */
+  readonly beforeOp?: (i: number, op: Op) => void;
+  readonly owners: boolean;
+}
+
+const exists = (p: string): boolean => {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * Flushes the file system holding `dir` (syncfs through coreutils' `sync -f`), so the staged
+ * data is durable before the journal says "committing". In a RAM-backed rescue system this is
+ * nearly free; where `sync` is missing the commit still runs, only power-loss safety is weaker.
+ */
+export function syncFs(dir: string): void {
+  spawnSync('sync', ['-f', dir], { stdio: 'ignore' });
+}
+
+function setMeta(abs: string, m: Meta, owners: boolean): void {
+  if (owners) chownSync(abs, m.uid, m.gid);
+  chmodSync(abs, m.mode);
+}
+
+/**
+ * Rule 2 at commit time: every parent of a target must still be a real directory on the
+ * state directory's file system. Checked once per directory per commit, immediately before
+ * the first rename into it (a process racing us as root could still win; nothing else can).
+ */
+class ParentGuard {
+  private readonly ok = new Set<string>();
+  constructor(private readonly root: string, private readonly dev: number) {}
+
+  check(path: string): void {
+    for (const a of ancestors(path)) {
+      if (this.ok.has(a)) continue;
+      const st = lstatSync(join(this.root, a), { throwIfNoEntry: false });
+      if (!st) continue; // created by an earlier mkdir op of this plan, or about to be
+      if (st.isSymbolicLink()) throw new RuError('ENTRY_THROUGH_SYMLINK', `${a} became a symbolic link during the commit (rule 2)`, { path, via: a, rule: 2 });
+      if (!st.isDirectory()) throw new RuError('ENTRY_PARENT_NOT_DIRECTORY', `${a} is no longer a directory`, { path, via: a });
+      if (st.dev !== this.dev) throw new RuError('ROOT_CROSS_DEVICE', `${a} is on another file system than the state directory`, { path: a });
+      this.ok.add(a);
+    }
+  }
+}
+
+function doOp(root: string, txn: string, op: Op, owners: boolean): void {
+  const target = join(root, op.path);
+  switch (op.kind) {
+    case 'remove':
+      if (exists(target) && !exists(join(txn, op.backup))) renameSync(target, join(txn, op.backup));
+      return;
+    case 'mkdir':
+      if (!exists(target)) mkdirSync(target, { mode: 0o700 });
+      setMeta(target, op.meta, owners);
+      return;
+    case 'chmeta':
+      setMeta(target, op.to, owners);
+      return;
+    case 'put': {
+      const staged = join(txn, op.staged);
+      if (!exists(staged)) return; // already renamed into place
+      if (op.backup && exists(target) && !exists(join(txn, op.backup))) linkSync(target, join(txn, op.backup));
+      renameSync(staged, target);
+    }
+  }
+}
+
+function undoOp(root: string, txn: string, op: Op, owners: boolean, warnings: string[]): void {
+  const target = join(root, op.path);
+  switch (op.kind) {
+    case 'put': {
+      const backup = op.backup ? join(txn, op.backup) : null;
+      if (exists(join(txn, op.staged))) {
+        // Never renamed in: the root still has the old file; a backup is only an extra link.
+        if (backup && exists(backup)) unlinkSync(backup);
+        return;
+      }
+      if (backup && exists(backup)) renameSync(backup, target);
+      else if (exists(target)) unlinkSync(target);
+      return;
+    }
+    case 'mkdir':
+      if (exists(target)) {
+        try {
+          rmdirSync(target);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'ENOTEMPTY') throw e;
+          warnings.push(`${op.path}: kept, it holds files that were added after the apply`);
+        }
+      }
+      return;
+    case 'chmeta':
+      if (exists(target)) setMeta(target, op.from, owners);
+      return;
+    case 'remove': {
+      const backup = join(txn, op.backup);
+      if (exists(backup) && !exists(target)) renameSync(backup, target);
+      return;
+    }
+  }
+}
+
+export class Transactions {
+  constructor(private readonly state: StateDir) {}
+
+  private journalPath(id: string): string {
+    return join(this.state.txnRoot, id, 'journal.json');
+  }
+
+  private write(j: Journal): void {
+    writeAtomic(this.journalPath(j.id), `${JSON.stringify(j)}\n`);
+  }
+
+  read(id: string): Journal | null {
+    const p = this.journalPath(id);
+    if (!existsSync(p)) return null;
+    try {
+      const j = JSON.parse(readFileSync(p, 'utf8')) as Journal;
+      if (j.format !== 1 || !Array.isArray(j.ops)) throw new Error('unknown journal format');
+      return j;
+    } catch (e) {
+      throw new RuError('JOURNAL_INVALID', `transaction ${id}: ${(e as Error).message}`, { txn: id });
+    }
+  }
+
+  commit(id: string, ops: readonly Op[], previous: Installed | null, next: Installed, hooks: CommitHooks): void {
+    const txn = join(this.state.txnRoot, id);
+    const root = this.state.root;
+    const guard = new ParentGuard(root, statSync(this.state.dir).dev);
+    syncFs(txn);
+    const j: Journal = { format: 1, id, state: 'committing', root, owners: hooks.owners, ops, previous, next };
+    this.write(j);
+    try {
+      ops.forEach((op, i) => {
+        hooks.beforeOp?.(i, op);
+        guard.check(op.path);
+        doOp(root, txn, op, hooks.owners);
+      });
+      this.state.writeInstalled(next);
+      syncFs(root);
+      j.state = 'committed';
+      this.write(j);
+    } catch (e) {
+      // Undo what was done, then report the original refusal.
+      this.undo(j, []);
+      throw fromSystemError(e, `committing ${ops.length} changes`);
+    }
+    // Keep this transaction for `rollback`; older ones are no longer reachable.
+    for (const other of this.state.listTxns()) if (other !== id) this.state.removeTxn(other);
+    try {
+      rmdirSync(join(txn, 's'));
+    } catch {
+      // nothing staged is left after a full commit; if something is, it goes with the txn later
+    }
+  }
+
+  /** Reverts every operation of a journal, newest first, then restores the installed record. */
+  undo(j: Journal, warnings: string[], hooks?: { beforeUndo?: (i: number) => void }): void {
+    const txn = join(this.state.txnRoot, j.id);
+    if (j.state !== 'rolling-back') {
+      j.state = 'rolling-back';
+      this.write(j);
+    }
+    for (let i = j.ops.length - 1; i >= 0; i--) {
+      hooks?.beforeUndo?.(i);
+      undoOp(this.state.root, txn, j.ops[i] as Op, j.owners, warnings);
+    }
+    this.state.writeInstalled(j.previous);
+    syncFs(this.state.root);
+    this.state.removeTxn(j.id);
+    fsyncDir(this.state.txnRoot);
+  }
+
+  /**
+   * Finishes whatever an earlier run left: an interrupted commit or rollback is rolled back;
+   * a staging without journal is discarded. Returns what was done, for the user.
+   */
+  recover(): string[] {
+    const done: string[] = [];
+    const ids = this.state.listTxns();
+    const committed: string[] = [];
+    for (const id of ids) {
+      const j = this.read(id);
+      if (j === null) {
+        this.state.removeTxn(id);
+        done.push(`discarded the staging of an apply that never started its commit (${id})`);
+      } else if (j.state === 'committed') {
+        committed.push(id);
+      } else {
+        const warnings: string[] = [];
+        this.undo(j, warnings);
+        done.push(`rolled back an interrupted ${j.state === 'committing' ? 'apply' : 'rollback'} (${id}): the root is as before it`, ...warnings);
+      }
+    }
+    for (const id of committed.slice(0, -1)) this.state.removeTxn(id);
+    return done;
+  }
+
+  lastCommitted(): Journal | null {
+    const ids = this.state.listTxns();
+    for (const id of ids.reverse()) {
+      const j = this.read(id);
+      if (j?.state === 'committed') return j;
+    }
+    return null;
+  }
+}

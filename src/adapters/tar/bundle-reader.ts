@@ -1,0 +1,324 @@
+// Reads a bundle in one streaming pass: gunzip (1 MiB chunks), node-tar's Parser, then for each
+// member the safe-extraction rules and the manifest check, handing verified bytes to a Stager
+// (or to nothing, for verify/inspect/dry-run). The signature is judged as soon as the first
+// two members are in, before a single payload byte is passed on.
+
+import { createHash } from 'node:crypto';
+import { Transform, type Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { Parser, type ReadEntry } from 'tar';
+import { isRuError, RuError } from '../../core/errors.ts';
+import { createdEpoch, decodeManifest, type Manifest, type ManifestEntry } from '../../core/manifest.ts';
+import { isReserved, MANIFEST_MEMBER, normalizeMemberName, ROOT_PATH, SIGNATURE_MEMBER } from '../../core/paths.ts';
+import type { StagedEntry } from '../../core/plan.ts';
+import { checkTypeAndMode, LimitCounter, type Limits } from '../../core/policy.ts';
+import { checkSignature, decodeSignature, requireTrusted, type PublicKey, type SignatureRecord, type SignatureStatus } from '../../core/signature.ts';
+import { CANONICAL_GZIP_HEADER } from './bundle-writer.ts';
+
+export interface StageMeta {
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  /** Seconds since the epoch. */
+  readonly mtime: number;
+}
+
+/** Where verified member data goes. Implementations must not derive any file name from a member name. */
+export interface Stager {
+  /** Opens a new staged file; `done` resolves after the metadata is applied and it is closed. */
+  file(meta: StageMeta): { readonly name: string; readonly sink: Writable; readonly done: Promise<void> };
+  symlink(target: string, meta: StageMeta): string;
+  hardlink(stagedTarget: string): string;
+  /** Stops writes in flight after a refusal. */
+  abort?(): void;
+}
+
+export interface ReadOptions {
+  readonly trusted: readonly PublicKey[];
+  readonly allowUnsigned: boolean;
+  /** false: report the signature status instead of refusing (inspect). */
+  readonly enforceTrust: boolean;
+  readonly limits: Limits;
+  readonly stager?: Stager;
+  /** Called once the manifest (or its absence) and signature are judged, before any payload. */
+  readonly onVerified?: (manifest: Manifest | null, sig: SignatureStatus) => void;
+  /** Compressed bytes consumed so far. */
+  readonly onProgress?: (compressedBytes: number) => void;
+}
+
+export interface ReadResult {
+  readonly manifest: Manifest | null;
+  readonly manifestBytes: Buffer | null;
+  readonly signatureRecord: SignatureRecord | null;
+  readonly signature: SignatureStatus;
+  /** Payload entries in archive order; for a bundle with a manifest, exactly its entries. */
+  readonly entries: StagedEntry[];
+  /** The root entry (`./`) of a plain archive, whose metadata is never applied. */
+  readonly rootEntryIgnored: boolean;
+  readonly compressedBytes: number;
+  readonly decompressedBytes: number;
+}
+
+const MAX_META_BYTES = 64 * 1024 * 1024;
+
+const counter = (onChunk: (chunk: Buffer) => void): Transform =>
+  new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      try {
+        onChunk(chunk);
+        cb(null, chunk);
+      } catch (e) {
+        cb(e as Error);
+      }
+    },
+  });
+
+function mismatch(path: string, field: string, expected: unknown, actual: unknown): RuError {
+  return new RuError('BUNDLE_MEMBER_MISMATCH', `${path}: ${field} is ${String(actual)} in the archive but ${String(expected)} in the manifest`, {
+    path, field, expected: String(expected), actual: String(actual),
+  });
+}
+
+export async function readBundle(input: Readable, opts: ReadOptions): Promise<ReadResult> {
+  const limits = new LimitCounter(opts.limits);
+  let failure: unknown = null;
+  let compressed = 0;
+  let decompressed = 0;
+  let gzipHead = Buffer.alloc(0);
+
+  // Mutated from parser callbacks; widened so TypeScript does not narrow it to its initial value.
+  let state = 'manifest' as 'manifest' | 'signature' | 'payload';
+  let manifest: Manifest | null = null;
+  let manifestBytes: Buffer | null = null;
+  let sigRecord: SignatureRecord | null = null;
+  let sigStatus: SignatureStatus = { status: 'unsigned' };
+  let expected: Map<string, ManifestEntry> | null = null;
+  let created = 0;
+  let rootEntryIgnored = false;
+  const seen = new Map<string, StagedEntry>();
+  const order: string[] = [];
+  const pending: Promise<void>[] = [];
+
+  const parser = new Parser({ maxMetaEntrySize: 1024 * 1024 });
+  const fail = (e: unknown): void => {
+    if (failure === null) failure = e;
+    // Stop reading: nothing after the first refusal is looked at.
+    input.destroy();
+    opts.stager?.abort?.();
+    parser.abort(e instanceof Error ? e : new Error(String(e)));
+  };
+  parser.on('warn', (code: string, message: string | Error) => {
+    const msg = typeof message === 'string' ? message : message.message;
+    fail(new RuError('BUNDLE_CORRUPT', `malformed tar data: ${msg} (${code})`, { tarCode: code }));
+  });
+
+  const judge = (): void => {
+    if (manifest && manifestBytes) sigStatus = checkSignature(manifestBytes, sigRecord, opts.trusted);
+    else sigStatus = { status: 'unsigned' };
+    if (opts.enforceTrust) requireTrusted(sigStatus, opts.allowUnsigned);
+    if (manifest) {
+      if (!gzipHead.subarray(0, CANONICAL_GZIP_HEADER.length).equals(CANONICAL_GZIP_HEADER)) {
+        throw new RuError('BUNDLE_NOT_CANONICAL', `gzip header is ${gzipHead.subarray(0, 10).toString('hex')}, a bundle's is always ${CANONICAL_GZIP_HEADER.toString('hex')}`);
+      }
+      expected = new Map(manifest.entries.map((e) => [e.path, e]));
+      created = createdEpoch(manifest);
+    }
+    state = 'payload';
+    opts.onVerified?.(manifest, sigStatus);
+  };
+
+  const collect = (entry: ReadEntry, then: (b: Buffer) => void): void => {
+    if (entry.type !== 'File' || entry.size > MAX_META_BYTES) {
+      throw new RuError('BUNDLE_MANIFEST_INVALID', `${entry.path} must be a regular file of at most ${MAX_META_BYTES} bytes`);
+    }
+    const chunks: Buffer[] = [];
+    entry.on('data', (c: Buffer) => chunks.push(c));
+    entry.on('end', () => {
+      try {
+        then(Buffer.concat(chunks));
+      } catch (e) {
+        fail(e);
+      }
+    });
+  };
+
+  const payload = (entry: ReadEntry): void => {
+    const raw = entry.path;
+    const path = normalizeMemberName(raw, opts.limits);
+    limits.addEntry(path);
+    const mode = (entry.mode ?? 0) & 0o7777;
+    const type = checkTypeAndMode(path, entry.type, mode);
+    if (path === ROOT_PATH) {
+      // Rule 6: the root directory's own mode and owner are never changed.
+      if (expected) throw new RuError('BUNDLE_MEMBER_UNLISTED', 'the archive contains a root directory member, which a bundle never has', { path: '.' });
+      if (type !== 'dir') throw new RuError('ENTRY_PATH_INVALID', `the root member is a ${type}, not a directory`, { path: '.' });
+      rootEntryIgnored = true;
+      entry.resume();
+      return;
+    }
+    if (isReserved(path)) throw new RuError('ENTRY_PATH_RESERVED', `${path}: rear-update's own state directory is never written by a bundle`, { path });
+    if (seen.has(path)) throw new RuError('BUNDLE_MEMBER_DUPLICATE', `${path} appears twice in the archive`, { path });
+    if (entry.size > 0 && type !== 'file') throw new RuError('BUNDLE_CORRUPT', `${path}: a ${type} member carries ${entry.size} bytes of data`, { path });
+    limits.addBytes(path, entry.size);
+
+    let linkTarget: string | undefined;
+    if (type === 'symlink') {
+      linkTarget = entry.linkpath ?? '';
+      if (linkTarget === '' || linkTarget.includes('\0')) throw new RuError('ENTRY_PATH_INVALID', `${path}: empty or malformed symlink target`, { path });
+    } else if (type === 'hardlink') {
+      // Rule 3: the link's target is resolved as a member name, and must be a file we placed.
+      let t: string;
+      try {
+        t = normalizeMemberName(entry.linkpath ?? '', opts.limits);
+      } catch (e) {
+        throw new RuError('ENTRY_HARDLINK_REFUSED', `${path}: hard link target ${entry.linkpath} is not inside the archive (${(e as Error).message}) (rule 3)`, { path, target: entry.linkpath ?? '', rule: 3 });
+      }
+      const te = seen.get(t);
+      if (!te || te.type !== 'file') {
+        throw new RuError('ENTRY_HARDLINK_REFUSED', `${path}: hard link target ${t} is not a regular file placed earlier by this archive (rule 3)`, { path, target: t, rule: 3 });
+      }
+      linkTarget = t;
+    }
+
+    let want: ManifestEntry | undefined;
+    if (expected) {
+      want = expected.get(path);
+      if (!want) throw new RuError('BUNDLE_MEMBER_UNLISTED', `${path} is in the archive but not in the manifest`, { path });
+      if (want.type !== type) throw mismatch(path, 'type', want.type, type);
+      if (type === 'dir' || type === 'file') {
+        if (want.mode !== mode) throw mismatch(path, 'mode', want.mode.toString(8), mode.toString(8));
+      }
+      if (want.uid !== entry.uid) throw mismatch(path, 'uid', want.uid, entry.uid);
+      if (want.gid !== entry.gid) throw mismatch(path, 'gid', want.gid, entry.gid);
+      if (type === 'file' && want.size !== entry.size) throw mismatch(path, 'size', want.size, entry.size);
+      if (linkTarget !== undefined && want.target !== linkTarget) throw mismatch(path, 'link target', want.target, linkTarget);
+      const mtime = entry.mtime ? entry.mtime.getTime() / 1000 : NaN;
+      if (mtime !== created) throw mismatch(path, 'mtime', created, mtime);
+    }
+    // Owner root unless the manifest says otherwise (rule 5).
+    const base: ManifestEntry = want ?? { path, type, mode: type === 'symlink' || type === 'hardlink' ? 0o777 : mode, uid: 0, gid: 0, ...(linkTarget !== undefined ? { target: linkTarget } : {}) };
+    const meta: StageMeta = { mode: base.mode, uid: base.uid, gid: base.gid, mtime: created || (entry.mtime ? Math.floor(entry.mtime.getTime() / 1000) : 0) };
+    order.push(path);
+
+    if (type === 'file') {
+      const h = createHash('sha256');
+      let size = 0;
+      const staged = opts.stager?.file(meta);
+      const record = (): void => {
+        const sha256 = h.digest('hex');
+        if (want && want.sha256 !== sha256) throw mismatch(path, 'sha256', want.sha256, sha256);
+        if (size !== entry.size) throw new RuError('BUNDLE_CORRUPT', `${path}: ${size} bytes read, header says ${entry.size}`, { path });
+        seen.set(path, { ...base, size, sha256, ...(staged ? { staged: staged.name } : {}) });
+      };
+      // Registered before any data flows, so a later hard link finds its target.
+      seen.set(path, { ...base, size: entry.size, ...(staged ? { staged: staged.name } : {}) });
+      entry.on('data', (c: Buffer) => {
+        size += c.length;
+        h.update(c);
+      });
+      if (staged) {
+        pending.push(staged.done);
+        entry.on('end', () => {
+          try {
+            record();
+          } catch (e) {
+            fail(e);
+          }
+        });
+        entry.pipe(staged.sink);
+        staged.sink.on('error', fail);
+      } else {
+        entry.on('end', () => {
+          try {
+            record();
+          } catch (e) {
+            fail(e);
+          }
+        });
+      }
+      return;
+    }
+    let staged: string | undefined;
+    if (opts.stager && type === 'symlink') staged = opts.stager.symlink(linkTarget as string, meta);
+    if (opts.stager && type === 'hardlink') staged = opts.stager.hardlink(seen.get(linkTarget as string)?.staged as string);
+    seen.set(path, { ...base, ...(staged ? { staged } : {}) });
+    entry.resume();
+  };
+
+  parser.on('entry', (entry: ReadEntry) => {
+    if (failure !== null) {
+      entry.resume();
+      return;
+    }
+    try {
+      if (state === 'manifest') {
+        if (entry.path === MANIFEST_MEMBER) {
+          collect(entry, (b) => {
+            manifestBytes = b;
+            manifest = decodeManifest(b);
+            state = 'signature';
+          });
+          return;
+        }
+        judge(); // a plain archive: no manifest, no signature
+      } else if (state === 'signature') {
+        if (entry.path === SIGNATURE_MEMBER) {
+          collect(entry, (b) => {
+            sigRecord = decodeSignature(b);
+            judge();
+          });
+          return;
+        }
+        judge();
+      }
+      payload(entry);
+    } catch (e) {
+      entry.resume();
+      fail(e);
+    }
+  });
+
+  let streamError: unknown = null;
+  try {
+    await pipeline(
+      input,
+      counter((c) => {
+        if (gzipHead.length < 10) gzipHead = Buffer.concat([gzipHead, c.subarray(0, 10 - gzipHead.length)]);
+        compressed += c.length;
+        opts.onProgress?.(compressed);
+      }),
+      createGunzip({ chunkSize: 1 << 20 }),
+      counter((c) => {
+        decompressed += c.length;
+        limits.checkRatio(compressed, decompressed);
+      }),
+      parser,
+    );
+  } catch (e) {
+    streamError = e;
+  }
+  await Promise.allSettled(pending);
+  if (failure === null && streamError !== null) {
+    failure = isRuError(streamError) ? streamError : new RuError('BUNDLE_CORRUPT', `not a readable tar.gz: ${(streamError as Error).message}`);
+  }
+  if (failure === null) {
+    for (const r of await Promise.allSettled(pending)) if (r.status === 'rejected') failure ??= r.reason;
+  }
+  if (failure !== null) throw failure;
+  if (state !== 'payload') {
+    // The archive ended inside the manifest or signature, or held nothing at all.
+    if (decompressed === 0) throw new RuError('BUNDLE_CORRUPT', 'empty archive');
+    judge();
+  }
+  if (expected) {
+    for (const p of (expected as Map<string, ManifestEntry>).keys()) {
+      if (!seen.has(p)) throw new RuError('BUNDLE_MEMBER_MISSING', `${p} is listed in the manifest but missing from the archive`, { path: p });
+    }
+  }
+  return {
+    manifest, manifestBytes, signatureRecord: sigRecord, signature: sigStatus,
+    entries: order.map((p) => seen.get(p) as StagedEntry), rootEntryIgnored,
+    compressedBytes: compressed, decompressedBytes: decompressed,
+  };
+}

@@ -1,0 +1,198 @@
+// `rear-update apply`: resolve the source, verify while staging, plan against the live root,
+// commit through the journal. Plan first, then apply: --dry-run prints the same plan that a
+// real run executes, and writes nothing at all.
+
+import type { Command } from 'commander';
+import { realpathSync, statfsSync, statSync } from 'node:fs';
+import { loadTrustedKeys } from '../../adapters/fs/keys.ts';
+import { scanRoot } from '../../adapters/fs/root-view.ts';
+import { DirStager } from '../../adapters/fs/stager.ts';
+import { StateDir, type Installed } from '../../adapters/fs/state.ts';
+import { Transactions } from '../../adapters/fs/transaction.ts';
+import { readBundle, type ReadResult } from '../../adapters/tar/bundle-reader.ts';
+import { fromSystemError, RuError } from '../../core/errors.ts';
+import { manifestBytes, type Manifest } from '../../core/manifest.ts';
+import { ancestors, parentOf, ROOT_PATH } from '../../core/paths.ts';
+import { planApply, type Plan } from '../../core/plan.ts';
+import { byteSize, collect, limitsFrom, positiveInt, type LimitFlags } from '../options.ts';
+import { formatBytes, note, out, printJson, table } from '../output.ts';
+import { openSource, type OpenedSource } from '../source.ts';
+import { testHooks } from '../test-hooks.ts';
+
+export interface ApplyFlags extends LimitFlags {
+  root: string;
+  pubkey?: string[];
+  keysDir?: string;
+  unsigned?: boolean;
+  dryRun?: boolean;
+  cacert?: string;
+  json?: boolean;
+  verbose?: boolean;
+  quiet?: boolean;
+}
+
+export function resolveRoot(root: string): string {
+  let real: string;
+  try {
+    real = realpathSync(root);
+  } catch {
+    throw new RuError('ROOT_INVALID', `${root}: no such directory`, { root });
+  }
+  if (!statSync(real).isDirectory()) throw new RuError('ROOT_INVALID', `${root}: not a directory`, { root });
+  return real;
+}
+
+export function printPlan(plan: Plan, all: boolean): void {
+  const rows = plan.items
+    .filter((it) => all || it.action !== 'unchanged')
+    .map((it) => [it.action, it.type, it.action === 'unchanged' || it.bytes === 0 ? '' : formatBytes(it.bytes), it.path]);
+  for (const l of table(rows)) out(`  ${l}`);
+  const t = plan.totals;
+  out(`${t.create} to create, ${t.replace} to replace, ${t.update} to update, ${t.remove} to remove, ${t.unchanged} unchanged; ${formatBytes(t.bytesIn)} in, ${formatBytes(t.bytesOut)} out`);
+}
+
+function spaceCheck(dir: string, m: Manifest | null): void {
+  if (!m) return; // a plain archive does not say its size; a full disk is caught while staging
+  const st = statfsSync(dir);
+  const free = st.bavail * st.bsize;
+  const need = manifestBytes(m) + m.entries.length * st.bsize;
+  if (free < need) {
+    throw new RuError('NO_SPACE', `staging needs about ${formatBytes(need)} but only ${formatBytes(free)} is free in ${dir}`, { need, free });
+  }
+}
+
+function installedRecord(r: ReadResult, source: string): Installed {
+  return {
+    host: r.manifest?.host ?? null,
+    class: r.manifest?.class ?? null,
+    version: r.manifest?.version ?? null,
+    created: r.manifest?.created ?? null,
+    appliedAt: new Date().toISOString(),
+    source,
+    key: r.signature.status === 'valid' ? r.signature.key.fingerprint : null,
+    owns: r.manifest?.owns ?? [],
+    entries: r.entries.map(({ staged: _s, ...e }) => e),
+  };
+}
+
+/** Every directory a commit renames into must be on the state directory's file system. */
+function crossDeviceCheck(plan: Plan, devs: ReadonlyMap<string, number>, stateDev: number): void {
+  for (const op of plan.ops) {
+    const chain = [ROOT_PATH, ...ancestors(op.path)];
+    for (let i = chain.length - 1; i >= 0; i--) {
+      const d = devs.get(chain[i] as string);
+      if (d === undefined) continue; // created by this plan: it inherits its existing parent's
+      if (d !== stateDev) throw new RuError('ROOT_CROSS_DEVICE', `${parentOf(op.path) || '/'} is on another file system than ${'var/lib/rear-update'}; cannot commit ${op.path} by rename`, { path: op.path });
+      break;
+    }
+  }
+}
+
+export async function apply(source: string, o: ApplyFlags): Promise<void> {
+  const root = resolveRoot(o.root);
+  const trusted = loadTrustedKeys(o.pubkey ?? [], o.keysDir);
+  const limits = limitsFrom(o);
+  const owners = process.getuid?.() === 0;
+  const allowUnsigned = o.unsigned === true;
+  const state = new StateDir(root);
+
+  if (o.dryRun) {
+    const txns = new Transactions(state);
+    if (state.listTxns().some((id) => txns.read(id)?.state !== 'committed')) {
+      note('an interrupted transaction exists; the next real apply, rollback or status rolls it back first');
+    }
+    const src = await openSource(source, { ...(o.cacert ? { cacert: o.cacert } : {}), quiet: o.quiet === true || o.json === true });
+    try {
+      const r = await readBundle(src.stream, { trusted, allowUnsigned, enforceTrust: true, limits });
+      const scan = await scanRoot(root, r.entries, r.manifest?.owns ?? []);
+      const plan = planApply(r.entries, r.manifest?.owns ?? [], scan, { owners });
+      if (o.json) printJson({ dryRun: true, root, source: src.label, host: r.manifest?.host ?? null, version: r.manifest?.version ?? null, items: plan.items, totals: plan.totals });
+      else {
+        out(`dry run: would apply ${src.label} to ${root} (host ${r.manifest?.host ?? '-'}, version ${r.manifest?.version ?? '-'})`);
+        printPlan(plan, true);
+        out('nothing was written');
+      }
+    } finally {
+      src.cleanup();
+    }
+    return;
+  }
+
+  state.open();
+  let src: OpenedSource | null = null;
+  let txnId: string | null = null;
+  let committed = false;
+  try {
+    const txns = new Transactions(state);
+    for (const line of txns.recover()) note(line);
+    src = await openSource(source, { ...(o.cacert ? { cacert: o.cacert } : {}), quiet: o.quiet === true || o.json === true });
+    const txn = state.newTxnDir();
+    txnId = txn.id;
+    const stager = new DirStager(txn.dir, owners);
+    let r: ReadResult;
+    try {
+      r = await readBundle(src.stream, {
+        trusted, allowUnsigned, enforceTrust: true, limits, stager,
+        onVerified: (m) => spaceCheck(txn.dir, m),
+      });
+    } catch (e) {
+      throw fromSystemError(e, 'staging the bundle');
+    }
+    if (r.signature.status !== 'valid') note(`applying an UNVERIFIED bundle (--unsigned): ${r.signature.status === 'unknown-key' ? `signed by unknown key ${r.signature.fingerprint}` : 'no signature'}`);
+    const owns = r.manifest?.owns ?? [];
+    const scan = await scanRoot(root, r.entries, owns);
+    const plan = planApply(r.entries, owns, scan, { owners });
+    crossDeviceCheck(plan, scan.devs, statSync(state.dir).dev);
+    const previous = state.readInstalled();
+    const next = installedRecord(r, src.label);
+    txns.commit(txn.id, plan.ops, previous, next, { owners, beforeOp: testHooks().beforeOp });
+    committed = true;
+    if (o.json) {
+      printJson({ applied: true, root, source: src.label, host: next.host, version: next.version, key: next.key, items: plan.items, totals: plan.totals });
+    } else {
+      if (o.verbose) printPlan(plan, true);
+      const t = plan.totals;
+      out(`applied ${src.label} to ${root}: host ${next.host ?? '-'}, version ${next.version ?? '-'}, ${next.key ? `signed by ${next.key}` : 'UNSIGNED'}`);
+      out(`${t.create} created, ${t.replace} replaced, ${t.update} updated, ${t.remove} removed, ${t.unchanged} unchanged (${formatBytes(t.bytesIn)} written); undo with: rear-update rollback${root === '/' ? '' : ` --root ${root}`}`);
+    }
+  } finally {
+    src?.cleanup();
+    if (txnId && !committed) state.removeTxn(txnId);
+    state.close();
+  }
+}
+
+export function registerApply(program: Command): void {
+  program
+    .command('apply')
+    .argument('<source>', 'bundle file, file:// URL, or http(s):// URL')
+    .description('verify a bundle and install it into the root, all or nothing')
+    .option('--root <dir>', 'install into this root', '/')
+    .option('--pubkey <file>', 'a trusted public key, repeatable', collect)
+    .option('--keys-dir <dir>', 'trust every *.pub here too (default /etc/rear-update/keys, if it exists)')
+    .option('--unsigned', 'accept a bundle without a valid signature from a trusted key (plain tar.gz archives); the extraction rules still apply')
+    .option('--dry-run', 'print the plan (create / replace / update / remove / unchanged per path) and write nothing')
+    .option('--max-bytes <size>', 'refuse more unpacked content than this (default 1G)', byteSize)
+    .option('--max-entries <n>', 'refuse more members than this (default 100000)', positiveInt)
+    .option('--max-ratio <n>', 'refuse data that expands more than n:1 beyond the first 16 MiB (default 200)', positiveInt)
+    .option('--cacert <file>', 'PEM CA certificate(s) to trust for https downloads')
+    .option('--json', 'print the executed (or, with --dry-run, the planned) changes as JSON')
+    .option('-v, --verbose', 'print every changed path')
+    .option('-q, --quiet', 'no progress output')
+    .addHelpText('after', `
+What happens:
+  1. The bundle is read once, streaming. Its signature is checked against the trusted keys
+     before any payload is looked at; every member is then checked against the manifest and
+     against the safe-extraction rules while it is written to a staging area on the root's
+     file system (var/lib/rear-update/txn/). A refusal stops here; the root is untouched.
+  2. The plan compares the bundle with the root. Paths the bundle owns lose files it lacks.
+  3. The commit renames each staged file into place (a running script keeps its old file),
+     journaling every step. If it is interrupted (kill -9, power loss), the next apply,
+     rollback or status rolls it back. \`rear-update rollback\` undoes a completed apply.
+
+Examples:
+  rear-update apply e229.tar.gz --pubkey /etc/rear-update/keys/fleet.pub
+  rear-update apply https://rear.example.com/rear/e229.tar.gz --cacert ca.pem
+  rear-update apply --unsigned --dry-run legacy-config.tar.gz`)
+    .action((src: string, o: ApplyFlags) => apply(src, o));
+}

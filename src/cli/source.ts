@@ -1,0 +1,60 @@
+// Where a bundle comes from: a local path, a file:// URL, or an http(s):// URL downloaded
+// (resumably) to a temporary file first. Returns a stream to read and a cleanup to call.
+
+import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync, type ReadStream } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { download } from '../adapters/http/download.ts';
+import { RuError } from '../core/errors.ts';
+import { Progress } from './progress.ts';
+
+export interface OpenedSource {
+  readonly stream: ReadStream;
+  readonly size: number;
+  readonly label: string;
+  cleanup(): void;
+}
+
+export function openFile(path: string): OpenedSource {
+  const st = statSync(path, { throwIfNoEntry: false });
+  if (!st?.isFile()) throw new RuError('SOURCE_NOT_FOUND', `${path}: ${st ? 'not a regular file' : 'no such file'}`, { path });
+  return { stream: createReadStream(path, { highWaterMark: 1 << 20 }), size: st.size, label: path, cleanup: () => undefined };
+}
+
+export const isUrl = (s: string): boolean => /^(https?|file):\/\//i.test(s);
+
+/** The URL without user:password, for messages and records. */
+export function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = '';
+    u.password = '';
+    return u.toString();
+  } catch {
+    return url;
+  }
+}
+
+export async function openSource(src: string, opts: { cacert?: string; quiet?: boolean }): Promise<OpenedSource> {
+  if (/^file:\/\//i.test(src)) return openFile(fileURLToPath(src));
+  if (!/^https?:\/\//i.test(src)) return openFile(src);
+  const dir = mkdtempSync(join(tmpdir(), 'rear-update-dl-'));
+  const dest = join(dir, 'bundle.tar.gz');
+  const label = redact(src);
+  const progress = new Progress(`downloading ${label}`, opts.quiet === true);
+  try {
+    await download(src, dest, {
+      ...(opts.cacert ? { cacert: readFileSync(opts.cacert, 'utf8') } : {}),
+      onProgress: (n, total) => progress.update(n, total),
+      onRetry: (attempt, reason, delay) => progress.message(`retry ${attempt} in ${Math.round(delay / 100) / 10}s: ${reason}`),
+    });
+  } catch (e) {
+    progress.stop();
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+  progress.stop();
+  const opened = openFile(dest);
+  return { ...opened, label, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}

@@ -1,0 +1,106 @@
+// Every refusal rear-update can make, in one table: a stable code, the exit status the CLI
+// returns for it, and what the user should do. docs/errors.md mirrors this table (a test
+// keeps the two equal); the CLI turns a RuError into an exit status in exactly one place.
+
+export interface ErrorSpec {
+  readonly exit: number;
+  readonly summary: string;
+  readonly action: string;
+}
+
+const spec = (exit: number, summary: string, action: string): ErrorSpec => ({ exit, summary, action });
+
+export const ERRORS = {
+  // 1: internal / unexpected
+  INTERNAL: spec(1, 'An unexpected internal error.', 'Report it with the full message; nothing was committed unless the output said so.'),
+  IO_ERROR: spec(1, 'A file system operation failed for a reason not covered by a more specific code.', 'Read the path and system error in the message; fix permissions or the file system.'),
+  // 2: usage
+  USAGE: spec(2, 'The command line is wrong: unknown option, missing or malformed argument.', 'Run the command with --help.'),
+  // 3: keys and local configuration
+  KEY_INVALID: spec(3, 'A key file is not a rear-update ed25519 key in the documented PEM format.', 'Check the path; create keys with `rear-update keygen`.'),
+  KEY_NOT_FOUND: spec(3, 'A key file or keys directory named on the command line does not exist.', 'Check the path given to --key, --pubkey or --keys-dir.'),
+  KEY_EXISTS: spec(3, '`keygen` would overwrite an existing key.', 'Choose another --out directory or remove the old key deliberately (use --force).'),
+  // 4: the bundle is not what it claims to be (integrity, signature, trust)
+  SOURCE_NOT_FOUND: spec(4, 'The bundle file does not exist or is not a regular file.', 'Check the path or URL.'),
+  BUNDLE_CORRUPT: spec(4, 'The file is not a readable gzip-compressed tar archive (bad gzip data, checksum, truncated, or malformed tar headers).', 'Fetch or copy the bundle again; if it keeps failing, re-create it.'),
+  BUNDLE_NOT_CANONICAL: spec(4, 'A bundle with a manifest deviates from the canonical encoding (gzip header fields, member order, trailing data).', 'Re-create the bundle with `rear-update pack`; do not recompress it with other tools.'),
+  BUNDLE_FORMAT_UNSUPPORTED: spec(4, 'The bundle declares a format version this program does not understand.', 'Upgrade rear-update on this machine.'),
+  BUNDLE_MANIFEST_INVALID: spec(4, 'The manifest member is not valid JSON or violates the bundle format.', 'Re-create the bundle with `rear-update pack`.'),
+  BUNDLE_UNSIGNED: spec(4, 'The bundle carries no signature (or only a plain tar.gz without a manifest) and --unsigned was not given.', 'Sign it (pack --key) or, if you trust its origin, pass --unsigned explicitly.'),
+  BUNDLE_KEY_UNTRUSTED: spec(4, 'The bundle is signed by a key that is not among the trusted keys.', 'Add the signer\'s public key with --pubkey or to the keys directory, after checking its fingerprint.'),
+  BUNDLE_SIGNATURE_INVALID: spec(4, 'The signature does not match the manifest for the key it names: the bundle was altered or the signature forged.', 'Do not use this bundle. Fetch a fresh copy from a trusted source.'),
+  BUNDLE_MEMBER_UNLISTED: spec(4, 'The archive contains a member that the manifest does not list.', 'Do not use this bundle: it was altered after signing.'),
+  BUNDLE_MEMBER_MISMATCH: spec(4, 'A member differs from its manifest record (type, mode, owner, size, sha256, link target or time).', 'Do not use this bundle: it was altered after signing.'),
+  BUNDLE_MEMBER_MISSING: spec(4, 'The manifest lists an entry that the archive does not contain.', 'Do not use this bundle: it is truncated or altered.'),
+  BUNDLE_MEMBER_DUPLICATE: spec(4, 'The same path appears twice in the archive.', 'Re-create the archive so that each path appears once.'),
+  // 5: a member breaks a safe-extraction rule (docs/safe-extraction.md)
+  ENTRY_PATH_ABSOLUTE: spec(5, 'A member name is absolute (after PAX and GNU long-name headers are applied).', 'Re-create the archive with paths relative to / (tar -C / ...).'),
+  ENTRY_PATH_TRAVERSAL: spec(5, 'A member name contains a `..` component.', 'Re-create the archive without `..` in names.'),
+  ENTRY_PATH_INVALID: spec(5, 'A member name is empty, contains NUL or `.` components in the middle, or is otherwise not a plain relative path.', 'Re-create the archive.'),
+  ENTRY_PATH_RESERVED: spec(5, 'A member would write into rear-update\'s own state directory (var/lib/rear-update).', 'Remove that path from the bundle.'),
+  ENTRY_THROUGH_SYMLINK: spec(5, 'A member would be written through a symbolic link (one in the archive or one already in the root).', 'Remove the member, or make the bundle replace the link with a real directory.'),
+  ENTRY_PARENT_NOT_DIRECTORY: spec(5, 'A member\'s parent is a file (in the archive or in the root), not a directory.', 'Fix the archive layout.'),
+  ENTRY_TYPE_REFUSED: spec(5, 'A member is a device node, FIFO, socket or another type rear-update never installs.', 'Remove it from the bundle (pack --exclude).'),
+  ENTRY_MODE_REFUSED: spec(5, 'A member is setuid/setgid or group/world-writable.', 'Fix the mode at the source (chmod go-w, u-s, g-s) or exclude the member.'),
+  ENTRY_HARDLINK_REFUSED: spec(5, 'A hard link does not point at a regular file placed earlier by the same archive.', 'Re-create the archive without such links.'),
+  // 6: limits (defaults sized for a rescue system living in RAM)
+  LIMIT_BYTES: spec(6, 'The unpacked size exceeds --max-bytes.', 'Raise --max-bytes if the bundle is legitimate.'),
+  LIMIT_ENTRIES: spec(6, 'The number of members exceeds --max-entries.', 'Raise --max-entries if the bundle is legitimate.'),
+  LIMIT_NAME: spec(6, 'A member name (or one of its components) is longer than allowed.', 'Shorten the name.'),
+  LIMIT_DEPTH: spec(6, 'A member is nested deeper than allowed.', 'Flatten the layout.'),
+  LIMIT_RATIO: spec(6, 'The data expands far more than real configuration does (a decompression bomb).', 'Do not use this bundle; if it is legitimate, raise --max-ratio.'),
+  // 7: network
+  DOWNLOAD_FAILED: spec(7, 'The bundle could not be downloaded after all retries (connection refused, reset, timeout, 5xx).', 'Check the network and the server; retry.'),
+  DOWNLOAD_REFUSED: spec(7, 'The server answered with a 4xx status; this is final and not retried.', 'Read the server\'s message: wrong id, missing or wrong token, no such host.'),
+  // 8: the root and its transactions
+  ROOT_INVALID: spec(8, 'The --root directory does not exist or is not a directory.', 'Create it or fix the path.'),
+  ROOT_CROSS_DEVICE: spec(8, 'A target lies on a different file system than rear-update\'s state directory, so it cannot be committed by rename.', 'Apply into a root that is one file system (as a rescue system is), or mount accordingly.'),
+  NO_SPACE: spec(8, 'Not enough free space to stage the bundle (checked before writing, or the disk filled while staging).', 'Free space in the root\'s file system; nothing was changed.'),
+  LOCKED: spec(8, 'Another rear-update process holds the lock on this root.', 'Wait for it to finish. If none is running, the lock of a dead process is taken over automatically.'),
+  NOTHING_TO_ROLL_BACK: spec(8, 'There is no committed apply to roll back.', 'Nothing to do.'),
+  JOURNAL_INVALID: spec(8, 'A transaction journal is unreadable, so an interrupted apply cannot be finished or undone automatically.', 'Inspect var/lib/rear-update/txn/ under the root; restore from the backup/ folder by hand.'),
+  PACK_ENTRY_REFUSED: spec(9, 'The tree to pack contains entries that apply would refuse (device, FIFO, socket, setuid/setgid, group/world-writable).', 'Fix the mode, or leave them out with --exclude.'),
+  PACK_SOURCE_CHANGED: spec(9, 'A file changed while it was being packed.', 'Run pack again when the tree is quiet.'),
+  PACK_PATH_MISSING: spec(9, 'A path given with --path does not exist under the root, or none of the default paths does.', 'Check --root and --path.'),
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export type ErrorContext = Record<string, string | number | boolean | null | undefined | string[]>;
+
+/** An expected failure: a stable code, a human message, and machine-readable context. */
+export class RuError extends Error {
+  readonly code: ErrorCode;
+  readonly context: ErrorContext;
+
+  constructor(code: ErrorCode, message: string, context: ErrorContext = {}) {
+    super(message);
+    this.name = 'RuError';
+    this.code = code;
+    this.context = context;
+  }
+
+  get exitStatus(): number {
+    return ERRORS[this.code].exit;
+  }
+
+  toJSON(): { code: ErrorCode; message: string; context: ErrorContext } {
+    return { code: this.code, message: this.message, context: this.context };
+  }
+}
+
+export const isRuError = (e: unknown): e is RuError => e instanceof RuError;
+
+/**
+ * Adapters translate foreign errors here (verdaccio's s3Errors idea): a full disk is a
+ * documented refusal, not a stack trace. Anything else without a code of ours is IO_ERROR.
+ */
+export function fromSystemError(e: unknown, what: string): RuError {
+  if (isRuError(e)) return e;
+  const err = e as NodeJS.ErrnoException;
+  if (err?.code === 'ENOSPC' || err?.code === 'EDQUOT') {
+    return new RuError('NO_SPACE', `no space left while ${what}`, { errno: err.code, path: err.path });
+  }
+  if (err?.code) return new RuError('IO_ERROR', `${what}: ${err.message}`, { errno: err.code, path: err.path });
+  return new RuError('INTERNAL', `${what}: ${err?.message ?? String(e)}`);
+}

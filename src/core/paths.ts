@@ -1,0 +1,95 @@
+// Member names as they come out of an archive are hostile input. This file turns a raw name
+// into the one canonical relative form used everywhere else (manifest, plan, journal), or
+// refuses it. Pure string work: checks run before any file system call (node-tar's CHECKPATH
+// posture), and the file system layer re-checks with lstat afterwards.
+
+import { RuError } from './errors.ts';
+
+/** rear-update's own state lives here under the root; no bundle may write into it. */
+export const STATE_DIR = 'var/lib/rear-update';
+/** Where the manifest and signature members land when plain `tar -xzf BUNDLE -C /` is used. */
+export const META_DIR = 'var/lib/rear-update/bundle';
+export const MANIFEST_MEMBER = `${META_DIR}/manifest.json`;
+export const SIGNATURE_MEMBER = `${META_DIR}/manifest.sig`;
+
+export interface NameLimits {
+  readonly maxNameBytes: number;
+  readonly maxComponentBytes: number;
+  readonly maxDepth: number;
+}
+
+/** The root entry of an archive (`./` or `.`): its metadata is never applied to the root. */
+export const ROOT_PATH = '';
+
+/**
+ * Canonical form: relative, components separated by single slashes, no `.` or `..`, no
+ * trailing slash. A leading `./` (as `tar -C dir .` writes) is accepted and dropped; the root
+ * entry itself becomes ROOT_PATH.
+ */
+export function normalizeMemberName(raw: string, limits: NameLimits): string {
+  if (raw.includes('\0')) throw new RuError('ENTRY_PATH_INVALID', `member name contains NUL: ${JSON.stringify(raw)}`, { path: raw, rule: 'name' });
+  if (raw.startsWith('/')) throw new RuError('ENTRY_PATH_ABSOLUTE', `member name is absolute: ${raw}`, { path: raw, rule: 1 });
+  if (/^[A-Za-z]:/.test(raw) || raw.includes('\\')) {
+    // Not a Linux concern, but node-tar's history shows drive letters and backslashes used to smuggle paths.
+    throw new RuError('ENTRY_PATH_INVALID', `member name has a drive letter or backslash: ${raw}`, { path: raw, rule: 'name' });
+  }
+  if (Buffer.byteLength(raw) > limits.maxNameBytes) {
+    throw new RuError('LIMIT_NAME', `member name is longer than ${limits.maxNameBytes} bytes: ${raw.slice(0, 80)}...`, { path: raw.slice(0, 200), limit: limits.maxNameBytes });
+  }
+  const parts = raw.split('/');
+  // A leading "./" and one trailing "/" are how tar writes ordinary names; anything else empty is not.
+  while (parts.length > 1 && parts[0] === '.') parts.shift();
+  if (parts.length > 1 && parts[parts.length - 1] === '') parts.pop();
+  if (parts.length === 1 && (parts[0] === '.' || parts[0] === '')) {
+    if (parts[0] === '' ) throw new RuError('ENTRY_PATH_INVALID', 'member name is empty', { path: raw, rule: 'name' });
+    return ROOT_PATH;
+  }
+  for (const part of parts) {
+    if (part === '..') throw new RuError('ENTRY_PATH_TRAVERSAL', `member name contains "..": ${raw}`, { path: raw, rule: 1 });
+    if (part === '' || part === '.') throw new RuError('ENTRY_PATH_INVALID', `member name is not canonical (empty or "." component): ${raw}`, { path: raw, rule: 'name' });
+    if (Buffer.byteLength(part) > limits.maxComponentBytes) {
+      throw new RuError('LIMIT_NAME', `a component of ${raw.slice(0, 80)} is longer than ${limits.maxComponentBytes} bytes`, { path: raw.slice(0, 200), limit: limits.maxComponentBytes });
+    }
+  }
+  if (parts.length > limits.maxDepth) {
+    throw new RuError('LIMIT_DEPTH', `member is ${parts.length} levels deep, more than ${limits.maxDepth}: ${raw.slice(0, 80)}...`, { path: raw.slice(0, 200), limit: limits.maxDepth });
+  }
+  return parts.join('/');
+}
+
+/** Every proper ancestor of a canonical path, outermost first: "a/b/c" → ["a", "a/b"]. */
+export function ancestors(path: string): string[] {
+  const out: string[] = [];
+  let i = path.indexOf('/');
+  while (i !== -1) {
+    out.push(path.slice(0, i));
+    i = path.indexOf('/', i + 1);
+  }
+  return out;
+}
+
+export const parentOf = (path: string): string => {
+  const i = path.lastIndexOf('/');
+  return i === -1 ? ROOT_PATH : path.slice(0, i);
+};
+
+/** True if `path` is `prefix` or lies below it (component-wise, not string-wise). */
+export const isWithin = (path: string, prefix: string): boolean =>
+  prefix === ROOT_PATH || path === prefix || path.startsWith(`${prefix}/`);
+
+export const isReserved = (path: string): boolean => isWithin(path, STATE_DIR);
+
+/**
+ * Order in which entries appear in a bundle: component-wise byte order, so a directory always
+ * precedes its contents, independent of locale and of the order a directory was read in.
+ */
+export function comparePaths(a: string, b: string): number {
+  const pa = a.split('/');
+  const pb = b.split('/');
+  const n = Math.min(pa.length, pb.length);
+  for (let i = 0; i < n; i++) {
+    const c = Buffer.compare(Buffer.from(pa[i] as string), Buffer.from(pb[i] as string));
+    if (c !== 0) return c;
+  }
+  return pa.length - pb.length;
+}
