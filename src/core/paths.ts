@@ -38,10 +38,10 @@ export function normalizeMemberName(raw: string, limits: NameLimits): string {
   }
   const parts = raw.split('/');
   // A leading "./" and one trailing "/" are how tar writes ordinary names; anything else empty is not.
-  while (parts.length > 1 && parts[0] === '.') parts.shift();
   if (parts.length > 1 && parts[parts.length - 1] === '') parts.pop();
+  while (parts.length > 1 && parts[0] === '.') parts.shift();
   if (parts.length === 1 && (parts[0] === '.' || parts[0] === '')) {
-    if (parts[0] === '' ) throw new RuError('ENTRY_PATH_INVALID', 'member name is empty', { path: raw, rule: 'name' });
+    if (parts[0] === '') throw new RuError('ENTRY_PATH_INVALID', 'member name is empty', { path: raw, rule: 'name' });
     return ROOT_PATH;
   }
   for (const part of parts) {

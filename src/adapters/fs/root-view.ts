@@ -21,7 +21,8 @@ export interface RootScan extends RootView {
   readonly devs: ReadonlyMap<string, number>;
 }
 
-export async function scanRoot(root: string, entries: readonly StagedEntry[], owns: readonly string[]): Promise<RootScan> {
+/** `assumeDirs`: paths to treat as existing plain directories (what a real run creates first). */
+export async function scanRoot(root: string, entries: readonly StagedEntry[], owns: readonly string[], assumeDirs: readonly string[] = []): Promise<RootScan> {
   const nodes = new Map<string, RootNode | null>();
   const devs = new Map<string, number>();
   const rootSt = lstatSync(root);
@@ -35,6 +36,11 @@ export async function scanRoot(root: string, entries: readonly StagedEntry[], ow
     }
     const abs = join(root, p);
     const st = lstatSync(abs, { throwIfNoEntry: false });
+    if (!st && assumeDirs.includes(p)) {
+      nodes.set(p, { type: 'dir', mode: 0o755, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 });
+      devs.set(p, rootSt.dev);
+      continue;
+    }
     if (!st) {
       nodes.set(p, null);
       continue;

@@ -57,7 +57,6 @@ const alive = (pid: number): boolean => {
 export class StateDir {
   readonly dir: string;
   readonly txnRoot: string;
-  private readonly created: string[] = [];
   private locked = false;
 
   constructor(readonly root: string) {
@@ -65,17 +64,34 @@ export class StateDir {
     this.txnRoot = join(this.dir, 'txn');
   }
 
-  /** Creates the state directory (remembering what it created) and takes the lock. */
-  open(): void {
+  /**
+   * Ancestors of the state directory that do not exist yet (relative to the root). `open`
+   * creates them; a dry run assumes them, so that it plans exactly what a real run will.
+   */
+  missingParents(): string[] {
     const parts = STATE_DIR.split('/');
-    let cur = this.root;
-    for (const p of [...parts, 'txn']) {
-      cur = join(cur, p);
-      if (!existsSync(cur)) {
-        mkdirSync(cur, { mode: p === 'rear-update' || p === 'txn' ? 0o700 : 0o755 });
-        this.created.push(cur);
-      }
+    const out: string[] = [];
+    for (let i = 1; i < parts.length; i++) {
+      const rel = parts.slice(0, i).join('/');
+      if (!existsSync(join(this.root, rel))) out.push(rel);
     }
+    return out;
+  }
+
+  /**
+   * Creates the state directory and takes the lock. Parents it had to create are recorded
+   * (parents.json), so that once nothing is installed any more the root is left exactly as
+   * it was before rear-update first touched it.
+   */
+  open(): void {
+    const parents = this.missingParents();
+    const fresh = !existsSync(this.dir);
+    for (const rel of parents) mkdirSync(join(this.root, rel), { mode: 0o755 });
+    if (fresh) {
+      mkdirSync(this.dir, { mode: 0o700 });
+      writeFileSync(join(this.dir, 'parents.json'), `${JSON.stringify(parents)}\n`, { mode: 0o600 });
+    }
+    if (!existsSync(this.txnRoot)) mkdirSync(this.txnRoot, { mode: 0o700 });
     this.lock();
   }
 
@@ -101,20 +117,33 @@ export class StateDir {
     throw new RuError('LOCKED', `could not take the lock ${path}`, { root: this.root });
   }
 
-  /** Releases the lock and removes whatever `open` created if it is still empty. */
+  /** Releases the lock; with nothing installed and no transaction left, removes all trace. */
   close(): void {
     if (this.locked) {
       rmSync(join(this.dir, 'lock'), { force: true });
       this.locked = false;
     }
-    for (const d of [...this.created].reverse()) {
+    if (!existsSync(this.dir) || existsSync(join(this.dir, 'installed.json')) || this.listTxns().length > 0) return;
+    let parents: string[] = [];
+    try {
+      parents = JSON.parse(readFileSync(join(this.dir, 'parents.json'), 'utf8')) as string[];
+    } catch {
+      // no record: rear-update did not create any parent
+    }
+    try {
+      rmdirSync(this.txnRoot);
+      rmSync(join(this.dir, 'parents.json'), { force: true });
+      rmdirSync(this.dir);
+    } catch {
+      return; // something else lives there: leave it all
+    }
+    for (const rel of [...parents].reverse()) {
       try {
-        rmdirSync(d);
+        rmdirSync(join(this.root, rel));
       } catch {
         break; // not empty: this and its parents stay
       }
     }
-    this.created.length = 0;
   }
 
   readInstalled(): Installed | null {

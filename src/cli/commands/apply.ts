@@ -104,7 +104,7 @@ export async function apply(source: string, o: ApplyFlags): Promise<void> {
     const src = await openSource(source, { ...(o.cacert ? { cacert: o.cacert } : {}), quiet: o.quiet === true || o.json === true });
     try {
       const r = await readBundle(src.stream, { trusted, allowUnsigned, enforceTrust: true, limits });
-      const scan = await scanRoot(root, r.entries, r.manifest?.owns ?? []);
+      const scan = await scanRoot(root, r.entries, r.manifest?.owns ?? [], state.missingParents());
       const plan = planApply(r.entries, r.manifest?.owns ?? [], scan, { owners });
       if (o.json) printJson({ dryRun: true, root, source: src.label, host: r.manifest?.host ?? null, version: r.manifest?.version ?? null, items: plan.items, totals: plan.totals });
       else {

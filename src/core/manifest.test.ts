@@ -1,0 +1,33 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { decodeManifest, encodeManifest, type Manifest } from './manifest.ts';
+
+const m: Manifest = {
+  format: 1, kind: 'rear-update-bundle', host: 'e229', class: 'typeA', version: 3, created: '2026-11-26T06:00:00Z',
+  owns: ['etc/rear'],
+  entries: [
+    { path: 'etc/rear', type: 'dir', mode: 0o755, uid: 0, gid: 0 },
+    { path: 'etc/rear/local.conf', type: 'file', mode: 0o644, uid: 0, gid: 0, size: 3, sha256: 'a'.repeat(64) },
+    { path: 'etc/rear/l', type: 'symlink', mode: 0o777, uid: 0, gid: 0, target: '/usr/share/zoneinfo/UTC' },
+  ],
+};
+
+test('the canonical encoding round-trips', () => {
+  const b = encodeManifest(m);
+  assert.deepEqual(decodeManifest(b), m);
+  assert.ok(b.toString().endsWith('}\n'));
+});
+
+test('any other encoding of the same data is refused (what is signed is what is used)', () => {
+  const pretty = Buffer.from(JSON.stringify(JSON.parse(encodeManifest(m).toString()), null, 2));
+  assert.throws(() => decodeManifest(pretty), { code: 'BUNDLE_MANIFEST_INVALID' });
+});
+
+test('structural problems are BUNDLE_MANIFEST_INVALID; a newer format is BUNDLE_FORMAT_UNSUPPORTED', () => {
+  const bad = (patch: Record<string, unknown>): Buffer => Buffer.from(`${JSON.stringify({ ...JSON.parse(encodeManifest(m).toString()), ...patch })}\n`);
+  assert.throws(() => decodeManifest(bad({ format: 2 })), { code: 'BUNDLE_FORMAT_UNSUPPORTED' });
+  assert.throws(() => decodeManifest(bad({ owns: ['var/lib/rear'] })), { code: 'BUNDLE_MANIFEST_INVALID' });
+  assert.throws(() => decodeManifest(bad({ entries: [{ path: '../x', type: 'dir', mode: '0755', uid: 0, gid: 0 }] })), { code: 'BUNDLE_MANIFEST_INVALID' });
+  assert.throws(() => decodeManifest(bad({ entries: [{ path: 'var/lib/rear-update/x', type: 'dir', mode: '0755', uid: 0, gid: 0 }], owns: [] })), { code: 'BUNDLE_MANIFEST_INVALID' });
+  assert.throws(() => decodeManifest(Buffer.from('not json')), { code: 'BUNDLE_MANIFEST_INVALID' });
+});

@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { planApply, type RootNode, type RootView, type StagedEntry } from './plan.ts';
+
+const dir = (path: string): StagedEntry => ({ path, type: 'dir', mode: 0o755, uid: 0, gid: 0 });
+const file = (path: string, sha = 'a'.repeat(64), staged = `s/${path}`): StagedEntry => ({ path, type: 'file', mode: 0o644, uid: 0, gid: 0, size: 1, sha256: sha, staged });
+const rdir: RootNode = { type: 'dir', mode: 0o755, uid: 0, gid: 0 };
+const rfile = (sha: string): RootNode => ({ type: 'file', mode: 0o644, uid: 0, gid: 0, size: 1, sha256: sha });
+
+function view(nodes: Record<string, RootNode | null>, owned: Record<string, { path: string; node: RootNode }[]> = {}): RootView {
+  return { nodes: new Map(Object.entries(nodes)), owned: new Map(Object.entries(owned)) };
+}
+
+test('creates missing parents, replaces changed files, keeps identical ones', () => {
+  const entries = [dir('etc/rear'), file('etc/rear/a'), file('etc/rear/b', 'b'.repeat(64))];
+  const v = view({ etc: null, 'etc/rear': null, 'etc/rear/a': null, 'etc/rear/b': null });
+  const p = planApply(entries, [], v, { owners: true });
+  assert.deepEqual(p.ops.map((o) => `${o.kind} ${o.path}`), ['mkdir etc', 'mkdir etc/rear', 'put etc/rear/a', 'put etc/rear/b']);
+
+  const v2 = view({ etc: rdir, 'etc/rear': rdir, 'etc/rear/a': rfile('a'.repeat(64)), 'etc/rear/b': rfile('c'.repeat(64)) });
+  const p2 = planApply(entries, [], v2, { owners: true });
+  assert.deepEqual(p2.ops.map((o) => `${o.kind} ${o.path}`), ['put etc/rear/b']);
+  assert.equal(p2.totals.unchanged, 2);
+  assert.equal(p2.totals.replace, 1);
+  const put = p2.ops[0];
+  assert.ok(put?.kind === 'put' && put.backup !== null, 'a replaced file is backed up');
+});
+
+test('owned paths lose stale files; an unowned bundle (overlay) never removes', () => {
+  const entries = [dir('etc/rear'), file('etc/rear/a')];
+  const nodes = { etc: rdir, 'etc/rear': rdir, 'etc/rear/a': rfile('a'.repeat(64)) };
+  const owned = { 'etc/rear': [{ path: 'etc/rear/a', node: rfile('a'.repeat(64)) }, { path: 'etc/rear/old', node: rdir }, { path: 'etc/rear/old/x', node: rfile('x') }] };
+  const p = planApply(entries, ['etc/rear'], view(nodes, owned), { owners: true });
+  assert.deepEqual(p.ops.map((o) => `${o.kind} ${o.path}`), ['remove etc/rear/old']);
+  assert.deepEqual(p.items.filter((i) => i.action === 'remove').map((i) => i.path), ['etc/rear/old', 'etc/rear/old/x']);
+  const overlay = planApply(entries, [], view(nodes, owned), { owners: true });
+  assert.equal(overlay.ops.length, 0);
+});
+
+test('a symlink in the root where the bundle needs a directory is refused (rule 2)', () => {
+  const entries = [file('etc/rear/a')];
+  assert.throws(() => planApply(entries, [], view({ etc: rdir, 'etc/rear': { type: 'symlink', uid: 0, gid: 0, target: '/tmp' }, 'etc/rear/a': null }), { owners: true }), { code: 'ENTRY_THROUGH_SYMLINK' });
+});
+
+test('a bundle directory entry replaces a symlink in the root instead of writing through it', () => {
+  const entries = [dir('etc/rear'), file('etc/rear/a')];
+  const p = planApply(entries, [], view({ etc: rdir, 'etc/rear': { type: 'symlink', uid: 0, gid: 0, target: '/tmp' }, 'etc/rear/a': null }), { owners: true });
+  assert.deepEqual(p.ops.map((o) => `${o.kind} ${o.path}`), ['remove etc/rear', 'mkdir etc/rear', 'put etc/rear/a']);
+});
+
+test('entries below a symlink or file of the same bundle are refused', () => {
+  const link: StagedEntry = { path: 'x', type: 'symlink', mode: 0o777, uid: 0, gid: 0, target: '/etc', staged: 's/1' };
+  assert.throws(() => planApply([link, file('x/passwd')], [], view({ x: null, 'x/passwd': null }), { owners: true }), { code: 'ENTRY_THROUGH_SYMLINK' });
+  assert.throws(() => planApply([file('x'), file('x/y')], [], view({ x: null, 'x/y': null }), { owners: true }), { code: 'ENTRY_PARENT_NOT_DIRECTORY' });
+});

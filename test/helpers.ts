@@ -1,0 +1,132 @@
+// Shared test helpers: run the built CLI, build trees and archives from code (no committed
+// binary fixtures), and snapshot a directory tree so "byte-for-byte unchanged" is one assert.
+
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { Header, Pax, type HeaderData } from 'tar';
+
+export const REPO = resolve(import.meta.dirname, '..');
+export const CLI = join(REPO, 'dist', 'rear-update.cjs');
+export const EXE = join(REPO, 'dist', 'rear-update');
+
+export interface CliResult {
+  readonly status: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs the bundled CLI (dist/rear-update.cjs) as a real process. */
+export function cli(args: readonly string[], opts: { env?: Record<string, string>; cwd?: string; input?: string } = {}): CliResult {
+  const r: SpawnSyncReturns<string> = spawnSync(process.execPath, [CLI, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...opts.env },
+    cwd: opts.cwd ?? REPO,
+    input: opts.input ?? '',
+    timeout: 120_000,
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Like cli(), without blocking the event loop (needed when the test also runs a server). */
+export function cliAsync(args: readonly string[], opts: { env?: Record<string, string> } = {}): Promise<CliResult> {
+  return new Promise((res) => {
+    const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.on('close', (status) => res({ status, stdout, stderr }));
+  });
+}
+
+export const errorCode = (r: CliResult): string | null => /error ([A-Z_]+):/.exec(r.stderr)?.[1] ?? null;
+
+export function tempDir(prefix = 'ru-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** A file tree from a spec: string = file content, { link } = symlink, {} nested = directory. */
+export type TreeSpec = { [name: string]: string | Buffer | { link: string } | { mode: number; content: string } | TreeSpec };
+
+export function makeTree(root: string, spec: TreeSpec): void {
+  mkdirSync(root, { recursive: true });
+  for (const [name, v] of Object.entries(spec)) {
+    const p = join(root, name);
+    if (typeof v === 'string' || Buffer.isBuffer(v)) {
+      mkdirSync(dirname(p), { recursive: true });
+      writeFileSync(p, v, { mode: 0o644 });
+    } else if ('link' in v && typeof v.link === 'string') {
+      symlinkSync(v.link, p);
+    } else if ('mode' in v && typeof v.mode === 'number') {
+      writeFileSync(p, (v as { content: string }).content, { mode: v.mode });
+    } else {
+      makeTree(p, v as TreeSpec);
+    }
+  }
+}
+
+export interface NodeSnap {
+  readonly type: string;
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly sha256?: string;
+  readonly target?: string;
+  readonly ino?: number;
+}
+
+/**
+ * Everything that "byte-for-byte unchanged" means for a tree: type, mode, owner, content
+ * hash and link target of every entry, including the root directory itself.
+ */
+export function snapshot(root: string, opts: { inodes?: boolean } = {}): Record<string, NodeSnap> {
+  const out: Record<string, NodeSnap> = {};
+  const visit = (rel: string): void => {
+    const abs = rel === '' ? root : join(root, rel);
+    const st = lstatSync(abs);
+    const base = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, ...(opts.inodes ? { ino: st.ino } : {}) };
+    if (st.isSymbolicLink()) out[rel || '.'] = { type: 'symlink', ...base, target: readlinkSync(abs) };
+    else if (st.isFile()) out[rel || '.'] = { type: 'file', ...base, sha256: createHash('sha256').update(readFileSync(abs)).digest('hex') };
+    else if (st.isDirectory()) {
+      out[rel || '.'] = { type: 'dir', ...base };
+      for (const n of readdirSync(abs).sort()) visit(rel === '' ? n : `${rel}/${n}`);
+    } else out[rel || '.'] = { type: 'other', ...base };
+  };
+  visit('');
+  return out;
+}
+
+export const cleanup = (...dirs: string[]): void => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+};
+
+/** One member of a hand-made (possibly hostile) archive. */
+export interface RawMember extends HeaderData {
+  readonly body?: string | Buffer;
+  /** Force a PAX record with these fields (e.g. a path that overrides the ustar name). */
+  readonly pax?: HeaderData;
+}
+
+/**
+ * Builds a tar.gz from raw members with node-tar's header encoder: the archives hostile
+ * tests need, which no well-behaved packer would write.
+ */
+export function rawTarGz(members: readonly RawMember[]): Buffer {
+  const blocks: Buffer[] = [];
+  for (const m of members) {
+    const body = m.body === undefined ? Buffer.alloc(0) : Buffer.from(m.body);
+    const { body: _b, pax, ...hd } = m;
+    const data: HeaderData = { mode: 0o644, uid: 0, gid: 0, mtime: new Date(0), type: 'File', size: hd.type && hd.type !== 'File' ? 0 : body.length, ...hd };
+    const block = Buffer.alloc(512);
+    const needPax = new Header(data).encode(block, 0);
+    if (pax) blocks.push(new Pax({ ...pax }).encode());
+    else if (needPax) blocks.push(new Pax({ path: data.path, linkpath: data.linkpath }).encode());
+    blocks.push(block, body, Buffer.alloc((512 - (body.length % 512)) % 512));
+  }
+  blocks.push(Buffer.alloc(1024));
+  return gzipSync(Buffer.concat(blocks));
+}
