@@ -17,6 +17,7 @@ const program = new Command('rear-update')
   .description('One ReaR rescue image for a whole fleet: pack a host\'s ReaR configuration into a signed bundle,\nand install it into a running rescue system verified and all-or-nothing.')
   .version(VERSION, '-V, --version')
   .showHelpAfterError('(run with --help for usage)')
+  .enablePositionalOptions()
   .exitOverride()
   .configureOutput({ writeErr: (s) => process.stderr.write(s) })
   .addHelpText('after', `

@@ -5,6 +5,7 @@
 // user:password of a URL never reaches a message. Only node:http/https: the tool ships as a
 // single file onto rescue media and must not grow a dependency tree for this.
 
+import { X509Certificate } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { open } from 'node:fs/promises';
 import http, { type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
@@ -81,6 +82,7 @@ export async function download(url: string, dest: string, opts: DownloadOptions 
   const backoffMs = positive(opts.backoffMs, 500);
   const signal = opts.signal;
   signal?.throwIfAborted();
+  if (opts.cacert !== undefined) checkCaCerts(opts.cacert);
 
   const headers: Record<string, string> = { 'user-agent': 'rear-update' };
   for (const [k, v] of Object.entries(opts.headers ?? {})) headers[k.toLowerCase()] = v;
@@ -303,23 +305,44 @@ function exchange(ctx: Ctx, url: URL, headers: OutgoingHttpHeaders): Promise<Exc
   });
 }
 
-/** Certificate and TLS setup errors will not heal by retrying; everything else might. */
+/** TLS failures (untrusted certificate, a plain-http port) will not heal by retrying; the rest might. */
 function classify(ctx: Ctx, e: unknown): Error {
   if (e instanceof Transient || e instanceof RuError) return e;
   const err = e as NodeJS.ErrnoException;
   if (err?.name === 'AbortError') return err;
   const code = typeof err?.code === 'string' ? err.code : '';
-  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|^ERR_OSSL|^ERR_SSL|^ERR_TLS/.test(code)) {
+  const untrusted = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code);
+  if (untrusted || /^(EPROTO|ERR_OSSL_|ERR_SSL_|ERR_TLS_)/.test(code)) {
     const reason = describe(err);
-    return new RuError('DOWNLOAD_FAILED', `could not download ${ctx.shown}: TLS: ${reason} (is the server's CA given with --cacert?)`, { url: ctx.shown, reason });
+    const hint = untrusted ? ' (is the server\'s CA given with --cacert?)' : '';
+    return new RuError('DOWNLOAD_FAILED', `could not download ${ctx.shown}: TLS: ${reason}${hint}`, { url: ctx.shown, reason });
   }
   return new Transient(describe(err));
 }
 
 function describe(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
-  const message = err?.message ?? String(e);
+  let message = (err?.message ?? String(e)).replace(/\s+/g, ' ').trim();
+  // OpenSSL's "write EPROTO 80..:error:0A00010B:SSL routines:fn:wrong version number:file:line:"
+  const ssl = /:SSL routines:[^:]*:([^:]+):/.exec(message);
+  if (ssl?.[1] !== undefined) message = ssl[1];
   return typeof err?.code === 'string' && !message.includes(err.code) ? `${message} (${err.code})` : message;
+}
+
+/**
+ * node:tls silently ignores a CA that is not PEM, which would surface later as a baffling
+ * "self-signed certificate"; a wrong --cacert file should be named as such.
+ */
+function checkCaCerts(pem: string): void {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new RuError('USAGE', 'the CA certificate text (cacert) contains no PEM certificate');
+  for (const b of blocks) {
+    try {
+      new X509Certificate(b);
+    } catch (e) {
+      throw new RuError('USAGE', `the CA certificate text (cacert) holds an unreadable certificate: ${describe(e)}`);
+    }
+  }
 }
 
 async function receive(ctx: Ctx, st: Progress, ex: Exchange): Promise<void> {
