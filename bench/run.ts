@@ -1,0 +1,112 @@
+// npm run bench: wall time of `rear-update apply` (signed, verified, staged, journaled commit)
+// next to GNU `tar -xzf` of the same bundle, on the same machine in the same run, as ratios.
+// (a) a typical config bundle (~200 files, ~1 MB), with the one-file executable, start-up
+// included; (b) a large driver/script layer (~5,000 files, ~200 MB). Each is measured on a
+// tmpfs (what a rescue system's root is) and on the disk holding the temp directory.
+// Prints medians of several runs; asserts nothing (these machines are shared and noisy).
+
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const REPO = resolve(import.meta.dirname, '..');
+const EXE = join(REPO, 'dist', 'rear-update');
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+
+if (!existsSync(EXE)) throw new Error('dist/rear-update missing: npm run build:exe');
+
+/** Deterministic content: config-like text, or incompressible bytes like modules and firmware. */
+function content(seed: string, size: number, binary: boolean): Buffer {
+  const out = Buffer.alloc(size);
+  let h = createHash('sha256').update(seed).digest();
+  for (let off = 0; off < size; off += h.length) {
+    h.copy(out, off);
+    h = createHash('sha256').update(h).digest();
+  }
+  if (!binary) for (let i = 0; i < size; i++) out[i] = 0x20 + ((out[i] as number) % 64) * (i % 61 === 60 ? 0 : 1) || 0x0a;
+  return out;
+}
+
+function makeTree(root: string, files: number, totalBytes: number, top: string): void {
+  const per = Math.floor(totalBytes / files);
+  for (let i = 0; i < files; i++) {
+    const d = join(root, top, `d${i % 40}`, `s${i % 7}`);
+    mkdirSync(d, { recursive: true });
+    // Sizes vary around the mean; a third of a layer compresses like text, the rest not.
+    const size = Math.max(1, Math.floor(per * (0.25 + ((i * 7919) % 150) / 100)));
+    writeFileSync(join(d, `f${i}.conf`), content(`${top}${i}`, size, i % 3 !== 0));
+  }
+}
+
+function time(cmd: string, args: string[]): number {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr}`);
+  return ms;
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+
+function measure(where: string, bundle: string, pub: string): { tar: number; apply: number } {
+  const tar: number[] = [];
+  const apply: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const a = join(where, `tar-${i}`);
+    const b = join(where, `apply-${i}`);
+    mkdirSync(a);
+    mkdirSync(b);
+    // Alternate the order so neither always runs with a warmer cache.
+    if (i % 2 === 0) {
+      tar.push(time('tar', ['-xzf', bundle, '-C', a]));
+      apply.push(time(EXE, ['apply', bundle, '--root', b, '--pubkey', pub, '--quiet']));
+    } else {
+      apply.push(time(EXE, ['apply', bundle, '--root', b, '--pubkey', pub, '--quiet']));
+      tar.push(time('tar', ['-xzf', bundle, '-C', a]));
+    }
+    rmSync(a, { recursive: true, force: true });
+    rmSync(b, { recursive: true, force: true });
+  }
+  return { tar: median(tar), apply: median(apply) };
+}
+
+const work = mkdtempSync(join(tmpdir(), 'ru-bench-'));
+const ram = join(work, 'tmpfs');
+mkdirSync(ram);
+let mounted = false;
+try {
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3g', 'tmpfs', ram]);
+  mounted = true;
+} catch {
+  console.log('note: could not mount a tmpfs (not root?); measuring on disk only');
+}
+try {
+  execFileSync(EXE, ['keygen', '--out', join(work, 'keys')]);
+  const key = join(work, 'keys', 'rear-update.key');
+  const pub = join(work, 'keys', 'rear-update.pub');
+  const cases = [
+    { name: '(a) config bundle', files: 200, bytes: 1 << 20, top: 'etc/rear', target: '< 500 ms wall' },
+    { name: '(b) large layer', files: 5000, bytes: 200 << 20, top: 'usr/share/rear', target: '<= 1.5x tar' },
+  ];
+  const rows: string[][] = [['case', 'where', 'tar -xzf ms', 'apply ms', 'ratio', 'target']];
+  for (const c of cases) {
+    const src = join(work, `src-${c.files}`);
+    makeTree(src, c.files, c.bytes, c.top);
+    const bundle = join(work, `b-${c.files}.tgz`);
+    execFileSync(EXE, ['pack', '--root', src, '--path', c.top, '--key', key, '--host', 'bench', '-o', bundle]);
+    rmSync(src, { recursive: true, force: true });
+    for (const [label, where] of [['tmpfs', ram], ['disk', work]] as const) {
+      if (label === 'tmpfs' && !mounted) continue;
+      const m = measure(where, bundle, pub);
+      rows.push([c.name, label, m.tar.toFixed(0), m.apply.toFixed(0), `${(m.apply / m.tar).toFixed(2)}x`, c.target]);
+    }
+  }
+  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] as string).length)));
+  console.log(`rear-update apply vs GNU tar -xzf, median of ${RUNS} runs, one-file executable (${EXE})`);
+  for (const r of rows) console.log(r.map((c, i) => c.padEnd(w[i] as number)).join('  '));
+} finally {
+  if (mounted) execFileSync('umount', [ram]);
+  rmSync(work, { recursive: true, force: true });
+}
