@@ -5,9 +5,7 @@ import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync, type Rea
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { download } from '../adapters/http/download.ts';
 import { RuError } from '../core/errors.ts';
-import { Progress } from './progress.ts';
 
 export interface OpenedSource {
   readonly stream: ReadStream;
@@ -42,6 +40,9 @@ export async function openSource(src: string, opts: { cacert?: string; quiet?: b
   const dir = mkdtempSync(join(tmpdir(), 'rear-update-dl-'));
   const dest = join(dir, 'bundle.tar.gz');
   const label = redact(src);
+  // Loaded on demand: http, https, tls and the progress bar cost start-up time that a local
+  // apply (the common case in a rescue shell) should not pay.
+  const [{ download }, { Progress }] = await Promise.all([import('../adapters/http/download.ts'), import('./progress.ts')]);
   const progress = new Progress(`downloading ${label}`, opts.quiet === true);
   try {
     await download(src, dest, {

@@ -88,8 +88,15 @@ export function comparePaths(a: string, b: string): number {
   const pb = b.split('/');
   const n = Math.min(pa.length, pb.length);
   for (let i = 0; i < n; i++) {
-    const c = Buffer.compare(Buffer.from(pa[i] as string), Buffer.from(pb[i] as string));
-    if (c !== 0) return c;
+    const x = pa[i] as string;
+    const y = pb[i] as string;
+    if (x === y) continue;
+    // For ASCII, UTF-16 order is byte order; only other names need the (slower) byte compare.
+    if (ASCII.test(x) && ASCII.test(y)) return x < y ? -1 : 1;
+    return Buffer.compare(Buffer.from(x), Buffer.from(y));
   }
   return pa.length - pb.length;
 }
+
+// eslint-disable-next-line no-control-regex
+const ASCII = /^[\x00-\x7f]*$/;

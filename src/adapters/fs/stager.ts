@@ -2,14 +2,13 @@
 // inside the transaction directory, which sits on the root's file system. No staged name is
 // ever derived from a member name, so nothing in an archive can steer where staging writes.
 
-import { closeSync, createWriteStream, fchmodSync, fchownSync, futimesSync, linkSync, lchownSync, lutimesSync, mkdirSync, openSync, symlinkSync } from 'node:fs';
+import { closeSync, fchmodSync, fchownSync, futimesSync, linkSync, lchownSync, lutimesSync, mkdirSync, openSync, symlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Writable } from 'node:stream';
-import type { Stager, StageMeta } from '../tar/bundle-reader.ts';
+import type { StagedFile, Stager, StageMeta } from '../tar/bundle-reader.ts';
 
 export class DirStager implements Stager {
   private n = 0;
-  private readonly open = new Set<Writable>();
+  private readonly open = new Set<number>();
 
   constructor(private readonly txnDir: string, private readonly owners: boolean) {
     mkdirSync(join(txnDir, 's'), { recursive: true, mode: 0o700 });
@@ -21,36 +20,23 @@ export class DirStager implements Stager {
     return `s/${this.n}`;
   }
 
-  file(meta: StageMeta): { name: string; sink: Writable; done: Promise<void> } {
+  file(meta: StageMeta): StagedFile {
     const name = this.next();
     const fd = openSync(join(this.txnDir, name), 'wx', 0o600);
-    const sink = createWriteStream('', { fd, autoClose: false, highWaterMark: 1 << 20 });
-    this.open.add(sink);
-    const done = new Promise<void>((resolve, reject) => {
-      let settled = false;
-      const finish = (err?: unknown): void => {
-        if (settled) return;
-        settled = true;
-        this.open.delete(sink);
-        try {
-          if (!err) {
-            if (this.owners) fchownSync(fd, meta.uid, meta.gid);
-            fchmodSync(fd, meta.mode);
-            futimesSync(fd, meta.mtime, meta.mtime);
-          }
-        } catch (e) {
-          err = e;
-        }
+    this.open.add(fd);
+    return {
+      name,
+      write: (chunk: Buffer): void => {
+        for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off);
+      },
+      close: (): void => {
+        if (this.owners) fchownSync(fd, meta.uid, meta.gid);
+        fchmodSync(fd, meta.mode);
+        futimesSync(fd, meta.mtime, meta.mtime);
+        this.open.delete(fd);
         closeSync(fd);
-        if (err) reject(err);
-        else resolve();
-      };
-      sink.on('finish', () => finish());
-      sink.on('error', (e) => finish(e));
-      // Destroyed because the read was aborted: close the descriptor, the staging goes anyway.
-      sink.on('close', () => finish(settled ? undefined : new Error('staging aborted')));
-    });
-    return { name, sink, done };
+      },
+    };
   }
 
   symlink(target: string, meta: StageMeta): string {
@@ -68,8 +54,9 @@ export class DirStager implements Stager {
     return name;
   }
 
-  /** Stops every write still in flight (after a refusal). */
+  /** Closes every staged file still open (after a refusal); the staging is removed anyway. */
   abort(): void {
-    for (const s of this.open) s.destroy();
+    for (const fd of this.open) closeSync(fd);
+    this.open.clear();
   }
 }

@@ -5,7 +5,7 @@
 // Files are replaced by rename: a process reading the old file keeps its old inode.
 
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, linkSync, lstatSync, mkdirSync, readFileSync, renameSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, linkSync, lstatSync, mkdirSync, readFileSync, renameSync, rmdirSync, statfsSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fromSystemError, RuError } from '../../core/errors.ts';
 import { ancestors } from '../../core/paths.ts';
@@ -41,12 +41,17 @@ const exists = (p: string): boolean => {
   }
 };
 
+/** File systems that live in memory: nothing survives power loss, so there is nothing to flush. */
+const VOLATILE_FS = new Set([0x01021994 /* tmpfs */, 0x858458f6 /* ramfs */]);
+
 /**
  * Flushes the file system holding `dir` (syncfs through coreutils' `sync -f`), so the staged
- * data is durable before the journal says "committing". In a RAM-backed rescue system this is
- * nearly free; where `sync` is missing the commit still runs, only power-loss safety is weaker.
+ * data is durable before the journal says "committing". Skipped on tmpfs/ramfs (a rescue
+ * system's root), where it would cost a process spawn and buy nothing; where `sync` is
+ * missing the commit still runs, only power-loss safety is weaker.
  */
 export function syncFs(dir: string): void {
+  if (VOLATILE_FS.has(Number(statfsSync(dir).type))) return;
   spawnSync('sync', ['-f', dir], { stdio: 'ignore' });
 }
 
