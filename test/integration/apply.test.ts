@@ -7,9 +7,6 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { cleanup, cli, errorCode, makeTree, snapshot, tempDir } from '../helpers.ts';
 
-const withoutState = (s: Record<string, unknown>): Record<string, unknown> =>
-  Object.fromEntries(Object.entries(s).filter(([p]) => !p.startsWith('var/lib/rear-update')));
-
 describe('apply, rollback, status', () => {
   let dir: string;
   let key: string;
