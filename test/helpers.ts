@@ -130,3 +130,17 @@ export function rawTarGz(members: readonly RawMember[]): Buffer {
   blocks.push(Buffer.alloc(1024));
   return gzipSync(Buffer.concat(blocks));
 }
+
+/**
+ * Rewrites the typeflag of the ustar header block at `offset` of an uncompressed tar (node-tar's
+ * encoder only writes known types) and recomputes the header checksum. E.g. 'Z': a type GNU tar
+ * extracts as a regular file ("Unknown file type ..., extracted as normal file").
+ */
+export function setTypeflag(tar: Buffer, offset: number, flag: string): void {
+  const h = tar.subarray(offset, offset + 512);
+  h[156] = flag.charCodeAt(0);
+  h.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+}

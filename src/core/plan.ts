@@ -127,10 +127,12 @@ export function planApply(entriesIn: readonly StagedEntry[], owns: readonly stri
     if (n === null) {
       writes.push({ kind: 'mkdir', path: a, meta: IMPLICIT_DIR });
       items.push({ path: a, action: 'create', type: 'dir', bytes: 0 });
-    } else if (n.type === 'symlink') {
-      throw new RuError('ENTRY_THROUGH_SYMLINK', `${a} is a symbolic link in the root (-> ${n.target}); the bundle would write through it (rule 2)`, { path: a, target: n.target, rule: 2 });
     } else if (n.type !== 'dir') {
-      throw new RuError('ENTRY_PARENT_NOT_DIRECTORY', `${a} is not a directory in the root, but the bundle needs it as one`, { path: a });
+      const member = entries.find((e) => e.path.startsWith(`${a}/`))?.path ?? a;
+      if (n.type === 'symlink') {
+        throw new RuError('ENTRY_THROUGH_SYMLINK', `${member}: its parent ${a} is a symbolic link in the root (-> ${n.target}); the bundle would write through it (rule 2)`, { path: member, via: a, target: n.target, rule: 2 });
+      }
+      throw new RuError('ENTRY_PARENT_NOT_DIRECTORY', `${member}: its parent ${a} is not a directory in the root`, { path: member, via: a });
     }
   }
 

@@ -112,6 +112,17 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
     fail(new RuError('BUNDLE_CORRUPT', `malformed tar data: ${msg} (${code})`, { tarCode: code }));
   });
 
+  // node-tar drops, with only an event, members of types it does not know and metadata
+  // records over maxMetaEntrySize. GNU tar would install the former as plain files and apply
+  // the latter: either way a reader that skips them sees a different archive. Refuse.
+  parser.on('ignoredEntry', (entry: ReadEntry) => {
+    if (entry.meta) {
+      fail(new RuError('LIMIT_NAME', `a ${entry.type} metadata record of ${entry.size} bytes exceeds 1 MiB (path ${entry.path.slice(0, 80)})`, { path: entry.path.slice(0, 200), type: entry.type }));
+    } else {
+      fail(new RuError('ENTRY_TYPE_REFUSED', `${entry.path}: ${entry.type} members are never installed (rule 4)`, { path: entry.path, type: entry.type, rule: 4 }));
+    }
+  });
+
   const judge = (): void => {
     if (manifest && manifestBytes) sigStatus = checkSignature(manifestBytes, sigRecord, opts.trusted);
     else sigStatus = { status: 'unsigned' };
@@ -144,6 +155,12 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
 
   const payload = (entry: ReadEntry): void => {
     const raw = entry.path;
+    // CVE-2025-62518 (entry smuggling): a PAX size record that disagrees with the ustar size
+    // makes readers that honour one or the other see different members. PAX sizes are only
+    // needed above 8 GiB, far beyond any limit here, so none is accepted at all.
+    if (entry.extended?.size !== undefined || entry.globalExtended?.size !== undefined) {
+      throw new RuError('BUNDLE_CORRUPT', `${raw}: carries a PAX size record (${String(entry.extended?.size ?? entry.globalExtended?.size)}), which could smuggle entries past other readers`, { path: raw });
+    }
     const path = normalizeMemberName(raw, opts.limits);
     limits.addEntry(path);
     const mode = (entry.mode ?? 0) & 0o7777;
