@@ -18,7 +18,7 @@ function stepHook(crashVar: string, pauseVar: string): ((i: number) => void) | u
   };
 }
 
-export function testHooks(): { beforeOp?: (i: number, op: Op) => void; beforeUndo?: (i: number) => void } {
+export function testHooks(): { beforeOp?: (i: number, op: Op | null) => void; beforeUndo?: (i: number) => void } {
   const beforeOp = stepHook('REAR_UPDATE_TEST_CRASH_AT', 'REAR_UPDATE_TEST_PAUSE_AT');
   const beforeUndo = stepHook('REAR_UPDATE_TEST_CRASH_UNDO_AT', 'REAR_UPDATE_TEST_PAUSE_UNDO_AT');
   return { ...(beforeOp ? { beforeOp } : {}), ...(beforeUndo ? { beforeUndo } : {}) };

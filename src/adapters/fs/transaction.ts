@@ -5,7 +5,7 @@
 // Files are replaced by rename: a process reading the old file keeps its old inode.
 
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, linkSync, lstatSync, mkdirSync, readFileSync, renameSync, rmdirSync, statfsSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, linkSync, lstatSync, mkdirSync, readFileSync, renameSync, rmdirSync, rmSync, statfsSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fromSystemError, RuError } from '../../core/errors.ts';
 import { ancestors } from '../../core/paths.ts';
@@ -27,8 +27,8 @@ export interface Journal {
 }
 
 export interface CommitHooks {
-  /** Called before operation i (0-based); tests use it to crash at a chosen step. */
-  readonly beforeOp?: (i: number, op: Op) => void;
+  /** Called before operation i (0-based), and with i = ops.length before the commit is recorded; tests crash there. */
+  readonly beforeOp?: (i: number, op: Op | null) => void;
   readonly owners: boolean;
 }
 
@@ -104,30 +104,37 @@ function doOp(root: string, txn: string, op: Op, owners: boolean): void {
   }
 }
 
+// Every branch is safe to run again: an undo interrupted half-way is simply run once more.
 function undoOp(root: string, txn: string, op: Op, owners: boolean, warnings: string[]): void {
   const target = join(root, op.path);
   switch (op.kind) {
     case 'put': {
-      const backup = op.backup ? join(txn, op.backup) : null;
       if (exists(join(txn, op.staged))) {
         // Never renamed in: the root still has the old file; a backup is only an extra link.
-        if (backup && exists(backup)) unlinkSync(backup);
+        if (op.backup && exists(join(txn, op.backup))) unlinkSync(join(txn, op.backup));
         return;
       }
-      if (backup && exists(backup)) renameSync(backup, target);
-      else if (exists(target)) unlinkSync(target);
+      if (op.backup) {
+        // Renamed in; the backup goes back. No backup left means this undo already ran.
+        if (exists(join(txn, op.backup))) renameSync(join(txn, op.backup), target);
+        return;
+      }
+      // A created file. A directory here is the old one a later undo step already restored.
+      const st = lstatSync(target, { throwIfNoEntry: false });
+      if (st && !st.isDirectory()) unlinkSync(target);
       return;
     }
-    case 'mkdir':
-      if (exists(target)) {
-        try {
-          rmdirSync(target);
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== 'ENOTEMPTY') throw e;
-          warnings.push(`${op.path}: kept, it holds files that were added after the apply`);
-        }
+    case 'mkdir': {
+      // Not a directory: this mkdir never ran, and what is there is the old entry.
+      if (!lstatSync(target, { throwIfNoEntry: false })?.isDirectory()) return;
+      try {
+        rmdirSync(target);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOTEMPTY') throw e;
+        warnings.push(`${op.path}: kept, it holds files that were added after the apply`);
       }
       return;
+    }
     case 'chmeta':
       if (exists(target)) setMeta(target, op.from, owners);
       return;
@@ -139,6 +146,11 @@ function undoOp(root: string, txn: string, op: Op, owners: boolean, warnings: st
   }
 }
 
+/** Files of a transaction directory written before its first operation (see commit). */
+const COMMITTED_JOURNAL = 'journal.committed.json';
+const NEXT_INSTALLED = 'installed.next.json';
+const PREVIOUS_INSTALLED = 'installed.previous.json';
+
 export class Transactions {
   constructor(private readonly state: StateDir) {}
 
@@ -148,6 +160,10 @@ export class Transactions {
 
   private write(j: Journal): void {
     writeAtomic(this.journalPath(j.id), `${JSON.stringify(j)}\n`);
+  }
+
+  hasJournal(id: string): boolean {
+    return existsSync(this.journalPath(id));
   }
 
   read(id: string): Journal | null {
@@ -162,27 +178,47 @@ export class Transactions {
     }
   }
 
+  /**
+   * Everything that needs free space is written BEFORE the first operation: the journal, the
+   * journal as it will read once committed, and the new and previous installed records. The
+   * operations are renames and mkdirs, and finishing is two renames, so a disk that fills up
+   * can stop a commit only before it changes anything in the root.
+   */
   commit(id: string, ops: readonly Op[], previous: Installed | null, next: Installed, hooks: CommitHooks): void {
     const txn = join(this.state.txnRoot, id);
     const root = this.state.root;
     const guard = new ParentGuard(root, statSync(this.state.dir).dev);
-    syncFs(txn);
     const j: Journal = { format: 1, id, state: 'committing', root, owners: hooks.owners, ops, previous, next };
-    this.write(j);
+    try {
+      writeAtomic(join(txn, NEXT_INSTALLED), `${JSON.stringify(next, null, 1)}\n`);
+      if (previous) writeAtomic(join(txn, PREVIOUS_INSTALLED), `${JSON.stringify(previous, null, 1)}\n`);
+      writeAtomic(join(txn, COMMITTED_JOURNAL), `${JSON.stringify({ ...j, state: 'committed' })}\n`);
+      syncFs(txn);
+      this.write(j); // from here on, a crash is rolled back by the next run
+    } catch (e) {
+      rmSync(this.journalPath(id), { force: true });
+      throw fromSystemError(e, 'preparing the commit');
+    }
     try {
       ops.forEach((op, i) => {
         hooks.beforeOp?.(i, op);
         guard.check(op.path);
         doOp(root, txn, op, hooks.owners);
       });
-      this.state.writeInstalled(next);
+      hooks.beforeOp?.(ops.length, null);
       syncFs(root);
-      j.state = 'committed';
-      this.write(j);
+      renameSync(join(txn, NEXT_INSTALLED), join(this.state.dir, 'installed.json'));
+      renameSync(join(txn, COMMITTED_JOURNAL), this.journalPath(id));
+      fsyncDir(txn);
     } catch (e) {
-      // Undo what was done, then report the original refusal.
-      this.undo(j, []);
-      throw fromSystemError(e, `committing ${ops.length} changes`);
+      const err = fromSystemError(e, `committing ${ops.length} changes`);
+      try {
+        this.undo(j, []);
+      } catch (u) {
+        // The journal stays: the next apply, rollback or status finishes the undo.
+        throw new RuError(err.code, `${err.message}; undoing it failed too (${(u as Error).message}): the next apply, rollback or status will finish the undo`, err.context);
+      }
+      throw err;
     }
     // Keep this transaction for `rollback`; older ones are no longer reachable.
     for (const other of this.state.listTxns()) if (other !== id) this.state.removeTxn(other);
@@ -197,14 +233,19 @@ export class Transactions {
   undo(j: Journal, warnings: string[], hooks?: { beforeUndo?: (i: number) => void }): void {
     const txn = join(this.state.txnRoot, j.id);
     if (j.state !== 'rolling-back') {
-      j.state = 'rolling-back';
-      this.write(j);
+      try {
+        this.write({ ...j, state: 'rolling-back' });
+      } catch {
+        // Only the label is lost (a full disk): 'committing' is rolled back on recovery too.
+      }
     }
     for (let i = j.ops.length - 1; i >= 0; i--) {
       hooks?.beforeUndo?.(i);
       undoOp(this.state.root, txn, j.ops[i] as Op, j.owners, warnings);
     }
-    this.state.writeInstalled(j.previous);
+    const installed = join(this.state.dir, 'installed.json');
+    if (existsSync(join(txn, PREVIOUS_INSTALLED))) renameSync(join(txn, PREVIOUS_INSTALLED), installed);
+    else if (j.previous === null) rmSync(installed, { force: true });
     syncFs(this.state.root);
     this.state.removeTxn(j.id);
     fsyncDir(this.state.txnRoot);
@@ -227,8 +268,9 @@ export class Transactions {
         committed.push(id);
       } else {
         const warnings: string[] = [];
+        const what = j.state === 'committing' ? 'apply' : 'rollback';
         this.undo(j, warnings);
-        done.push(`rolled back an interrupted ${j.state === 'committing' ? 'apply' : 'rollback'} (${id}): the root is as before it`, ...warnings);
+        done.push(`rolled back an interrupted ${what} (${id}): the root is as before it`, ...warnings);
       }
     }
     for (const id of committed.slice(0, -1)) this.state.removeTxn(id);

@@ -119,11 +119,11 @@ export async function apply(source: string, o: ApplyFlags): Promise<void> {
   }
 
   state.open();
+  const txns = new Transactions(state);
   let src: OpenedSource | null = null;
   let txnId: string | null = null;
   let committed = false;
   try {
-    const txns = new Transactions(state);
     for (const line of txns.recover()) note(line);
     src = await openSource(source, { ...(o.cacert ? { cacert: o.cacert } : {}), quiet: o.quiet === true || o.json === true });
     const txn = state.newTxnDir();
@@ -157,7 +157,9 @@ export async function apply(source: string, o: ApplyFlags): Promise<void> {
     }
   } finally {
     src?.cleanup();
-    if (txnId && !committed) state.removeTxn(txnId);
+    // A transaction whose journal exists is not ours to delete: its commit started, and if its
+    // own undo could not finish, the next run must find the journal and the backups.
+    if (txnId && !committed && !txns.hasJournal(txnId)) state.removeTxn(txnId);
     state.close();
   }
 }
