@@ -167,7 +167,7 @@ export class StateDir {
       if (existsSync(path)) unlinkSync(path);
       return;
     }
-    writeAtomic(path, `${JSON.stringify(rec, null, 1)}\n`);
+    writeAtomic(path, `${JSON.stringify(rec)}\n`);
   }
 
   /** Transaction directories, oldest first (ids sort by time). */

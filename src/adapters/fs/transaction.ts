@@ -14,6 +14,10 @@ import { fsyncDir, type Installed, type StateDir, writeAtomic } from './state.ts
 
 export type TxnState = 'committing' | 'committed' | 'rolling-back';
 
+export type InstalledSummary = Pick<Installed, 'host' | 'class' | 'version' | 'source'>;
+
+const summary = (i: Installed): InstalledSummary => ({ host: i.host, class: i.class, version: i.version, source: i.source });
+
 export interface Journal {
   readonly format: 1;
   readonly id: string;
@@ -22,8 +26,9 @@ export interface Journal {
   /** Whether owners were set (running as root); undo restores them likewise. */
   readonly owners: boolean;
   readonly ops: readonly Op[];
-  readonly previous: Installed | null;
-  readonly next: Installed;
+  /** Who was installed before and who is being installed (the full records sit beside the journal). */
+  readonly previous: InstalledSummary | null;
+  readonly next: InstalledSummary;
 }
 
 export interface CommitHooks {
@@ -188,10 +193,10 @@ export class Transactions {
     const txn = join(this.state.txnRoot, id);
     const root = this.state.root;
     const guard = new ParentGuard(root, statSync(this.state.dir).dev);
-    const j: Journal = { format: 1, id, state: 'committing', root, owners: hooks.owners, ops, previous, next };
+    const j: Journal = { format: 1, id, state: 'committing', root, owners: hooks.owners, ops, previous: previous && summary(previous), next: summary(next) };
     try {
-      writeAtomic(join(txn, NEXT_INSTALLED), `${JSON.stringify(next, null, 1)}\n`);
-      if (previous) writeAtomic(join(txn, PREVIOUS_INSTALLED), `${JSON.stringify(previous, null, 1)}\n`);
+      writeAtomic(join(txn, NEXT_INSTALLED), `${JSON.stringify(next)}\n`);
+      if (previous) writeAtomic(join(txn, PREVIOUS_INSTALLED), `${JSON.stringify(previous)}\n`);
       writeAtomic(join(txn, COMMITTED_JOURNAL), `${JSON.stringify({ ...j, state: 'committed' })}\n`);
       syncFs(txn);
       this.write(j); // from here on, a crash is rolled back by the next run

@@ -4,7 +4,7 @@
 // two members are in, before a single payload byte is passed on.
 
 import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
@@ -307,8 +307,16 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
       fail(e);
     }
   });
+  // Hand each inflated chunk on in a later turn of the event loop: zlib then inflates the next
+  // chunk on its thread while this one is parsed, hashed and written, instead of waiting.
+  const decouple = new Transform({
+    highWaterMark: HWM,
+    transform(chunk: Buffer, _enc, cb) {
+      setImmediate(() => cb(null, chunk));
+    },
+  });
   try {
-    await pipeline(input, gunzip, parser);
+    await pipeline(input, gunzip, decouple, parser);
   } catch (e) {
     streamError = e;
   }

@@ -6,7 +6,7 @@ import { existsSync, lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { hashFile } from '../../adapters/fs/source-tree.ts';
 import { StateDir, type Installed } from '../../adapters/fs/state.ts';
-import { Transactions } from '../../adapters/fs/transaction.ts';
+import { Transactions, type InstalledSummary } from '../../adapters/fs/transaction.ts';
 import { formatMode } from '../../core/manifest.ts';
 import { out, printJson, table } from '../output.ts';
 import { resolveRoot } from './apply.ts';
@@ -72,7 +72,7 @@ export function registerStatus(program: Command): void {
       const state = new StateDir(root);
       let recovered: string[] = [];
       let rec: Installed | null = null;
-      let rollback: { id: string; previous: Installed | null } | null = null;
+      let rollback: { id: string; previous: InstalledSummary | null } | null = null;
       if (existsSync(state.dir)) {
         // Finishing an interrupted transaction needs the lock, like apply and rollback.
         state.open();
