@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { Header, Pax, type HeaderData } from 'tar';
+import { CANONICAL_GZIP_HEADER, signContainer, signedGzipHeader } from '../src/core/container.ts';
+import { parsePrivateKey } from '../src/core/signature.ts';
 
 export const REPO = resolve(import.meta.dirname, '..');
 export const CLI = join(REPO, 'dist', 'rear-update.cjs');
@@ -143,4 +145,14 @@ export function setTypeflag(tar: Buffer, offset: number, flag: string): void {
   let sum = 0;
   for (const b of h) sum += b;
   h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+}
+
+/**
+ * Gzips a tar and seals the container with `keyFile` (core/container.ts), as only the key's
+ * holder could. Tests use it to reach the member-level checks behind the container signature.
+ */
+export function resealed(tar: Buffer, keyFile: string): Buffer {
+  const body = gzipSync(tar).subarray(CANONICAL_GZIP_HEADER.length);
+  const key = parsePrivateKey(readFileSync(keyFile, 'utf8'), keyFile);
+  return Buffer.concat([signedGzipHeader(signContainer(createHash('sha256').update(body).digest(), key)), body]);
 }

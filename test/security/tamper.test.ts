@@ -18,7 +18,7 @@ import { loadPublicKey } from '../../src/adapters/fs/keys.ts';
 import { readBundle } from '../../src/adapters/tar/bundle-reader.ts';
 import { ERRORS, isRuError } from '../../src/core/errors.ts';
 import { DEFAULT_LIMITS } from '../../src/core/policy.ts';
-import { cleanup, cli, errorCode, makeTree, rawTarGz, setTypeflag, snapshot, tempDir, type CliResult } from '../helpers.ts';
+import { cleanup, cli, errorCode, makeTree, rawTarGz, resealed, setTypeflag, snapshot, tempDir, type CliResult } from '../helpers.ts';
 
 let work = '';
 let pubA = '';
@@ -26,6 +26,7 @@ let pubB = '';
 let fingerprintB = '';
 /** Signed by A (trusted in these tests), by B (never trusted), and unsigned. */
 let bundleA = '';
+let keyA = '';
 let bundleB = '';
 let bundleU = '';
 let bytesA: Buffer = Buffer.alloc(0);
@@ -64,6 +65,7 @@ before(() => {
   });
   for (const d of ['', 'etc', 'etc/rear', 'etc/rear/conf.d', 'var', 'var/lib', 'var/lib/rear', 'var/lib/rear/layout']) chmodSync(join(src, d), 0o755);
   const a = keygen('a');
+  keyA = a.key;
   const b = keygen('b');
   pubA = a.pub;
   pubB = b.pub;
@@ -207,12 +209,25 @@ describe('every flipped byte of a signed bundle is detected', () => {
 });
 
 describe('members added after signing', () => {
-  /** Bundle A with extra raw tar blocks spliced in before the end-of-archive blocks, re-gzipped canonically. */
+  /**
+   * Bundle A with extra raw tar blocks spliced in before the end-of-archive blocks, its
+   * container re-sealed with A's key: what is left to catch it is the member-level check.
+   */
   const spliced = (extra: Buffer): Buffer => {
     const tar = gunzipSync(bytesA);
     assert.ok(tar.subarray(tar.length - 1024).equals(Buffer.alloc(1024)));
-    return gzipSync(Buffer.concat([tar.subarray(0, tar.length - 1024), extra, Buffer.alloc(1024)]));
+    return resealed(Buffer.concat([tar.subarray(0, tar.length - 1024), extra, Buffer.alloc(1024)]), keyA);
   };
+
+  it('the same insertion merely re-gzipped (no key) is refused at the container: BUNDLE_NOT_CANONICAL', () => {
+    const tar = gunzipSync(bytesA);
+    const file = join(work, 'appended-plain.tar.gz');
+    writeFileSync(file, gzipSync(Buffer.concat([tar.subarray(0, tar.length - 1024), member('etc/rear/extra.conf', 'EXTRA=1\n'), Buffer.alloc(1024)])));
+    const v = cli(['verify', file, '--pubkey', pubA]);
+    assert.equal(v.status, 4, v.stdout);
+    assert.equal(errorCode(v), 'BUNDLE_NOT_CANONICAL', v.stderr);
+    refusedApply(file, ['--pubkey', pubA], 'BUNDLE_NOT_CANONICAL');
+  });
   const member = (path: string, body: string): Buffer => {
     const t = gunzipSync(rawTarGz([{ path, type: 'File', mode: 0o644, body, mtime: new Date('2024-01-02T03:04:05Z') }]));
     return t.subarray(0, t.length - 1024);
@@ -249,7 +264,7 @@ describe('members added after signing', () => {
     const at = locate(tar, 'etc/rear/local.conf');
     const pax = new Pax({ path: 'etc/cron.d/moved', comment: 'x'.repeat(1100 * 1024) } as unknown as HeaderData).encode();
     const file = join(work, 'oversized-pax.tar.gz');
-    writeFileSync(file, gzipSync(Buffer.concat([tar.subarray(0, at), pax, tar.subarray(at)])));
+    writeFileSync(file, resealed(Buffer.concat([tar.subarray(0, at), pax, tar.subarray(at)]), keyA));
     const v = cli(['verify', file, '--pubkey', pubA]);
     assert.notEqual(v.status, 0, `a bundle altered after signing verified: ${v.stdout}`);
     const code = errorCode(v) ?? '';
@@ -344,17 +359,19 @@ describe('trust decisions', () => {
       },
     ];
 
-    it('re-gzipping the unmodified tar still verifies (the re-gzip alone is not what is refused)', () => {
+    it('re-gzipping the unmodified tar is refused (the compressed container is signed too), re-sealing it with the key verifies', () => {
       const file = join(work, 'regzipped.tar.gz');
       writeFileSync(file, gzipSync(gunzipSync(bytesA)));
       const r = cli(['verify', file, '--pubkey', pubA]);
-      assert.equal(r.status, 0, r.stderr);
+      assert.equal(errorCode(r), 'BUNDLE_NOT_CANONICAL', r.stderr);
+      writeFileSync(file, resealed(gunzipSync(bytesA), keyA));
+      assert.equal(cli(['verify', file, '--pubkey', pubA]).status, 0);
     });
 
     for (const { name, edit } of edits) {
       it(`${name}: BUNDLE_SIGNATURE_INVALID, by verify, by apply, and by apply even with --unsigned`, () => {
         const file = join(work, `edited-${name.replace(/\W+/g, '-')}.tar.gz`);
-        writeFileSync(file, gzipSync(edit(gunzipSync(bytesA))));
+        writeFileSync(file, resealed(edit(gunzipSync(bytesA)), keyA));
         const v = cli(['verify', file, '--pubkey', pubA]);
         assert.equal(v.status, 4, v.stdout);
         assert.equal(errorCode(v), 'BUNDLE_SIGNATURE_INVALID', v.stderr);

@@ -14,7 +14,7 @@ import { isReserved, MANIFEST_MEMBER, normalizeMemberName, ROOT_PATH, SIGNATURE_
 import type { StagedEntry } from '../../core/plan.ts';
 import { checkTypeAndMode, LimitCounter, type Limits } from '../../core/policy.ts';
 import { checkSignature, decodeSignature, requireTrusted, type PublicKey, type SignatureRecord, type SignatureStatus } from '../../core/signature.ts';
-import { CANONICAL_GZIP_HEADER } from './bundle-writer.ts';
+import { checkGzipHeader, gzipHeaderLength, verifyContainer } from '../../core/container.ts';
 
 export interface StageMeta {
   readonly mode: number;
@@ -86,6 +86,9 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
   let compressed = 0;
   let decompressed = 0;
   let gzipHead = Buffer.alloc(0);
+  let headerLen: number | null = null;
+  let containerSig: Buffer | null = null;
+  const bodyHash = createHash('sha256');
 
   // Mutated from parser callbacks; widened so TypeScript does not narrow it to its initial value.
   let state = 'manifest' as 'manifest' | 'signature' | 'payload';
@@ -128,9 +131,7 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
     else sigStatus = { status: 'unsigned' };
     if (opts.enforceTrust) requireTrusted(sigStatus, opts.allowUnsigned);
     if (manifest) {
-      if (!gzipHead.subarray(0, CANONICAL_GZIP_HEADER.length).equals(CANONICAL_GZIP_HEADER)) {
-        throw new RuError('BUNDLE_NOT_CANONICAL', `gzip header is ${gzipHead.subarray(0, 10).toString('hex')}, a bundle's is always ${CANONICAL_GZIP_HEADER.toString('hex')}`);
-      }
+      containerSig = checkGzipHeader(gzipHead, sigRecord !== null);
       expected = new Map(manifest.entries.map((e) => [e.path, e]));
       created = createdEpoch(manifest);
     }
@@ -295,7 +296,15 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
   const gunzip = createGunzip({ chunkSize: 1 << 20, ...({ highWaterMark: HWM } as object) });
   // Counting by listening, not by extra pipeline stages: each stage costs a copy of the data flow.
   input.on('data', (c: Buffer) => {
-    if (gzipHead.length < 10) gzipHead = Buffer.concat([gzipHead, c.subarray(0, 10 - gzipHead.length)]);
+    // The header is kept for judge(); every byte after it is hashed for the container signature.
+    let body = c;
+    if (headerLen === null || gzipHead.length < headerLen) {
+      gzipHead = Buffer.concat([gzipHead, c]);
+      headerLen = gzipHeaderLength(gzipHead);
+      body = headerLen === null || gzipHead.length < headerLen ? Buffer.alloc(0) : gzipHead.subarray(headerLen);
+      if (headerLen !== null && gzipHead.length > headerLen) gzipHead = gzipHead.subarray(0, headerLen);
+    }
+    bodyHash.update(body);
     compressed += c.length;
     opts.onProgress?.(compressed);
   });
@@ -328,6 +337,16 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
     // The archive ended inside the manifest or signature, or held nothing at all.
     if (decompressed === 0) throw new RuError('BUNDLE_CORRUPT', 'empty archive');
     judge();
+  }
+  // The compressed bytes themselves, signed by the manifest's signer (see core/container.ts).
+  const sigNow = sigStatus as SignatureStatus;
+  if (sigNow.status === 'valid') {
+    if (!containerSig || !verifyContainer(bodyHash.digest(), containerSig, sigNow.key)) {
+      if (opts.enforceTrust) {
+        throw new RuError('BUNDLE_SIGNATURE_INVALID', `the compressed data does not match its signature by ${sigNow.key.fingerprint}: the file was altered`, { key: sigNow.key.fingerprint });
+      }
+      sigStatus = { status: 'invalid', fingerprint: sigNow.key.fingerprint };
+    }
   }
   if (expected) {
     for (const p of (expected as Map<string, ManifestEntry>).keys()) {

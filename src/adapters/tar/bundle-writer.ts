@@ -1,19 +1,21 @@
 // Writes a bundle: manifest and signature first, then the payload in canonical order, as one
-// gzip member with a fixed header. node-tar encodes every header (ustar, PAX for long or UTF-8
-// names); we only frame them. Output goes to a temporary file renamed into place, so a failed
+// gzip member whose header is fixed (and signed, see core/container.ts). node-tar encodes
+// every tar header (ustar, PAX for long or UTF-8 names); we only frame them. Output goes to a temporary file renamed into place, so a failed
 // pack never leaves a half-written bundle behind.
 
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { closeSync, createReadStream, openSync, write, writeSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { Header, Pax, type HeaderData } from 'tar';
 import { RuError } from '../../core/errors.ts';
 import { encodeManifest, type Manifest, type ManifestEntry } from '../../core/manifest.ts';
 import { MANIFEST_MEMBER, SIGNATURE_MEMBER } from '../../core/paths.ts';
+import { CANONICAL_GZIP_HEADER, SIGNED_HEADER_LEN, signContainer, signedGzipHeader } from '../../core/container.ts';
+import type { PrivateKey } from '../../core/signature.ts';
 
 const BLOCK = 512;
 const ZEROS = Buffer.alloc(BLOCK * 2);
@@ -72,19 +74,49 @@ async function* members(manifest: Manifest, manifestBytes: Buffer, signature: Bu
   yield ZEROS;
 }
 
-/** The fixed gzip header of every bundle: no name, no mtime, XFL 0, OS 3 (Unix). */
-export const CANONICAL_GZIP_HEADER = Buffer.from('1f8b0800000000000003', 'hex');
-
-export async function writeBundle(out: string, manifest: Manifest, signature: Buffer | null, entries: readonly WritableEntry[], manifestBytes = encodeManifest(manifest)): Promise<void> {
+/**
+ * gzip's output minus zlib's own 10-byte header goes to the file after room for ours, and is
+ * hashed on the way; once it is complete, the header (with the container signature when a
+ * key is given) is written in front. One pass, no copy of the compressed data.
+ */
+export async function writeBundle(out: string, manifest: Manifest, signature: Buffer | null, entries: readonly WritableEntry[], manifestBytes = encodeManifest(manifest), key: PrivateKey | null = null): Promise<void> {
   const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}`);
+  const headerLen = key ? SIGNED_HEADER_LEN : CANONICAL_GZIP_HEADER.length;
+  const fd = openSync(tmp, 'w', 0o644);
   try {
+    const h = createHash('sha256');
+    let zlibHeader = Buffer.alloc(0);
+    let pos = headerLen;
     await pipeline(
       Readable.from(members(manifest, manifestBytes, signature, entries)),
       createGzip({ level: 6, chunkSize: 1 << 20 }),
-      createWriteStream(tmp, { mode: 0o644 }),
+      new Writable({
+        highWaterMark: 1 << 20,
+        write(chunk: Buffer, _enc, cb) {
+          let body = chunk;
+          if (zlibHeader.length < CANONICAL_GZIP_HEADER.length) {
+            const take = CANONICAL_GZIP_HEADER.length - zlibHeader.length;
+            zlibHeader = Buffer.concat([zlibHeader, chunk.subarray(0, take)]);
+            body = chunk.subarray(take);
+          }
+          h.update(body);
+          const at = pos;
+          pos += body.length;
+          write(fd, body, 0, body.length, at, (err) => cb(err));
+        },
+      }),
     );
+    if (!zlibHeader.equals(CANONICAL_GZIP_HEADER)) throw new Error(`zlib wrote an unexpected gzip header ${zlibHeader.toString('hex')}`);
+    const header = key ? signedGzipHeader(signContainer(h.digest(), key)) : CANONICAL_GZIP_HEADER;
+    writeSync(fd, header, 0, header.length, 0);
+    closeSync(fd);
     await rename(tmp, out);
   } catch (e) {
+    try {
+      closeSync(fd);
+    } catch {
+      // already closed
+    }
     await rm(tmp, { force: true });
     throw e;
   }

@@ -73,7 +73,7 @@ export async function pack(o: PackFlags): Promise<{ manifest: Manifest; signedBy
   };
   const bytes = encodeManifest(manifest);
   const signature = key ? signManifest(bytes, key) : null;
-  await writeBundle(resolve(o.output), manifest, signature, scan.entries.map((e, i) => ({ ...(entries[i] as ManifestEntry), abs: e.abs })), bytes);
+  await writeBundle(resolve(o.output), manifest, signature, scan.entries.map((e, i) => ({ ...(entries[i] as ManifestEntry), abs: e.abs })), bytes, key);
   return { manifest, signedBy: key?.publicKey.fingerprint ?? null, missing: scan.missing };
 }
 
