@@ -15,6 +15,8 @@ const SIG_LEN = 64;
 /** 10 fixed bytes, XLEN (2), subfield id "RU" and length (4), the signature. */
 export const SIGNED_HEADER_LEN = 10 + 2 + 4 + SIG_LEN;
 const DOMAIN = Buffer.from('rear-update container v1\0');
+/** The digest of the compressed bytes (as for members: sha256, which SHA extensions make cheap). */
+export const CONTAINER_DIGEST = 'sha256';
 
 export function signedGzipHeader(signature: Buffer): Buffer {
   const extra = Buffer.alloc(2 + 4);
@@ -49,7 +51,7 @@ export function checkGzipHeader(head: Buffer, signed: boolean): Buffer | null {
 
 const message = (digest: Buffer): Buffer => Buffer.concat([DOMAIN, digest]);
 
-/** `digest`: sha256 of every byte after the header (deflate data and gzip trailer). */
+/** `digest`: CONTAINER_DIGEST of every byte after the header (deflate data and gzip trailer). */
 export const signContainer = (digest: Buffer, key: PrivateKey): Buffer => sign(null, message(digest), key.key);
 
 export function verifyContainer(digest: Buffer, signature: Buffer, key: PublicKey): boolean {

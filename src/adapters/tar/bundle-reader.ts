@@ -14,7 +14,7 @@ import { isReserved, MANIFEST_MEMBER, normalizeMemberName, ROOT_PATH, SIGNATURE_
 import type { StagedEntry } from '../../core/plan.ts';
 import { checkTypeAndMode, LimitCounter, type Limits } from '../../core/policy.ts';
 import { checkSignature, decodeSignature, requireTrusted, type PublicKey, type SignatureRecord, type SignatureStatus } from '../../core/signature.ts';
-import { checkGzipHeader, gzipHeaderLength, verifyContainer } from '../../core/container.ts';
+import { checkGzipHeader, CONTAINER_DIGEST, gzipHeaderLength, verifyContainer } from '../../core/container.ts';
 
 export interface StageMeta {
   readonly mode: number;
@@ -88,7 +88,7 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
   let gzipHead = Buffer.alloc(0);
   let headerLen: number | null = null;
   let containerSig: Buffer | null = null;
-  const bodyHash = createHash('sha256');
+  const bodyHash = createHash(CONTAINER_DIGEST);
 
   // Mutated from parser callbacks; widened so TypeScript does not narrow it to its initial value.
   let state = 'manifest' as 'manifest' | 'signature' | 'payload';

@@ -14,7 +14,7 @@ import { Header, Pax, type HeaderData } from 'tar';
 import { RuError } from '../../core/errors.ts';
 import { encodeManifest, type Manifest, type ManifestEntry } from '../../core/manifest.ts';
 import { MANIFEST_MEMBER, SIGNATURE_MEMBER } from '../../core/paths.ts';
-import { CANONICAL_GZIP_HEADER, SIGNED_HEADER_LEN, signContainer, signedGzipHeader } from '../../core/container.ts';
+import { CANONICAL_GZIP_HEADER, CONTAINER_DIGEST, SIGNED_HEADER_LEN, signContainer, signedGzipHeader } from '../../core/container.ts';
 import type { PrivateKey } from '../../core/signature.ts';
 
 const BLOCK = 512;
@@ -84,7 +84,7 @@ export async function writeBundle(out: string, manifest: Manifest, signature: Bu
   const headerLen = key ? SIGNED_HEADER_LEN : CANONICAL_GZIP_HEADER.length;
   const fd = openSync(tmp, 'w', 0o644);
   try {
-    const h = createHash('sha256');
+    const h = createHash(CONTAINER_DIGEST);
     let zlibHeader = Buffer.alloc(0);
     let pos = headerLen;
     await pipeline(
