@@ -14,7 +14,7 @@ import { registerVerify } from './commands/verify.ts';
 import { VERSION } from './version.ts';
 
 const program = new Command('rear-update')
-  .description('One ReaR rescue image for a whole fleet: pack a host\'s ReaR configuration into a signed bundle,\nand install it into a running rescue system verified and all-or-nothing.')
+  .description('One ReaR rescue image for a whole fleet: pack a host\'s ReaR configuration into a signed bundle, and install it into a running rescue system, verified and all-or-nothing.')
   .version(VERSION, '-V, --version')
   .showHelpAfterError('(run with --help for usage)')
   .enablePositionalOptions()
