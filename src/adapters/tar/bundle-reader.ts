@@ -73,6 +73,7 @@ const MAX_META_BYTES = 64 * 1024 * 1024;
 // A deep buffer after gunzip (16 KiB by default) lets zlib, on the thread pool, run ahead
 // while this thread hashes and writes: the two overlap instead of taking turns.
 const HWM = 8 << 20;
+const BLOCK = 512;
 
 function mismatch(path: string, field: string, expected: unknown, actual: unknown): RuError {
   return new RuError('BUNDLE_MEMBER_MISMATCH', `${path}: ${field} is ${String(actual)} in the archive but ${String(expected)} in the manifest`, {
@@ -318,10 +319,36 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
   });
   // Hand each inflated chunk on in a later turn of the event loop: zlib then inflates the next
   // chunk on its thread while this one is parsed, hashed and written, instead of waiting.
+  // Chunks go on in whole 512-byte blocks: node-tar copies a block's tail together with the
+  // whole next chunk, which on unaligned chunks means copying nearly everything once more.
+  let tail: Buffer | null = null;
   const decouple = new Transform({
     highWaterMark: HWM,
     transform(chunk: Buffer, _enc, cb) {
-      setImmediate(() => cb(null, chunk));
+      let c = chunk;
+      const out: Buffer[] = [];
+      if (tail) {
+        const need = BLOCK - tail.length;
+        if (c.length < need) {
+          tail = Buffer.concat([tail, c]);
+          cb();
+          return;
+        }
+        out.push(Buffer.concat([tail, c.subarray(0, need)]));
+        c = c.subarray(need);
+        tail = null;
+      }
+      const aligned = c.length - (c.length % BLOCK);
+      if (aligned > 0) out.push(c.subarray(0, aligned));
+      if (aligned < c.length) tail = Buffer.from(c.subarray(aligned));
+      setImmediate(() => {
+        for (const o of out) this.push(o);
+        cb();
+      });
+    },
+    flush(cb) {
+      if (tail) this.push(tail);
+      cb();
     },
   });
   try {
