@@ -62,6 +62,20 @@ export const ERRORS = {
   PACK_ENTRY_REFUSED: spec(9, 'The tree to pack contains entries that apply would refuse (device, FIFO, socket, setuid/setgid, group/world-writable).', 'Fix the mode, or leave them out with --exclude.'),
   PACK_SOURCE_CHANGED: spec(9, 'A file changed while it was being packed.', 'Run pack again when the tree is quiet.'),
   PACK_PATH_MISSING: spec(9, 'A path given with --path does not exist under the root, or none of the default paths does.', 'Check --root and --path.'),
+  // 8: the server's store (metadata and blobs; docs/storage.md)
+  HOST_UNKNOWN: spec(8, 'No host with that id is registered on the server.', 'Check the id with `rear-update admin host list`, or add the host with `admin host add`.'),
+  VERSION_UNKNOWN: spec(8, 'The host has no bundle version with that number.', 'List the host\'s versions with `rear-update admin versions HOST`.'),
+  TOKEN_UNKNOWN: spec(8, 'No token with that id exists.', 'List tokens with `rear-update admin token list`.'),
+  PENDING_UNKNOWN: spec(8, 'No pending machine with that id (or MAC address) is recorded.', 'Check the id or MAC address the server reported for the waiting machine; a machine is pending only after it asked the server once.'),
+  LOG_UNKNOWN: spec(8, 'No recovery log with that id is recorded.', 'List the host\'s logs with `rear-update admin logs HOST`.'),
+  STORE_CONFLICT: spec(8, 'The change would break a uniqueness rule of the store: the host or token id exists already, or a MAC address belongs to another host.', 'Read the conflicting value and owner in the message; change or remove it there first.'),
+  STORE_INVALID: spec(8, 'A value given to the store is malformed: an id, MAC address, UUID, hostname, token scope, sha256 or manifest that does not have the documented form.', 'Fix the value named in the message (docs/storage.md lists the accepted forms).'),
+  STORE_SCHEMA: spec(8, 'The metadata database cannot be brought to this program\'s schema: a migration failed, or the database was written by a newer rear-update.', 'Run the newest rear-update against this data directory, or restore the database from a backup.'),
+  STORE_BUSY: spec(8, 'The metadata database stayed locked by another process for longer than the busy timeout.', 'Retry; if it persists, look for another process holding the database open in a long transaction.'),
+  STORE_CORRUPT: spec(8, 'The metadata database file is damaged or is not an SQLite database.', 'Restore it from a backup; `sqlite3 FILE .recover` may salvage its contents.'),
+  BLOB_MISSING: spec(8, 'A bundle referenced by the metadata is not in the blob store.', 'Restore the blob directory from a backup, or publish the host again.'),
+  BLOB_DIGEST_MISMATCH: spec(8, 'Data being stored does not have the sha256 or size it was announced with; nothing was stored.', 'Send it again; if it keeps failing, the data is altered on the way.'),
+  BLOB_INPUT_FAILED: spec(8, 'The data being stored ended with an error (an upload cut off, its source failed); nothing was stored.', 'Send it again.'),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

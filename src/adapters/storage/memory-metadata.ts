@@ -1,0 +1,264 @@
+// The metadata store in plain maps: the reference the contract suite is written against, and a
+// fast store for tests of the server. Nothing survives close(). Every method body runs without
+// an await between its read and its write, which is what makes it atomic in one event loop.
+
+import { RuError } from '../../core/errors.ts';
+import { canonicalFacts, checkId, factsKey, normalizeMac, NORMALIZE, type FactKind, type MachineFacts } from '../../core/store/facts.ts';
+import type {
+  AuditEvent, AuditQuery, Host, HostFields, LogRecord, MetadataOptions, MetadataStore, NewAuditEvent, NewHost, NewToken,
+  NewVersion, PendingMachine, PublishResult, TokenRecord, VersionRecord, VersionSummary,
+} from '../../core/store/metadata.ts';
+import {
+  auditLimit, checkAuditEvent, checkCount, checkHostFields, checkLogName, checkNewToken, checkNewVersion, type CheckedHostFields,
+} from '../../core/store/validate.ts';
+
+const freeze = <T extends object>(o: T): T => Object.freeze(o);
+
+export class MemoryMetadataStore implements MetadataStore {
+  readonly #now: () => Date;
+  readonly #hosts = new Map<string, Host>();
+  readonly #versions = new Map<string, VersionRecord[]>();
+  readonly #tokens = new Map<string, TokenRecord>();
+  readonly #pending: { key: string; rec: PendingMachine }[] = [];
+  readonly #audit: AuditEvent[] = [];
+  readonly #logs: LogRecord[] = [];
+
+  constructor(opts: MetadataOptions = {}) {
+    this.#now = opts.now ?? (() => new Date());
+  }
+
+  #time(): string {
+    return this.#now().toISOString();
+  }
+
+  #host(id: string): Host {
+    const h = this.#hosts.get(id);
+    if (!h) throw new RuError('HOST_UNKNOWN', `no host ${JSON.stringify(id)}`, { host: id });
+    return h;
+  }
+
+  #checkMacsFree(macs: readonly string[] | undefined, self: string): void {
+    for (const mac of macs ?? []) {
+      for (const h of this.#hosts.values()) {
+        if (h.id !== self && h.macs.includes(mac)) {
+          throw new RuError('STORE_CONFLICT', `MAC address ${mac} belongs to host ${h.id}`, { what: 'mac', value: mac, host: h.id });
+        }
+      }
+    }
+  }
+
+  #save(base: Host, f: CheckedHostFields): Host {
+    const h: Host = freeze({
+      ...base,
+      ...f,
+      hostnames: freeze([...(f.hostnames ?? base.hostnames)]),
+      macs: freeze([...(f.macs ?? base.macs)]),
+    });
+    this.#hosts.set(h.id, h);
+    return h;
+  }
+
+  async addHost(n: NewHost): Promise<Host> {
+    checkId(n.id, 'host');
+    const f = checkHostFields(n);
+    if (this.#hosts.has(n.id)) throw new RuError('STORE_CONFLICT', `host ${n.id} exists already`, { what: 'host', value: n.id });
+    this.#checkMacsFree(f.macs, n.id);
+    const base: Host = { id: n.id, hostnames: [], macs: [], uuid: null, serial: null, class: null, pinned: null, created: this.#time() };
+    return this.#save(base, f);
+  }
+
+  async updateHost(id: string, patch: HostFields): Promise<Host> {
+    const base = this.#host(id);
+    const f = checkHostFields(patch);
+    this.#checkMacsFree(f.macs, id);
+    return this.#save(base, f);
+  }
+
+  async getHost(id: string): Promise<Host | null> {
+    return this.#hosts.get(id) ?? null;
+  }
+
+  async listHosts(filter: { class?: string } = {}): Promise<Host[]> {
+    return [...this.#hosts.values()]
+      .filter((h) => filter.class === undefined || h.class === filter.class)
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  async findHosts(kind: FactKind, value: string): Promise<Host[]> {
+    const v = typeof value === 'string' ? NORMALIZE[kind](value) : null;
+    if (v === null) return [];
+    const match = (h: Host): boolean =>
+      kind === 'mac' ? h.macs.includes(v) : kind === 'hostname' ? h.hostnames.includes(v) : h[kind] === v;
+    return (await this.listHosts()).filter(match);
+  }
+
+  async publishVersion(n: NewVersion, opts: { ifChanged?: boolean } = {}): Promise<PublishResult> {
+    checkNewVersion(n);
+    this.#host(n.host);
+    const list = this.#versions.get(n.host) ?? [];
+    const latest = list.at(-1);
+    if (opts.ifChanged && latest && latest.digest === n.digest) return { version: latest, created: false };
+    const rec: VersionRecord = freeze({
+      host: n.host, version: (latest?.version ?? 0) + 1, blob: n.blob, digest: n.digest, size: n.size,
+      created: this.#time(), publisher: n.publisher ?? null, manifest: n.manifest,
+    });
+    this.#versions.set(n.host, [...list, rec]);
+    return { version: rec, created: true };
+  }
+
+  async getVersion(host: string, version: number): Promise<VersionRecord | null> {
+    return this.#versions.get(host)?.find((v) => v.version === version) ?? null;
+  }
+
+  async latestVersion(host: string): Promise<VersionRecord | null> {
+    return this.#versions.get(host)?.at(-1) ?? null;
+  }
+
+  async servedVersion(host: string): Promise<VersionRecord | null> {
+    const h = this.#host(host);
+    return h.pinned !== null ? this.getVersion(host, h.pinned) : this.latestVersion(host);
+  }
+
+  async listVersions(host: string): Promise<VersionSummary[]> {
+    this.#host(host);
+    return (this.#versions.get(host) ?? []).map(({ manifest: _m, ...s }) => freeze(s));
+  }
+
+  async pin(host: string, version: number): Promise<Host> {
+    const h = this.#host(host);
+    if (!(await this.getVersion(host, version))) {
+      throw new RuError('VERSION_UNKNOWN', `host ${host} has no version ${version}`, { host, version });
+    }
+    return this.#save({ ...h, pinned: version }, {});
+  }
+
+  async unpin(host: string): Promise<Host> {
+    return this.#save({ ...this.#host(host), pinned: null }, {});
+  }
+
+  async createToken(t: NewToken): Promise<TokenRecord> {
+    checkNewToken(t);
+    if (this.#tokens.has(t.id)) throw new RuError('STORE_CONFLICT', `token ${t.id} exists already`, { what: 'token', value: t.id });
+    const rec: TokenRecord = freeze({ id: t.id, secretHash: t.secretHash, scope: t.scope, label: t.label ?? null, created: this.#time(), revoked: null });
+    this.#tokens.set(t.id, rec);
+    return rec;
+  }
+
+  async getToken(id: string): Promise<TokenRecord | null> {
+    return this.#tokens.get(id) ?? null;
+  }
+
+  async listTokens(): Promise<TokenRecord[]> {
+    const key = (t: TokenRecord): string => `${t.created}\u0000${t.id}`;
+    return [...this.#tokens.values()].sort((a, b) => (key(a) < key(b) ? -1 : 1));
+  }
+
+  async revokeToken(id: string): Promise<TokenRecord> {
+    const t = this.#tokens.get(id);
+    if (!t) throw new RuError('TOKEN_UNKNOWN', `no token ${JSON.stringify(id)}`, { token: id });
+    if (t.revoked) return t;
+    const rec = freeze({ ...t, revoked: this.#time() });
+    this.#tokens.set(id, rec);
+    return rec;
+  }
+
+  async recordPending(facts: MachineFacts, address: string | null): Promise<PendingMachine> {
+    const c = canonicalFacts(facts);
+    const key = factsKey(c);
+    if (!c.macs.length && !c.uuid && !c.serial && !c.hostname) {
+      throw new RuError('STORE_INVALID', 'a pending machine needs at least one usable fact (MAC, UUID, serial or hostname)');
+    }
+    const now = this.#time();
+    const slot = [...this.#pending].reverse().find((p) => p.key === key);
+    if (slot) {
+      slot.rec = freeze({ ...slot.rec, lastSeen: now, address: address ?? slot.rec.address });
+      return slot.rec;
+    }
+    const rec: PendingMachine = freeze({
+      id: this.#pending.length + 1, facts: freeze({ ...c, macs: freeze([...c.macs]) }), address,
+      firstSeen: now, lastSeen: now, assignedHost: null, assigned: null,
+    });
+    this.#pending.push({ key, rec });
+    return rec;
+  }
+
+  async getPending(id: number): Promise<PendingMachine | null> {
+    return this.#pending.find((p) => p.rec.id === id)?.rec ?? null;
+  }
+
+  async listPending(filter: { mac?: string; unassigned?: boolean } = {}): Promise<PendingMachine[]> {
+    const mac = filter.mac === undefined ? undefined : normalizeMac(filter.mac);
+    if (mac === null) return [];
+    return this.#pending
+      .map((p) => p.rec)
+      .filter((r) => (mac === undefined || r.facts.macs.includes(mac)) && (!filter.unassigned || r.assignedHost === null))
+      .reverse();
+  }
+
+  async assignPending(id: number, host: string): Promise<PendingMachine> {
+    const slot = this.#pending.find((p) => p.rec.id === id);
+    if (!slot) throw new RuError('PENDING_UNKNOWN', `no pending machine ${id}`, { pending: id });
+    this.#host(host);
+    slot.rec = freeze({ ...slot.rec, assignedHost: host, assigned: this.#time() });
+    return slot.rec;
+  }
+
+  async appendAudit(e: NewAuditEvent): Promise<AuditEvent> {
+    checkAuditEvent(e);
+    const rec: AuditEvent = freeze({
+      id: this.#audit.length + 1, time: this.#time(), kind: e.kind, token: e.token ?? null, address: e.address ?? null,
+      host: e.host ?? null, version: e.version ?? null, bytes: e.bytes ?? null, result: e.result, detail: e.detail ?? null,
+    });
+    this.#audit.push(rec);
+    return rec;
+  }
+
+  async queryAudit(q: AuditQuery = {}): Promise<AuditEvent[]> {
+    const limit = auditLimit(q);
+    const out: AuditEvent[] = [];
+    for (let i = this.#audit.length - 1; i >= 0 && out.length < limit; i--) {
+      const e = this.#audit[i]!;
+      if (q.kind !== undefined && e.kind !== q.kind) continue;
+      if (q.host !== undefined && e.host !== q.host) continue;
+      if (q.token !== undefined && e.token !== q.token) continue;
+      if (q.result !== undefined && e.result !== q.result) continue;
+      if (q.since !== undefined && e.time < q.since) continue;
+      if (q.until !== undefined && e.time >= q.until) continue;
+      if (q.beforeId !== undefined && e.id >= q.beforeId) continue;
+      out.push(e);
+    }
+    return out;
+  }
+
+  async openLog(l: { host: string; workflow: string; stamp: string; address?: string | null }): Promise<LogRecord> {
+    checkLogName(l.workflow, 'workflow');
+    checkLogName(l.stamp, 'stamp');
+    this.#host(l.host);
+    const now = this.#time();
+    const rec: LogRecord = freeze({
+      id: this.#logs.length + 1, host: l.host, workflow: l.workflow, stamp: l.stamp, address: l.address ?? null,
+      started: now, updated: now, bytes: 0, complete: false,
+    });
+    this.#logs.push(rec);
+    return rec;
+  }
+
+  async updateLog(id: number, bytes: number, complete: boolean): Promise<LogRecord> {
+    checkCount(bytes, 'bytes');
+    const i = this.#logs.findIndex((l) => l.id === id);
+    if (i < 0) throw new RuError('LOG_UNKNOWN', `no log ${id}`, { log: id });
+    const rec = freeze({ ...this.#logs[i]!, bytes, complete, updated: this.#time() });
+    this.#logs[i] = rec;
+    return rec;
+  }
+
+  async getLog(id: number): Promise<LogRecord | null> {
+    return this.#logs.find((l) => l.id === id) ?? null;
+  }
+
+  async listLogs(host: string): Promise<LogRecord[]> {
+    return this.#logs.filter((l) => l.host === host).reverse();
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,444 @@
+// The embedded default metadata store: one SQLite file (better-sqlite3 through Kysely), WAL mode,
+// schema by Kysely's Migrator at open. Every read-modify-write runs in BEGIN IMMEDIATE, which
+// takes SQLite's write lock up front: concurrent publishes, in this process or another one
+// sharing the file, get distinct consecutive versions instead of a lost update.
+
+import Database from 'better-sqlite3';
+import { statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { Kysely, Migrator, sql, SqliteDialect, type Selectable } from 'kysely';
+import { RuError } from '../../core/errors.ts';
+import { canonicalFacts, checkId, factsKey, normalizeMac, NORMALIZE, type CanonicalFacts, type FactKind, type MachineFacts } from '../../core/store/facts.ts';
+import type {
+  AuditEvent, AuditKind, AuditQuery, Host, HostFields, LogRecord, MetadataOptions, MetadataStore, NewAuditEvent, NewHost,
+  NewToken, NewVersion, PendingMachine, PublishResult, TokenRecord, TokenScope, VersionRecord, VersionSummary,
+} from '../../core/store/metadata.ts';
+import {
+  auditLimit, checkAuditEvent, checkCount, checkHostFields, checkLogName, checkNewToken, checkNewVersion, type CheckedHostFields,
+} from '../../core/store/validate.ts';
+import { fromSqliteError } from './sqlite-errors.ts';
+import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider, type Schema } from './sqlite-schema.ts';
+
+type Db = Kysely<Schema>;
+
+export interface SqliteMetadataOptions extends MetadataOptions {
+  /** How long to wait for another process's write lock before STORE_BUSY. */
+  readonly busyTimeoutMs?: number;
+}
+
+/** Brings the schema up to date; running it again is a no-op. STORE_SCHEMA when it cannot. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the Migrator works on any schema
+export async function migrateSqlite(db: Kysely<any>): Promise<void> {
+  const migrator = new Migrator({ db, provider: migrationProvider, migrationTableName: MIGRATION_TABLE, migrationLockTableName: MIGRATION_LOCK_TABLE });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) {
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName;
+    const msg = error instanceof Error ? error.message : String(error);
+    throw new RuError('STORE_SCHEMA', `metadata schema migration failed${failed ? ` at ${failed}` : ''}: ${msg}`, { migration: failed ?? null });
+  }
+}
+
+/** Opens (creating if needed) the SQLite file and migrates it. */
+export async function openSqliteMetadata(file: string, opts: SqliteMetadataOptions = {}): Promise<SqliteMetadataStore> {
+  let raw: Database.Database | undefined;
+  try {
+    // better-sqlite3 reports a missing directory as a plain TypeError; ask the file system instead.
+    if (file !== ':memory:') statSync(dirname(file));
+    raw = new Database(file);
+    raw.pragma(`busy_timeout = ${Math.trunc(opts.busyTimeoutMs ?? 5000)}`);
+    raw.pragma('journal_mode = WAL');
+    // NORMAL in WAL mode: never corrupt; a power loss may forget the last commits, not more.
+    raw.pragma('synchronous = NORMAL');
+    raw.pragma('foreign_keys = ON');
+  } catch (e) {
+    raw?.close();
+    throw fromSqliteError(e, `opening ${file}`);
+  }
+  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: raw }) });
+  try {
+    await migrateSqlite(db);
+  } catch (e) {
+    await db.destroy();
+    throw fromSqliteError(e, `migrating ${file}`);
+  }
+  return new SqliteMetadataStore(db, opts);
+}
+
+type HostRow = Selectable<Schema['hosts']>;
+type VersionRow = Selectable<Schema['versions']>;
+type PendingRow = Selectable<Schema['pending']>;
+type LogRow = Selectable<Schema['logs']>;
+
+const toVersion = (r: VersionRow): VersionRecord => ({
+  host: r.host_id, version: r.version, blob: r.blob, digest: r.digest, size: r.size, created: r.created, publisher: r.publisher, manifest: r.manifest,
+});
+const toPending = (r: PendingRow): PendingMachine => ({
+  id: r.id, facts: JSON.parse(r.facts) as CanonicalFacts, address: r.address, firstSeen: r.first_seen, lastSeen: r.last_seen,
+  assignedHost: r.assigned_host, assigned: r.assigned,
+});
+const toLog = (r: LogRow): LogRecord => ({
+  id: r.id, host: r.host_id, workflow: r.workflow, stamp: r.stamp, address: r.address, started: r.started, updated: r.updated,
+  bytes: r.bytes, complete: r.complete === 1,
+});
+const unknownHost = (id: string): RuError => new RuError('HOST_UNKNOWN', `no host ${JSON.stringify(id)}`, { host: id });
+
+export class SqliteMetadataStore implements MetadataStore {
+  readonly #db: Db;
+  readonly #now: () => Date;
+
+  constructor(db: Db, opts: MetadataOptions = {}) {
+    this.#db = db;
+    this.#now = opts.now ?? (() => new Date());
+  }
+
+  #time(): string {
+    return this.#now().toISOString();
+  }
+
+  /** Reads, translated. */
+  async #read<T>(what: string, fn: (db: Db) => Promise<T>): Promise<T> {
+    try {
+      return await fn(this.#db);
+    } catch (e) {
+      throw fromSqliteError(e, what);
+    }
+  }
+
+  /** A write transaction holding SQLite's write lock from its first statement. */
+  async #write<T>(what: string, fn: (db: Db) => Promise<T>): Promise<T> {
+    return this.#read(what, (db) => db.connection().execute(async (conn) => {
+      await sql`begin immediate`.execute(conn);
+      try {
+        const r = await fn(conn);
+        await sql`commit`.execute(conn);
+        return r;
+      } catch (e) {
+        await sql`rollback`.execute(conn).catch(() => undefined);
+        throw e;
+      }
+    }));
+  }
+
+  async #hosts(db: Db, rows: HostRow[]): Promise<Host[]> {
+    if (rows.length === 0) return [];
+    const ids = rows.map((r) => r.id);
+    // Many hosts (a fleet listing): read the fact tables whole rather than bind thousands of ids.
+    const some = ids.length <= 500;
+    let mq = db.selectFrom('host_macs').select(['host_id', 'mac']).orderBy('mac');
+    let nq = db.selectFrom('host_names').select(['host_id', 'hostname']).orderBy('hostname');
+    if (some) {
+      mq = mq.where('host_id', 'in', ids);
+      nq = nq.where('host_id', 'in', ids);
+    }
+    const group = (pairs: { host_id: string; v: string }[]): Map<string, string[]> => {
+      const m = new Map<string, string[]>();
+      for (const p of pairs) {
+        const list = m.get(p.host_id);
+        if (list) list.push(p.v);
+        else m.set(p.host_id, [p.v]);
+      }
+      return m;
+    };
+    const macs = group((await mq.execute()).map((r) => ({ host_id: r.host_id, v: r.mac })));
+    const names = group((await nq.execute()).map((r) => ({ host_id: r.host_id, v: r.hostname })));
+    return rows.map((r) => ({
+      id: r.id, hostnames: names.get(r.id) ?? [], macs: macs.get(r.id) ?? [],
+      uuid: r.uuid, serial: r.serial, class: r.class, pinned: r.pinned, created: r.created,
+    }));
+  }
+
+  async #host(db: Db, id: string): Promise<Host> {
+    const row = await db.selectFrom('hosts').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw unknownHost(id);
+    return (await this.#hosts(db, [row]))[0]!;
+  }
+
+  async #saveFacts(db: Db, id: string, f: CheckedHostFields): Promise<void> {
+    if (f.macs) {
+      const taken = f.macs.length
+        ? await db.selectFrom('host_macs').selectAll().where('mac', 'in', f.macs).where('host_id', '!=', id).executeTakeFirst()
+        : undefined;
+      if (taken) throw new RuError('STORE_CONFLICT', `MAC address ${taken.mac} belongs to host ${taken.host_id}`, { what: 'mac', value: taken.mac, host: taken.host_id });
+      await db.deleteFrom('host_macs').where('host_id', '=', id).execute();
+      if (f.macs.length) await db.insertInto('host_macs').values(f.macs.map((mac) => ({ mac, host_id: id }))).execute();
+    }
+    if (f.hostnames) {
+      await db.deleteFrom('host_names').where('host_id', '=', id).execute();
+      if (f.hostnames.length) await db.insertInto('host_names').values(f.hostnames.map((hostname) => ({ hostname, host_id: id }))).execute();
+    }
+    const cols = { uuid: f.uuid, serial: f.serial, class: f.class };
+    const set = Object.fromEntries(Object.entries(cols).filter(([, v]) => v !== undefined));
+    if (Object.keys(set).length) await db.updateTable('hosts').set(set).where('id', '=', id).execute();
+  }
+
+  async addHost(n: NewHost): Promise<Host> {
+    checkId(n.id, 'host');
+    const f = checkHostFields(n);
+    return this.#write('adding a host', async (db) => {
+      if (await db.selectFrom('hosts').select('id').where('id', '=', n.id).executeTakeFirst()) {
+        throw new RuError('STORE_CONFLICT', `host ${n.id} exists already`, { what: 'host', value: n.id });
+      }
+      await db.insertInto('hosts').values({ id: n.id, class: null, uuid: null, serial: null, pinned: null, created: this.#time() }).execute();
+      await this.#saveFacts(db, n.id, f);
+      return this.#host(db, n.id);
+    });
+  }
+
+  async updateHost(id: string, patch: HostFields): Promise<Host> {
+    const f = checkHostFields(patch);
+    return this.#write('updating a host', async (db) => {
+      await this.#host(db, id);
+      await this.#saveFacts(db, id, f);
+      return this.#host(db, id);
+    });
+  }
+
+  async getHost(id: string): Promise<Host | null> {
+    return this.#read('reading a host', async (db) => {
+      const row = await db.selectFrom('hosts').selectAll().where('id', '=', id).executeTakeFirst();
+      return row ? (await this.#hosts(db, [row]))[0]! : null;
+    });
+  }
+
+  async listHosts(filter: { class?: string } = {}): Promise<Host[]> {
+    return this.#read('listing hosts', async (db) => {
+      let q = db.selectFrom('hosts').selectAll().orderBy('id');
+      if (filter.class !== undefined) q = q.where('class', '=', filter.class);
+      return this.#hosts(db, await q.execute());
+    });
+  }
+
+  async findHosts(kind: FactKind, value: string): Promise<Host[]> {
+    const v = typeof value === 'string' ? NORMALIZE[kind](value) : null;
+    if (v === null) return [];
+    return this.#read(`finding hosts by ${kind}`, async (db) => {
+      let q = db.selectFrom('hosts').selectAll('hosts').orderBy('hosts.id');
+      if (kind === 'mac') q = q.innerJoin('host_macs', 'host_macs.host_id', 'hosts.id').where('host_macs.mac', '=', v);
+      else if (kind === 'hostname') q = q.innerJoin('host_names', 'host_names.host_id', 'hosts.id').where('host_names.hostname', '=', v);
+      else q = q.where(kind, '=', v);
+      return this.#hosts(db, await q.execute());
+    });
+  }
+
+  async publishVersion(n: NewVersion, opts: { ifChanged?: boolean } = {}): Promise<PublishResult> {
+    checkNewVersion(n);
+    return this.#write('publishing a version', async (db) => {
+      await this.#host(db, n.host);
+      const latest = await db.selectFrom('versions').selectAll().where('host_id', '=', n.host).orderBy('version', 'desc').limit(1).executeTakeFirst();
+      if (opts.ifChanged && latest && latest.digest === n.digest) return { version: toVersion(latest), created: false };
+      const row: VersionRow = {
+        host_id: n.host, version: (latest?.version ?? 0) + 1, blob: n.blob, digest: n.digest, size: n.size,
+        manifest: n.manifest, created: this.#time(), publisher: n.publisher ?? null,
+      };
+      await db.insertInto('versions').values(row).execute();
+      return { version: toVersion(row), created: true };
+    });
+  }
+
+  async getVersion(host: string, version: number): Promise<VersionRecord | null> {
+    return this.#read('reading a version', async (db) => {
+      const r = await db.selectFrom('versions').selectAll().where('host_id', '=', host).where('version', '=', version).executeTakeFirst();
+      return r ? toVersion(r) : null;
+    });
+  }
+
+  async latestVersion(host: string): Promise<VersionRecord | null> {
+    return this.#read('reading the latest version', async (db) => {
+      const r = await db.selectFrom('versions').selectAll().where('host_id', '=', host).orderBy('version', 'desc').limit(1).executeTakeFirst();
+      return r ? toVersion(r) : null;
+    });
+  }
+
+  async servedVersion(host: string): Promise<VersionRecord | null> {
+    const h = await this.#read('reading a host', (db) => this.#host(db, host));
+    return h.pinned !== null ? this.getVersion(host, h.pinned) : this.latestVersion(host);
+  }
+
+  async listVersions(host: string): Promise<VersionSummary[]> {
+    return this.#read('listing versions', async (db) => {
+      await this.#host(db, host);
+      const rows = await db.selectFrom('versions')
+        .select(['host_id', 'version', 'blob', 'digest', 'size', 'created', 'publisher'])
+        .where('host_id', '=', host).orderBy('version').execute();
+      return rows.map((r) => ({ host: r.host_id, version: r.version, blob: r.blob, digest: r.digest, size: r.size, created: r.created, publisher: r.publisher }));
+    });
+  }
+
+  async pin(host: string, version: number): Promise<Host> {
+    return this.#write('pinning a version', async (db) => {
+      await this.#host(db, host);
+      const v = await db.selectFrom('versions').select('version').where('host_id', '=', host).where('version', '=', version).executeTakeFirst();
+      if (!v) throw new RuError('VERSION_UNKNOWN', `host ${host} has no version ${version}`, { host, version });
+      await db.updateTable('hosts').set({ pinned: version }).where('id', '=', host).execute();
+      return this.#host(db, host);
+    });
+  }
+
+  async unpin(host: string): Promise<Host> {
+    return this.#write('unpinning', async (db) => {
+      await this.#host(db, host);
+      await db.updateTable('hosts').set({ pinned: null }).where('id', '=', host).execute();
+      return this.#host(db, host);
+    });
+  }
+
+  async createToken(t: NewToken): Promise<TokenRecord> {
+    checkNewToken(t);
+    return this.#write('creating a token', async (db) => {
+      if (await db.selectFrom('tokens').select('id').where('id', '=', t.id).executeTakeFirst()) {
+        throw new RuError('STORE_CONFLICT', `token ${t.id} exists already`, { what: 'token', value: t.id });
+      }
+      const rec: TokenRecord = { id: t.id, secretHash: t.secretHash, scope: t.scope, label: t.label ?? null, created: this.#time(), revoked: null };
+      await db.insertInto('tokens').values({ id: rec.id, secret_hash: rec.secretHash, scope: rec.scope, label: rec.label, created: rec.created, revoked: null }).execute();
+      return rec;
+    });
+  }
+
+  #token(r: Selectable<Schema['tokens']>): TokenRecord {
+    return { id: r.id, secretHash: r.secret_hash, scope: r.scope as TokenScope, label: r.label, created: r.created, revoked: r.revoked };
+  }
+
+  async getToken(id: string): Promise<TokenRecord | null> {
+    return this.#read('reading a token', async (db) => {
+      const r = await db.selectFrom('tokens').selectAll().where('id', '=', id).executeTakeFirst();
+      return r ? this.#token(r) : null;
+    });
+  }
+
+  async listTokens(): Promise<TokenRecord[]> {
+    return this.#read('listing tokens', async (db) =>
+      (await db.selectFrom('tokens').selectAll().orderBy('created').orderBy('id').execute()).map((r) => this.#token(r)));
+  }
+
+  async revokeToken(id: string): Promise<TokenRecord> {
+    return this.#write('revoking a token', async (db) => {
+      await db.updateTable('tokens').set({ revoked: this.#time() }).where('id', '=', id).where('revoked', 'is', null).execute();
+      const r = await db.selectFrom('tokens').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!r) throw new RuError('TOKEN_UNKNOWN', `no token ${JSON.stringify(id)}`, { token: id });
+      return this.#token(r);
+    });
+  }
+
+  async recordPending(facts: MachineFacts, address: string | null): Promise<PendingMachine> {
+    const c = canonicalFacts(facts);
+    if (!c.macs.length && !c.uuid && !c.serial && !c.hostname) {
+      throw new RuError('STORE_INVALID', 'a pending machine needs at least one usable fact (MAC, UUID, serial or hostname)');
+    }
+    const key = factsKey(c);
+    return this.#write('recording a pending machine', async (db) => {
+      const now = this.#time();
+      const old = await db.selectFrom('pending').selectAll().where('facts_key', '=', key).orderBy('id', 'desc').limit(1).executeTakeFirst();
+      if (old) {
+        await db.updateTable('pending').set({ last_seen: now, address: address ?? old.address }).where('id', '=', old.id).execute();
+        return toPending({ ...old, last_seen: now, address: address ?? old.address });
+      }
+      const { id } = await db.insertInto('pending')
+        .values({ facts_key: key, facts: JSON.stringify(c), address, first_seen: now, last_seen: now, assigned_host: null, assigned: null })
+        .returning('id').executeTakeFirstOrThrow();
+      if (c.macs.length) await db.insertInto('pending_macs').values(c.macs.map((mac) => ({ pending_id: id, mac }))).execute();
+      return { id, facts: c, address, firstSeen: now, lastSeen: now, assignedHost: null, assigned: null };
+    });
+  }
+
+  async getPending(id: number): Promise<PendingMachine | null> {
+    return this.#read('reading a pending machine', async (db) => {
+      const r = await db.selectFrom('pending').selectAll().where('id', '=', id).executeTakeFirst();
+      return r ? toPending(r) : null;
+    });
+  }
+
+  async listPending(filter: { mac?: string; unassigned?: boolean } = {}): Promise<PendingMachine[]> {
+    const mac = filter.mac === undefined ? undefined : normalizeMac(filter.mac);
+    if (mac === null) return [];
+    return this.#read('listing pending machines', async (db) => {
+      let q = db.selectFrom('pending').selectAll('pending').orderBy('pending.id', 'desc');
+      if (mac !== undefined) q = q.innerJoin('pending_macs', 'pending_macs.pending_id', 'pending.id').where('pending_macs.mac', '=', mac);
+      if (filter.unassigned) q = q.where('pending.assigned_host', 'is', null);
+      return (await q.execute()).map(toPending);
+    });
+  }
+
+  async assignPending(id: number, host: string): Promise<PendingMachine> {
+    return this.#write('assigning a pending machine', async (db) => {
+      const r = await db.selectFrom('pending').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!r) throw new RuError('PENDING_UNKNOWN', `no pending machine ${id}`, { pending: id });
+      await this.#host(db, host);
+      const assigned = this.#time();
+      await db.updateTable('pending').set({ assigned_host: host, assigned }).where('id', '=', id).execute();
+      return toPending({ ...r, assigned_host: host, assigned });
+    });
+  }
+
+  async appendAudit(e: NewAuditEvent): Promise<AuditEvent> {
+    checkAuditEvent(e);
+    const rec = {
+      time: this.#time(), kind: e.kind, token: e.token ?? null, address: e.address ?? null, host: e.host ?? null,
+      version: e.version ?? null, bytes: e.bytes ?? null, result: e.result, detail: e.detail ?? null,
+    };
+    // One INSERT is atomic on its own: no explicit transaction needed.
+    return this.#read('recording an audit event', async (db) => {
+      const { id } = await db.insertInto('audit').values({
+        time: rec.time, kind: rec.kind, token_id: rec.token, address: rec.address, host_id: rec.host,
+        version: rec.version, bytes: rec.bytes, result: rec.result, detail: rec.detail,
+      }).returning('id').executeTakeFirstOrThrow();
+      return { id, ...rec };
+    });
+  }
+
+  async queryAudit(q: AuditQuery = {}): Promise<AuditEvent[]> {
+    const limit = auditLimit(q);
+    return this.#read('querying the audit log', async (db) => {
+      let s = db.selectFrom('audit').selectAll().orderBy('id', 'desc').limit(limit);
+      if (q.kind !== undefined) s = s.where('kind', '=', q.kind);
+      if (q.host !== undefined) s = s.where('host_id', '=', q.host);
+      if (q.token !== undefined) s = s.where('token_id', '=', q.token);
+      if (q.result !== undefined) s = s.where('result', '=', q.result);
+      if (q.since !== undefined) s = s.where('time', '>=', q.since);
+      if (q.until !== undefined) s = s.where('time', '<', q.until);
+      if (q.beforeId !== undefined) s = s.where('id', '<', q.beforeId);
+      return (await s.execute()).map((r) => ({
+        id: r.id, time: r.time, kind: r.kind as AuditKind, token: r.token_id, address: r.address, host: r.host_id,
+        version: r.version, bytes: r.bytes, result: r.result, detail: r.detail,
+      }));
+    });
+  }
+
+  async openLog(l: { host: string; workflow: string; stamp: string; address?: string | null }): Promise<LogRecord> {
+    checkLogName(l.workflow, 'workflow');
+    checkLogName(l.stamp, 'stamp');
+    return this.#write('opening a recovery log', async (db) => {
+      await this.#host(db, l.host);
+      const now = this.#time();
+      const row = await db.insertInto('logs').values({
+        host_id: l.host, workflow: l.workflow, stamp: l.stamp, address: l.address ?? null, started: now, updated: now, bytes: 0, complete: 0,
+      }).returningAll().executeTakeFirstOrThrow();
+      return toLog(row);
+    });
+  }
+
+  async updateLog(id: number, bytes: number, complete: boolean): Promise<LogRecord> {
+    checkCount(bytes, 'bytes');
+    return this.#write('updating a recovery log', async (db) => {
+      const row = await db.updateTable('logs').set({ bytes, complete: complete ? 1 : 0, updated: this.#time() })
+        .where('id', '=', id).returningAll().executeTakeFirst();
+      if (!row) throw new RuError('LOG_UNKNOWN', `no log ${id}`, { log: id });
+      return toLog(row);
+    });
+  }
+
+  async getLog(id: number): Promise<LogRecord | null> {
+    return this.#read('reading a recovery log', async (db) => {
+      const r = await db.selectFrom('logs').selectAll().where('id', '=', id).executeTakeFirst();
+      return r ? toLog(r) : null;
+    });
+  }
+
+  async listLogs(host: string): Promise<LogRecord[]> {
+    return this.#read('listing recovery logs', async (db) =>
+      (await db.selectFrom('logs').selectAll().where('host_id', '=', host).orderBy('id', 'desc').execute()).map(toLog));
+  }
+
+  async close(): Promise<void> {
+    await this.#db.destroy();
+  }
+}

@@ -1,0 +1,215 @@
+// The SQL schema of the metadata store, as Kysely table types plus the migrations that build
+// it. Migrations live in code (a MigrationProvider object, not files on disk) so they travel
+// inside a bundled server. Append new migrations; never edit one that has shipped.
+// The DDL is Kysely's schema builder, kept to what SQLite and PostgreSQL both accept.
+
+import type { Generated, Kysely, Migration, MigrationProvider } from 'kysely';
+
+export interface HostsTable {
+  id: string;
+  class: string | null;
+  uuid: string | null;
+  serial: string | null;
+  pinned: number | null;
+  created: string;
+}
+
+export interface HostMacsTable {
+  mac: string;
+  host_id: string;
+}
+
+export interface HostNamesTable {
+  hostname: string;
+  host_id: string;
+}
+
+export interface VersionsTable {
+  host_id: string;
+  version: number;
+  blob: string;
+  digest: string;
+  size: number;
+  manifest: string;
+  created: string;
+  publisher: string | null;
+}
+
+export interface TokensTable {
+  id: string;
+  secret_hash: string;
+  scope: string;
+  label: string | null;
+  created: string;
+  revoked: string | null;
+}
+
+export interface PendingTable {
+  id: Generated<number>;
+  facts_key: string;
+  /** CanonicalFacts as JSON. */
+  facts: string;
+  address: string | null;
+  first_seen: string;
+  last_seen: string;
+  assigned_host: string | null;
+  assigned: string | null;
+}
+
+export interface PendingMacsTable {
+  pending_id: number;
+  mac: string;
+}
+
+export interface AuditTable {
+  id: Generated<number>;
+  time: string;
+  kind: string;
+  token_id: string | null;
+  address: string | null;
+  /** No foreign key: refusals for unknown hosts are audited too. */
+  host_id: string | null;
+  version: number | null;
+  bytes: number | null;
+  result: string;
+  detail: string | null;
+}
+
+export interface LogsTable {
+  id: Generated<number>;
+  host_id: string;
+  workflow: string;
+  stamp: string;
+  address: string | null;
+  started: string;
+  updated: string;
+  bytes: number;
+  complete: number;
+}
+
+export interface Schema {
+  hosts: HostsTable;
+  host_macs: HostMacsTable;
+  host_names: HostNamesTable;
+  versions: VersionsTable;
+  tokens: TokensTable;
+  pending: PendingTable;
+  pending_macs: PendingMacsTable;
+  audit: AuditTable;
+  logs: LogsTable;
+}
+
+// Migrations see the database as it was when they were written, hence Kysely<any>.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyDb = Kysely<any>;
+
+const m0001: Migration = {
+  async up(db: AnyDb) {
+    await db.schema.createTable('hosts')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('class', 'text')
+      .addColumn('uuid', 'text')
+      .addColumn('serial', 'text')
+      .addColumn('pinned', 'integer')
+      .addColumn('created', 'text', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('hosts_uuid').on('hosts').column('uuid').execute();
+    await db.schema.createIndex('hosts_serial').on('hosts').column('serial').execute();
+    await db.schema.createIndex('hosts_class').on('hosts').column('class').execute();
+
+    await db.schema.createTable('host_macs')
+      .addColumn('mac', 'text', (c) => c.primaryKey())
+      .addColumn('host_id', 'text', (c) => c.notNull().references('hosts.id').onDelete('cascade'))
+      .execute();
+    await db.schema.createIndex('host_macs_host').on('host_macs').column('host_id').execute();
+
+    await db.schema.createTable('host_names')
+      .addColumn('hostname', 'text', (c) => c.notNull())
+      .addColumn('host_id', 'text', (c) => c.notNull().references('hosts.id').onDelete('cascade'))
+      .addPrimaryKeyConstraint('host_names_pk', ['hostname', 'host_id'])
+      .execute();
+    await db.schema.createIndex('host_names_host').on('host_names').column('host_id').execute();
+
+    await db.schema.createTable('versions')
+      .addColumn('host_id', 'text', (c) => c.notNull().references('hosts.id'))
+      .addColumn('version', 'integer', (c) => c.notNull())
+      .addColumn('blob', 'text', (c) => c.notNull())
+      .addColumn('digest', 'text', (c) => c.notNull())
+      .addColumn('size', 'bigint', (c) => c.notNull())
+      .addColumn('manifest', 'text', (c) => c.notNull())
+      .addColumn('created', 'text', (c) => c.notNull())
+      .addColumn('publisher', 'text')
+      // The safety net under the store's atomic numbering: a number is never given twice.
+      .addPrimaryKeyConstraint('versions_pk', ['host_id', 'version'])
+      .execute();
+    await db.schema.createIndex('versions_blob').on('versions').column('blob').execute();
+
+    await db.schema.createTable('tokens')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('secret_hash', 'text', (c) => c.notNull())
+      .addColumn('scope', 'text', (c) => c.notNull())
+      .addColumn('label', 'text')
+      .addColumn('created', 'text', (c) => c.notNull())
+      .addColumn('revoked', 'text')
+      .execute();
+
+    await db.schema.createTable('pending')
+      .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+      .addColumn('facts_key', 'text', (c) => c.notNull())
+      .addColumn('facts', 'text', (c) => c.notNull())
+      .addColumn('address', 'text')
+      .addColumn('first_seen', 'text', (c) => c.notNull())
+      .addColumn('last_seen', 'text', (c) => c.notNull())
+      .addColumn('assigned_host', 'text', (c) => c.references('hosts.id'))
+      .addColumn('assigned', 'text')
+      .execute();
+    await db.schema.createIndex('pending_key').on('pending').column('facts_key').execute();
+    await db.schema.createTable('pending_macs')
+      .addColumn('pending_id', 'integer', (c) => c.notNull().references('pending.id').onDelete('cascade'))
+      .addColumn('mac', 'text', (c) => c.notNull())
+      .addPrimaryKeyConstraint('pending_macs_pk', ['mac', 'pending_id'])
+      .execute();
+
+    await db.schema.createTable('audit')
+      .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+      .addColumn('time', 'text', (c) => c.notNull())
+      .addColumn('kind', 'text', (c) => c.notNull())
+      .addColumn('token_id', 'text')
+      .addColumn('address', 'text')
+      .addColumn('host_id', 'text')
+      .addColumn('version', 'integer')
+      .addColumn('bytes', 'bigint')
+      .addColumn('result', 'text', (c) => c.notNull())
+      .addColumn('detail', 'text')
+      .execute();
+    await db.schema.createIndex('audit_time').on('audit').column('time').execute();
+    await db.schema.createIndex('audit_host').on('audit').columns(['host_id', 'id']).execute();
+    await db.schema.createIndex('audit_kind').on('audit').columns(['kind', 'id']).execute();
+    await db.schema.createIndex('audit_token').on('audit').columns(['token_id', 'id']).execute();
+
+    await db.schema.createTable('logs')
+      .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+      .addColumn('host_id', 'text', (c) => c.notNull().references('hosts.id'))
+      .addColumn('workflow', 'text', (c) => c.notNull())
+      .addColumn('stamp', 'text', (c) => c.notNull())
+      .addColumn('address', 'text')
+      .addColumn('started', 'text', (c) => c.notNull())
+      .addColumn('updated', 'text', (c) => c.notNull())
+      .addColumn('bytes', 'bigint', (c) => c.notNull())
+      .addColumn('complete', 'integer', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('logs_host').on('logs').columns(['host_id', 'id']).execute();
+  },
+};
+
+/** Every migration, by name; names sort in the order they must run. */
+export const MIGRATIONS: Readonly<Record<string, Migration>> = {
+  '0001_initial': m0001,
+};
+
+export const migrationProvider: MigrationProvider = {
+  getMigrations: async () => ({ ...MIGRATIONS }),
+};
+
+export const MIGRATION_TABLE = 'ru_migration';
+export const MIGRATION_LOCK_TABLE = 'ru_migration_lock';

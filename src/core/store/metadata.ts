@@ -1,0 +1,225 @@
+// What the server remembers, as one small async interface per concern (hosts, versions,
+// tokens, pending machines, audit, recovery logs), so that SQLite, PostgreSQL and the
+// in-memory store are interchangeable and all pass test/contract/metadata.contract.ts.
+// Pure types: no I/O here. Every failure is a RuError with a code from src/core/errors.ts.
+
+import type { CanonicalFacts, FactKind, MachineFacts } from './facts.ts';
+
+/** Times are ISO 8601 UTC strings with milliseconds (Date#toISOString), so they sort as text. */
+export type Iso = string;
+
+export interface Host {
+  readonly id: string;
+  /** Sorted, normalized (facts.ts); a MAC belongs to at most one host. */
+  readonly hostnames: readonly string[];
+  readonly macs: readonly string[];
+  readonly uuid: string | null;
+  readonly serial: string | null;
+  readonly class: string | null;
+  /** The version served instead of the latest, or null. */
+  readonly pinned: number | null;
+  readonly created: Iso;
+}
+
+export interface HostFields {
+  readonly hostnames?: readonly string[];
+  readonly macs?: readonly string[];
+  readonly uuid?: string | null;
+  readonly serial?: string | null;
+  readonly class?: string | null;
+}
+
+export interface NewHost extends HostFields {
+  readonly id: string;
+}
+
+export interface HostStore {
+  /** STORE_CONFLICT if the id exists or a MAC belongs to another host; STORE_INVALID for malformed facts. */
+  addHost(h: NewHost): Promise<Host>;
+  /** Replaces the fields given (a list replaces the whole list). HOST_UNKNOWN, STORE_CONFLICT, STORE_INVALID. */
+  updateHost(id: string, patch: HostFields): Promise<Host>;
+  getHost(id: string): Promise<Host | null>;
+  /** Sorted by id. */
+  listHosts(filter?: { class?: string }): Promise<Host[]>;
+  /** Every host with that fact (normalized first; a malformed value finds none). Sorted by id. */
+  findHosts(kind: FactKind, value: string): Promise<Host[]>;
+}
+
+export interface VersionSummary {
+  readonly host: string;
+  /** 1, 2, 3, ... per host, assigned by the store; never reused. */
+  readonly version: number;
+  /** sha256 of the bundle bytes in the blob store. */
+  readonly blob: string;
+  /** sha256 the publisher computes over the content that matters; equal digest = unchanged. */
+  readonly digest: string;
+  readonly size: number;
+  readonly created: Iso;
+  /** Token id that published it, or null (admin tooling, import). */
+  readonly publisher: string | null;
+}
+
+export interface VersionRecord extends VersionSummary {
+  /** The bundle's manifest as JSON text. */
+  readonly manifest: string;
+}
+
+export interface NewVersion {
+  readonly host: string;
+  readonly blob: string;
+  readonly digest: string;
+  readonly size: number;
+  readonly manifest: string;
+  readonly publisher?: string | null;
+}
+
+export interface PublishResult {
+  readonly version: VersionRecord;
+  /** false when ifChanged found the latest version's digest equal: nothing was added. */
+  readonly created: boolean;
+}
+
+export interface VersionStore {
+  /**
+   * Adds the next version of a host atomically: concurrent publishes get distinct consecutive
+   * numbers. With ifChanged, the comparison with the latest digest is part of the same step.
+   * HOST_UNKNOWN, STORE_INVALID.
+   */
+  publishVersion(v: NewVersion, opts?: { ifChanged?: boolean }): Promise<PublishResult>;
+  getVersion(host: string, version: number): Promise<VersionRecord | null>;
+  latestVersion(host: string): Promise<VersionRecord | null>;
+  /** The pinned version if any, else the latest; null when the host has none. HOST_UNKNOWN. */
+  servedVersion(host: string): Promise<VersionRecord | null>;
+  /** Ascending by version. HOST_UNKNOWN. */
+  listVersions(host: string): Promise<VersionSummary[]>;
+  /** HOST_UNKNOWN, VERSION_UNKNOWN. */
+  pin(host: string, version: number): Promise<Host>;
+  unpin(host: string): Promise<Host>;
+}
+
+export type TokenScope = 'admin' | `publish:${string}` | `fetch:${string}` | `fetch-class:${string}`;
+
+export interface TokenRecord {
+  readonly id: string;
+  /** The store never sees the secret itself; hashing and comparison belong to the server. */
+  readonly secretHash: string;
+  readonly scope: TokenScope;
+  readonly label: string | null;
+  readonly created: Iso;
+  readonly revoked: Iso | null;
+}
+
+export interface NewToken {
+  readonly id: string;
+  readonly secretHash: string;
+  readonly scope: TokenScope;
+  readonly label?: string | null;
+}
+
+export interface TokenStore {
+  /** STORE_CONFLICT for an existing id, STORE_INVALID for a malformed id or scope. */
+  createToken(t: NewToken): Promise<TokenRecord>;
+  getToken(id: string): Promise<TokenRecord | null>;
+  /** Sorted by created, then id. */
+  listTokens(): Promise<TokenRecord[]>;
+  /** Revoking twice keeps the first time. TOKEN_UNKNOWN. */
+  revokeToken(id: string): Promise<TokenRecord>;
+}
+
+export interface PendingMachine {
+  readonly id: number;
+  readonly facts: CanonicalFacts;
+  readonly address: string | null;
+  readonly firstSeen: Iso;
+  readonly lastSeen: Iso;
+  readonly assignedHost: string | null;
+  readonly assigned: Iso | null;
+}
+
+export interface PendingStore {
+  /**
+   * Records an unresolved machine, or refreshes lastSeen/address of the record with the same
+   * canonical facts (assigned or not), so a machine that keeps asking is one record.
+   */
+  recordPending(facts: MachineFacts, address: string | null): Promise<PendingMachine>;
+  getPending(id: number): Promise<PendingMachine | null>;
+  /** Newest first. mac: records whose facts include it; unassigned: only those not yet assigned. */
+  listPending(filter?: { mac?: string; unassigned?: boolean }): Promise<PendingMachine[]>;
+  /** PENDING_UNKNOWN, HOST_UNKNOWN. Reassigning replaces the host. */
+  assignPending(id: number, host: string): Promise<PendingMachine>;
+}
+
+export type AuditKind = 'publish' | 'fetch' | 'resolve' | 'assign' | 'pin' | 'token' | 'host' | 'log';
+export const AUDIT_KINDS: readonly AuditKind[] = ['publish', 'fetch', 'resolve', 'assign', 'pin', 'token', 'host', 'log'];
+
+export interface AuditEvent {
+  readonly id: number;
+  readonly time: Iso;
+  readonly kind: AuditKind;
+  readonly token: string | null;
+  readonly address: string | null;
+  readonly host: string | null;
+  readonly version: number | null;
+  readonly bytes: number | null;
+  /** 'ok', or the error code of the refusal. */
+  readonly result: string;
+  readonly detail: string | null;
+}
+
+export type NewAuditEvent = Omit<AuditEvent, 'id' | 'time' | 'token' | 'address' | 'host' | 'version' | 'bytes' | 'detail'> &
+  Partial<Pick<AuditEvent, 'token' | 'address' | 'host' | 'version' | 'bytes' | 'detail'>>;
+
+export interface AuditQuery {
+  readonly kind?: AuditKind;
+  readonly host?: string;
+  readonly token?: string;
+  readonly result?: string;
+  /** time >= since */
+  readonly since?: Iso;
+  /** time < until */
+  readonly until?: Iso;
+  /** Paging: only events with a smaller id. */
+  readonly beforeId?: number;
+  /** Default 100, at most 1000. */
+  readonly limit?: number;
+}
+
+export interface AuditStore {
+  /** The host need not exist: refusals for unknown hosts are recorded too. */
+  appendAudit(e: NewAuditEvent): Promise<AuditEvent>;
+  /** Newest first. */
+  queryAudit(q?: AuditQuery): Promise<AuditEvent[]>;
+}
+
+/** A recovery log that ReaR streams to the server; the bytes live elsewhere, this is the index. */
+export interface LogRecord {
+  readonly id: number;
+  readonly host: string;
+  readonly workflow: string;
+  /** The timestamp segment of ReaR's upload URL, as sent. */
+  readonly stamp: string;
+  readonly address: string | null;
+  readonly started: Iso;
+  readonly updated: Iso;
+  readonly bytes: number;
+  readonly complete: boolean;
+}
+
+export interface LogIndex {
+  /** HOST_UNKNOWN, STORE_INVALID. */
+  openLog(l: { host: string; workflow: string; stamp: string; address?: string | null }): Promise<LogRecord>;
+  /** Sets the byte count (and completion) as the upload proceeds. LOG_UNKNOWN, STORE_INVALID. */
+  updateLog(id: number, bytes: number, complete: boolean): Promise<LogRecord>;
+  getLog(id: number): Promise<LogRecord | null>;
+  /** Newest first. */
+  listLogs(host: string): Promise<LogRecord[]>;
+}
+
+export interface MetadataStore extends HostStore, VersionStore, TokenStore, PendingStore, AuditStore, LogIndex {
+  close(): Promise<void>;
+}
+
+/** Options every implementation accepts: a clock, so tests can control time. */
+export interface MetadataOptions {
+  readonly now?: () => Date;
+}

@@ -1,0 +1,343 @@
+// The one contract every MetadataStore backend passes (memory, SQLite, and whatever comes next):
+// call metadataContract(name, factory) from a *.test.ts with a factory for your backend. The
+// suite speaks only through the interface, so a backend that passes it is a drop-in.
+
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { describe, test } from 'node:test';
+import { isRuError, type ErrorCode } from '../../src/core/errors.ts';
+import type { AuditEvent, MetadataOptions, MetadataStore } from '../../src/core/store/metadata.ts';
+import { resolveHost } from '../../src/core/store/resolve.ts';
+
+export interface MetadataFixture {
+  readonly store: MetadataStore;
+  /** Persistent backends: close the store and open the same data again. */
+  readonly reopen?: () => Promise<MetadataStore>;
+  /** Closes whatever store is open and removes the data. */
+  readonly cleanup: () => Promise<void>;
+}
+
+export type MetadataFactory = (opts: MetadataOptions) => Promise<MetadataFixture>;
+
+export async function rejectsWith(p: Promise<unknown>, code: ErrorCode): Promise<void> {
+  await assert.rejects(p, (e: unknown) => {
+    assert.ok(isRuError(e), `expected RuError ${code}, got ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    return true;
+  });
+}
+
+export const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
+
+/** A clock that advances one second per reading, from a fixed start. */
+export function steppingClock(start = Date.parse('2026-01-01T00:00:00Z')): () => Date {
+  let t = start;
+  return () => new Date((t += 1000));
+}
+
+const version = (host: string, content: string, publisher: string | null = null) => ({
+  host, blob: sha(`blob:${content}`), digest: sha(`digest:${content}`), size: content.length,
+  manifest: JSON.stringify({ host, content }), publisher,
+});
+
+const MAC_A = 'aa:bb:cc:00:00:01';
+const MAC_B = 'aa:bb:cc:00:00:02';
+const UUID_A = '4c4c4544-0031-3510-8052-b4c04f4e3432';
+
+export function metadataContract(name: string, factory: MetadataFactory): void {
+  const withStore = (fn: (s: MetadataStore, fx: MetadataFixture) => Promise<void>) => async () => {
+    const fx = await factory({ now: steppingClock() });
+    try {
+      await fn(fx.store, fx);
+    } finally {
+      await fx.cleanup();
+    }
+  };
+
+  describe(`MetadataStore contract: ${name}`, () => {
+    test('hosts: facts are stored normalized and sorted; created comes from the clock', withStore(async (s) => {
+      const h = await s.addHost({
+        id: 'web1', class: 'typeA', macs: ['AA-BB-CC-00-00-02', 'aabb.cc00.0001', MAC_A], uuid: UUID_A.toUpperCase(),
+        serial: ' cz12345 ', hostnames: ['Web1.Example.COM.', 'web1'],
+      });
+      assert.deepEqual(h, {
+        id: 'web1', hostnames: ['web1', 'web1.example.com'], macs: [MAC_A, MAC_B], uuid: UUID_A, serial: 'CZ12345',
+        class: 'typeA', pinned: null, created: '2026-01-01T00:00:01.000Z',
+      });
+      assert.deepEqual(await s.getHost('web1'), h);
+      assert.equal(await s.getHost('nope'), null);
+      const bare = await s.addHost({ id: 'bare' });
+      assert.deepEqual([bare.macs, bare.hostnames, bare.uuid, bare.serial, bare.class], [[], [], null, null, null]);
+    }));
+
+    test('hosts: conflicts and malformed values are refused with stable codes', withStore(async (s) => {
+      await s.addHost({ id: 'a', macs: [MAC_A] });
+      await rejectsWith(s.addHost({ id: 'a' }), 'STORE_CONFLICT');
+      await rejectsWith(s.addHost({ id: 'b', macs: [MAC_A.toUpperCase()] }), 'STORE_CONFLICT');
+      await rejectsWith(s.addHost({ id: 'bad id' }), 'STORE_INVALID');
+      await rejectsWith(s.addHost({ id: '../etc' }), 'STORE_INVALID');
+      await rejectsWith(s.addHost({ id: 'c', macs: ['not-a-mac'] }), 'STORE_INVALID');
+      await rejectsWith(s.addHost({ id: 'c', uuid: '00000000-0000-0000-0000-000000000000' }), 'STORE_INVALID');
+      await rejectsWith(s.addHost({ id: 'c', serial: 'To Be Filled By O.E.M.' }), 'STORE_INVALID');
+      await rejectsWith(s.addHost({ id: 'c', hostnames: ['localhost'] }), 'STORE_INVALID');
+      await rejectsWith(s.addHost({ id: 'c', class: 'a/b' }), 'STORE_INVALID');
+      assert.deepEqual((await s.listHosts()).map((h) => h.id), ['a'], 'refused adds leave nothing behind');
+    }));
+
+    test('hosts: update replaces the given fields; a MAC moves only after its owner let go', withStore(async (s) => {
+      await s.addHost({ id: 'a', macs: [MAC_A], hostnames: ['a'], serial: 'S1' });
+      await s.addHost({ id: 'b' });
+      const a = await s.updateHost('a', { macs: [MAC_A, MAC_B], class: 'k' });
+      assert.deepEqual([a.macs, a.hostnames, a.serial, a.class], [[MAC_A, MAC_B], ['a'], 'S1', 'k']);
+      await rejectsWith(s.updateHost('b', { macs: [MAC_B] }), 'STORE_CONFLICT');
+      assert.deepEqual((await s.getHost('b'))!.macs, [], 'a refused update changes nothing');
+      await s.updateHost('a', { macs: [MAC_A], serial: null });
+      assert.deepEqual((await s.updateHost('b', { macs: [MAC_B] })).macs, [MAC_B]);
+      assert.equal((await s.getHost('a'))!.serial, null);
+      await rejectsWith(s.updateHost('ghost', { class: 'k' }), 'HOST_UNKNOWN');
+    }));
+
+    test('hosts: lookup by each fact, in any spelling; list sorted, filtered by class', withStore(async (s) => {
+      await s.addHost({ id: 'web2', class: 'B', macs: [MAC_B], serial: 'SHARED' });
+      await s.addHost({ id: 'web1', class: 'A', macs: [MAC_A], uuid: UUID_A, serial: 'SHARED', hostnames: ['web1.example.com'] });
+      const ids = async (p: Promise<{ id: string }[]>) => (await p).map((h) => h.id);
+      assert.deepEqual(await ids(s.findHosts('mac', 'AA:BB:CC:00:00:01')), ['web1']);
+      assert.deepEqual(await ids(s.findHosts('mac', 'aabbcc000002')), ['web2']);
+      assert.deepEqual(await ids(s.findHosts('uuid', UUID_A.toUpperCase())), ['web1']);
+      assert.deepEqual(await ids(s.findHosts('serial', 'shared')), ['web1', 'web2']);
+      assert.deepEqual(await ids(s.findHosts('hostname', 'WEB1.example.com.')), ['web1']);
+      assert.deepEqual(await ids(s.findHosts('mac', 'zz')), []);
+      assert.deepEqual(await ids(s.findHosts('hostname', 'other')), []);
+      assert.deepEqual(await ids(s.listHosts()), ['web1', 'web2']);
+      assert.deepEqual(await ids(s.listHosts({ class: 'B' })), ['web2']);
+    }));
+
+    test('hosts: a fleet of 600 lists whole, each host with its own facts', withStore(async (s) => {
+      const mac = (i: number) => `02:00:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+      for (let i = 0; i < 600; i++) await s.addHost({ id: `h${String(i).padStart(3, '0')}`, macs: [mac(i)], hostnames: [`n${i}`] });
+      const all = await s.listHosts();
+      assert.equal(all.length, 600);
+      assert.deepEqual([all[599]!.id, all[599]!.macs, all[599]!.hostnames], ['h599', [mac(599)], ['n599']]);
+    }));
+
+    test('resolution: id, then MAC, UUID, serial, hostname; an ambiguous fact is skipped', withStore(async (s) => {
+      await s.addHost({ id: 'by-mac', macs: [MAC_A] });
+      await s.addHost({ id: 'by-uuid', uuid: UUID_A, hostnames: ['shared-name'] });
+      await s.addHost({ id: 'by-serial', serial: 'SER1', hostnames: ['shared-name'] });
+      await s.addHost({ id: 'by-name', hostnames: ['only-me'] });
+      const all = { macs: [MAC_A.toUpperCase()], uuid: UUID_A, serial: 'ser1', hostname: 'only-me' };
+      const r = async (f: Parameters<typeof resolveHost>[1]) => {
+        const x = await resolveHost(s, f);
+        return x.host ? [x.host.id, x.by] : [null, x.ambiguous];
+      };
+      assert.deepEqual(await r(all), ['by-mac', 'mac']);
+      assert.deepEqual(await r({ ...all, macs: ['02:00:00:00:00:09'] }), ['by-uuid', 'uuid']);
+      assert.deepEqual(await r({ ...all, macs: [], uuid: null }), ['by-serial', 'serial']);
+      assert.deepEqual(await r({ serial: 'To be filled by O.E.M.', hostname: 'only-me' }), ['by-name', 'hostname']);
+      assert.deepEqual(await r({ hostname: 'shared-name' }), [null, ['hostname']]);
+      assert.deepEqual(await r({ macs: ['02:00:00:00:00:09'], hostname: 'unknown' }), [null, []]);
+      assert.deepEqual(await r({ ...all, id: 'by-name' }), ['by-name', 'id']);
+      await rejectsWith(resolveHost(s, { id: 'ghost', macs: [MAC_A] }), 'HOST_UNKNOWN');
+    }));
+
+    test('versions: numbered 1, 2, 3 per host; list without manifests; get and latest with', withStore(async (s) => {
+      await s.addHost({ id: 'h' });
+      await s.addHost({ id: 'g' });
+      const v1 = await s.publishVersion(version('h', 'one', 'tok1'));
+      await s.publishVersion(version('g', 'other'));
+      const v2 = await s.publishVersion(version('h', 'two'));
+      assert.deepEqual([v1.version.version, v2.version.version, v1.created, v2.created], [1, 2, true, true]);
+      assert.deepEqual(v1.version, { ...version('h', 'one', 'tok1'), version: 1, created: v1.version.created });
+      assert.deepEqual(await s.getVersion('h', 1), v1.version);
+      assert.deepEqual(await s.latestVersion('h'), v2.version);
+      assert.equal(await s.getVersion('h', 3), null);
+      assert.equal(await s.latestVersion('ghost'), null);
+      const list = await s.listVersions('h');
+      assert.deepEqual(list.map((v) => v.version), [1, 2]);
+      assert.ok(!('manifest' in list[0]!), 'summaries carry no manifest');
+      assert.deepEqual(list[0], { host: 'h', version: 1, blob: v1.version.blob, digest: v1.version.digest, size: 3, created: v1.version.created, publisher: 'tok1' });
+      assert.deepEqual(await s.listVersions('g').then((l) => l.map((v) => v.version)), [1]);
+    }));
+
+    test('versions: 20 concurrent publishes of one host get distinct consecutive numbers', withStore(async (s) => {
+      await s.addHost({ id: 'h' });
+      await s.addHost({ id: 'g' });
+      const contents = Array.from({ length: 20 }, (_, i) => `c${i}`);
+      const results = await Promise.all([
+        ...contents.map((c) => s.publishVersion(version('h', c))),
+        ...contents.slice(0, 5).map((c) => s.publishVersion(version('g', c))),
+      ]);
+      const h = results.slice(0, 20);
+      assert.deepEqual(h.map((r) => r.version.version).sort((a, b) => a - b), Array.from({ length: 20 }, (_, i) => i + 1));
+      for (const r of h) assert.equal((await s.getVersion('h', r.version.version))!.blob, r.version.blob, 'each number holds its own publish');
+      assert.deepEqual((await s.listVersions('g')).map((v) => v.version), [1, 2, 3, 4, 5]);
+    }));
+
+    test('versions: ifChanged adds nothing when the latest digest is equal, even when racing', withStore(async (s) => {
+      await s.addHost({ id: 'h' });
+      const first = await s.publishVersion(version('h', 'same'), { ifChanged: true });
+      assert.deepEqual([first.created, first.version.version], [true, 1]);
+      const again = await s.publishVersion(version('h', 'same'), { ifChanged: true });
+      assert.deepEqual([again.created, again.version], [false, first.version]);
+      const racing = await Promise.all(Array.from({ length: 10 }, () => s.publishVersion(version('h', 'new'), { ifChanged: true })));
+      assert.equal(racing.filter((r) => r.created).length, 1, 'one of ten identical racing publishes creates a version');
+      assert.ok(racing.every((r) => r.version.version === 2));
+      assert.equal((await s.publishVersion(version('h', 'new'))).version.version, 3, 'without ifChanged a publish always adds');
+      assert.equal((await s.publishVersion(version('h', 'same'), { ifChanged: true })).version.version, 4, 'compares with the latest only');
+    }));
+
+    test('versions: unknown hosts and malformed versions are refused', withStore(async (s) => {
+      await rejectsWith(s.publishVersion(version('ghost', 'x')), 'HOST_UNKNOWN');
+      await rejectsWith(s.listVersions('ghost'), 'HOST_UNKNOWN');
+      await rejectsWith(s.servedVersion('ghost'), 'HOST_UNKNOWN');
+      await rejectsWith(s.pin('ghost', 1), 'HOST_UNKNOWN');
+      await rejectsWith(s.unpin('ghost'), 'HOST_UNKNOWN');
+      await s.addHost({ id: 'h' });
+      await rejectsWith(s.publishVersion({ ...version('h', 'x'), blob: 'ABC' }), 'STORE_INVALID');
+      await rejectsWith(s.publishVersion({ ...version('h', 'x'), digest: sha('x').toUpperCase() }), 'STORE_INVALID');
+      await rejectsWith(s.publishVersion({ ...version('h', 'x'), manifest: '{not json' }), 'STORE_INVALID');
+      await rejectsWith(s.publishVersion({ ...version('h', 'x'), size: -1 }), 'STORE_INVALID');
+      assert.deepEqual(await s.listVersions('h'), []);
+      assert.equal(await s.servedVersion('h'), null);
+    }));
+
+    test('pin: the pinned version is served until unpinned; only existing versions pin', withStore(async (s) => {
+      await s.addHost({ id: 'h' });
+      await s.publishVersion(version('h', '1'));
+      await s.publishVersion(version('h', '2'));
+      assert.equal((await s.servedVersion('h'))!.version, 2);
+      assert.equal((await s.pin('h', 1)).pinned, 1);
+      await s.publishVersion(version('h', '3'));
+      assert.equal((await s.servedVersion('h'))!.version, 1);
+      assert.equal((await s.getHost('h'))!.pinned, 1);
+      await rejectsWith(s.pin('h', 9), 'VERSION_UNKNOWN');
+      assert.equal((await s.getHost('h'))!.pinned, 1, 'a refused pin keeps the old one');
+      assert.equal((await s.unpin('h')).pinned, null);
+      assert.equal((await s.servedVersion('h'))!.version, 3);
+    }));
+
+    test('tokens: create, list, revoke (idempotent), scopes checked', withStore(async (s) => {
+      const a = await s.createToken({ id: 'adm', secretHash: 'h1', scope: 'admin', label: 'first' });
+      assert.deepEqual(a, { id: 'adm', secretHash: 'h1', scope: 'admin', label: 'first', created: a.created, revoked: null });
+      await s.createToken({ id: 'pub', secretHash: 'h2', scope: 'publish:web1' });
+      await s.createToken({ id: 'cls', secretHash: 'h3', scope: 'fetch-class:typeA' });
+      await s.createToken({ id: 'fet', secretHash: 'h4', scope: 'fetch:web1' });
+      await rejectsWith(s.createToken({ id: 'adm', secretHash: 'x', scope: 'admin' }), 'STORE_CONFLICT');
+      for (const scope of ['root', 'publish:', 'fetch:a b', 'fetch-class:../x', 'publish:web1:x']) {
+        await rejectsWith(s.createToken({ id: 'bad', secretHash: 'x', scope: scope as 'admin' }), 'STORE_INVALID');
+      }
+      await rejectsWith(s.createToken({ id: 'bad id', secretHash: 'x', scope: 'admin' }), 'STORE_INVALID');
+      assert.deepEqual((await s.listTokens()).map((t) => [t.id, t.scope]), [['adm', 'admin'], ['pub', 'publish:web1'], ['cls', 'fetch-class:typeA'], ['fet', 'fetch:web1']]);
+      const r1 = await s.revokeToken('pub');
+      assert.ok(r1.revoked && r1.revoked > r1.created);
+      const r2 = await s.revokeToken('pub');
+      assert.equal(r2.revoked, r1.revoked, 'revoking again keeps the first time');
+      assert.equal((await s.getToken('pub'))!.revoked, r1.revoked);
+      assert.equal((await s.getToken('adm'))!.revoked, null);
+      assert.equal(await s.getToken('ghost'), null);
+      await rejectsWith(s.revokeToken('ghost'), 'TOKEN_UNKNOWN');
+    }));
+
+    test('pending: one record per machine, found by MAC, assigned to a host', withStore(async (s) => {
+      await s.addHost({ id: 'web1' });
+      const p1 = await s.recordPending({ macs: [MAC_A, 'bogus'], uuid: UUID_A, serial: 'To be filled by O.E.M.', hostname: 'rescue' }, '10.0.0.5');
+      assert.deepEqual(p1.facts, { macs: [MAC_A], uuid: UUID_A, serial: null, hostname: 'rescue' });
+      assert.deepEqual([p1.address, p1.assignedHost, p1.assigned, p1.firstSeen === p1.lastSeen], ['10.0.0.5', null, null, true]);
+      const again = await s.recordPending({ macs: [MAC_A.toUpperCase()], uuid: UUID_A.toUpperCase(), hostname: 'RESCUE' }, null);
+      assert.equal(again.id, p1.id, 'the same facts in other spellings are the same machine');
+      assert.equal(again.firstSeen, p1.firstSeen);
+      assert.ok(again.lastSeen > p1.lastSeen);
+      assert.equal(again.address, '10.0.0.5', 'an unknown address keeps the last known one');
+      const p2 = await s.recordPending({ macs: [MAC_B] }, '10.0.0.6');
+      assert.notEqual(p2.id, p1.id);
+      await rejectsWith(s.recordPending({ macs: ['00:00:00:00:00:00'], serial: 'Default string' }, null), 'STORE_INVALID');
+      assert.deepEqual((await s.listPending()).map((p) => p.id), [p2.id, p1.id]);
+      assert.deepEqual((await s.listPending({ mac: 'aa-bb-cc-00-00-01' })).map((p) => p.id), [p1.id]);
+      assert.deepEqual(await s.listPending({ mac: 'garbage' }), []);
+      await rejectsWith(s.assignPending(p1.id, 'ghost'), 'HOST_UNKNOWN');
+      await rejectsWith(s.assignPending(9999, 'web1'), 'PENDING_UNKNOWN');
+      const done = await s.assignPending(p1.id, 'web1');
+      assert.equal(done.assignedHost, 'web1');
+      assert.ok(done.assigned);
+      assert.deepEqual(await s.getPending(p1.id), done);
+      assert.equal(await s.getPending(9999), null);
+      assert.deepEqual((await s.listPending({ unassigned: true })).map((p) => p.id), [p2.id]);
+      const asking = await s.recordPending({ macs: [MAC_A], uuid: UUID_A, hostname: 'rescue' }, '10.0.0.7');
+      assert.deepEqual([asking.id, asking.assignedHost, asking.address], [p1.id, 'web1', '10.0.0.7'], 'the waiting machine sees its assignment');
+    }));
+
+    test('audit: newest first, filtered by kind, host, token, result, time and id', withStore(async (s) => {
+      const ev: AuditEvent[] = [];
+      ev.push(await s.appendAudit({ kind: 'publish', token: 'p1', host: 'web1', version: 1, bytes: 100, result: 'ok', address: '10.0.0.1' }));
+      ev.push(await s.appendAudit({ kind: 'fetch', token: 'f1', host: 'web1', version: 1, bytes: 100, result: 'ok' }));
+      ev.push(await s.appendAudit({ kind: 'fetch', token: 'f2', host: 'web2', result: 'HOST_UNKNOWN', detail: 'no such host' }));
+      ev.push(await s.appendAudit({ kind: 'resolve', host: 'ghost', result: 'ok' }));
+      ev.push(await s.appendAudit({ kind: 'fetch', token: 'f1', host: 'web1', version: 1, bytes: 100, result: 'ok' }));
+      assert.deepEqual(ev[2], {
+        id: ev[2]!.id, time: ev[2]!.time, kind: 'fetch', token: 'f2', address: null, host: 'web2', version: null, bytes: null,
+        result: 'HOST_UNKNOWN', detail: 'no such host',
+      });
+      const ids = async (q: Parameters<MetadataStore['queryAudit']>[0]) => (await s.queryAudit(q)).map((e) => ev.findIndex((x) => x.id === e.id));
+      assert.deepEqual(await ids({}), [4, 3, 2, 1, 0]);
+      assert.deepEqual(await ids({ kind: 'fetch' }), [4, 2, 1]);
+      assert.deepEqual(await ids({ host: 'web1' }), [4, 1, 0]);
+      assert.deepEqual(await ids({ token: 'f1' }), [4, 1]);
+      assert.deepEqual(await ids({ result: 'HOST_UNKNOWN' }), [2]);
+      assert.deepEqual(await ids({ kind: 'fetch', host: 'web1', limit: 1 }), [4]);
+      assert.deepEqual(await ids({ since: ev[1]!.time, until: ev[3]!.time }), [2, 1]);
+      assert.deepEqual(await ids({ beforeId: ev[2]!.id }), [1, 0]);
+      assert.deepEqual(await ids({ host: 'nobody' }), []);
+      await rejectsWith(s.appendAudit({ kind: 'nonsense' as 'fetch', result: 'ok' }), 'STORE_INVALID');
+      await rejectsWith(s.appendAudit({ kind: 'fetch', result: '' }), 'STORE_INVALID');
+      await rejectsWith(s.queryAudit({ limit: 0 }), 'STORE_INVALID');
+    }));
+
+    test('audit: the default limit is 100, at most 1000', withStore(async (s) => {
+      for (let i = 0; i < 120; i++) await s.appendAudit({ kind: 'fetch', result: 'ok', bytes: i });
+      assert.equal((await s.queryAudit()).length, 100);
+      assert.equal((await s.queryAudit({ limit: 5000 })).length, 120);
+      assert.equal((await s.queryAudit())[0]!.bytes, 119);
+    }));
+
+    test('recovery logs: opened for a known host, grown, completed, listed newest first', withStore(async (s) => {
+      await s.addHost({ id: 'web1' });
+      const l1 = await s.openLog({ host: 'web1', workflow: 'recover', stamp: '2026-01-01_10-00-00', address: '10.0.0.5' });
+      assert.deepEqual([l1.bytes, l1.complete, l1.address], [0, false, '10.0.0.5']);
+      const l2 = await s.openLog({ host: 'web1', workflow: 'recover', stamp: '2026-01-02_10-00-00' });
+      const grown = await s.updateLog(l1.id, 4096, false);
+      assert.deepEqual([grown.bytes, grown.complete, grown.updated > l1.updated], [4096, false, true]);
+      assert.equal((await s.updateLog(l1.id, 5000, true)).complete, true);
+      assert.deepEqual((await s.listLogs('web1')).map((l) => l.id), [l2.id, l1.id]);
+      assert.deepEqual(await s.getLog(l1.id).then((l) => [l!.bytes, l!.complete]), [5000, true]);
+      assert.equal(await s.getLog(9999), null);
+      assert.deepEqual(await s.listLogs('other'), []);
+      await rejectsWith(s.openLog({ host: 'ghost', workflow: 'recover', stamp: 'x' }), 'HOST_UNKNOWN');
+      await rejectsWith(s.openLog({ host: 'web1', workflow: '../x', stamp: 'x' }), 'STORE_INVALID');
+      await rejectsWith(s.updateLog(9999, 1, false), 'LOG_UNKNOWN');
+    }));
+
+    test('persistence: a reopened store has everything and numbers on', withStore(async (s, fx) => {
+      if (!fx.reopen) return; // in-memory backends keep nothing by design
+      await s.addHost({ id: 'h', macs: [MAC_A], hostnames: ['h'], uuid: UUID_A, serial: 'S', class: 'k' });
+      await s.publishVersion(version('h', '1'));
+      await s.pin('h', 1);
+      await s.createToken({ id: 't', secretHash: 'x', scope: 'fetch:h' });
+      await s.revokeToken('t');
+      const p = await s.recordPending({ macs: [MAC_B] }, null);
+      await s.assignPending(p.id, 'h');
+      await s.appendAudit({ kind: 'publish', host: 'h', version: 1, result: 'ok' });
+      const log = await s.openLog({ host: 'h', workflow: 'recover', stamp: 's' });
+      const before = {
+        host: await s.getHost('h'), versions: await s.listVersions('h'), tokens: await s.listTokens(),
+        pending: await s.listPending(), audit: await s.queryAudit(), log: await s.getLog(log.id),
+      };
+      const r = await fx.reopen();
+      assert.deepEqual({
+        host: await r.getHost('h'), versions: await r.listVersions('h'), tokens: await r.listTokens(),
+        pending: await r.listPending(), audit: await r.queryAudit(), log: await r.getLog(log.id),
+      }, before);
+      assert.equal((await r.publishVersion(version('h', '2'))).version.version, 2);
+      assert.equal((await r.recordPending({ macs: [MAC_B] }, null)).id, p.id);
+    }));
+  });
+}
