@@ -5,14 +5,14 @@
 import type { Command } from 'commander';
 import { realpathSync, statfsSync, statSync } from 'node:fs';
 import { loadTrustedKeys } from '../../adapters/fs/keys.ts';
-import { scanRoot } from '../../adapters/fs/root-view.ts';
+import { scanRoot, type RootScan } from '../../adapters/fs/root-view.ts';
 import { DirStager } from '../../adapters/fs/stager.ts';
 import { StateDir, type Installed } from '../../adapters/fs/state.ts';
 import { Transactions } from '../../adapters/fs/transaction.ts';
-import { readBundle, type ReadResult } from '../../adapters/tar/bundle-reader.ts';
+import { readBundle, type ReadOptions, type ReadResult } from '../../adapters/tar/bundle-reader.ts';
 import { fromSystemError, RuError } from '../../core/errors.ts';
 import { manifestBytes, type Manifest } from '../../core/manifest.ts';
-import { ancestors, parentOf, ROOT_PATH } from '../../core/paths.ts';
+import { ancestors, parentOf, ROOT_PATH, STATE_DIR } from '../../core/paths.ts';
 import { planApply, type Plan } from '../../core/plan.ts';
 import { byteSize, collect, limitsFrom, positiveInt, type LimitFlags } from '../options.ts';
 import { formatBytes, note, out, printJson, table } from '../output.ts';
@@ -82,10 +82,29 @@ function crossDeviceCheck(plan: Plan, devs: ReadonlyMap<string, number>, stateDe
     for (let i = chain.length - 1; i >= 0; i--) {
       const d = devs.get(chain[i] as string);
       if (d === undefined) continue; // created by this plan: it inherits its existing parent's
-      if (d !== stateDev) throw new RuError('ROOT_CROSS_DEVICE', `${parentOf(op.path) || '/'} is on another file system than ${'var/lib/rear-update'}; cannot commit ${op.path} by rename`, { path: op.path });
+      if (d !== stateDev) throw new RuError('ROOT_CROSS_DEVICE', `${parentOf(op.path) || '/'} is on another file system than ${STATE_DIR}; cannot commit ${op.path} by rename`, { path: op.path });
       break;
     }
   }
+}
+
+interface Planned {
+  readonly r: ReadResult;
+  readonly scan: RootScan;
+  readonly plan: Plan;
+}
+
+/** The one path from bundle to plan, shared by --dry-run (no stager) and a real apply. */
+async function readAndPlan(src: OpenedSource, root: string, opts: ReadOptions, owners: boolean, assumeDirs: readonly string[]): Promise<Planned> {
+  let r: ReadResult;
+  try {
+    r = await readBundle(src.stream, opts);
+  } catch (e) {
+    throw fromSystemError(e, 'staging the bundle');
+  }
+  const owns = r.manifest?.owns ?? [];
+  const scan = await scanRoot(root, r.entries, owns, assumeDirs);
+  return { r, scan, plan: planApply(r.entries, owns, scan, { owners }) };
 }
 
 export async function apply(source: string, o: ApplyFlags): Promise<void> {
@@ -103,9 +122,7 @@ export async function apply(source: string, o: ApplyFlags): Promise<void> {
     }
     const src = await openSource(source, { ...(o.cacert ? { cacert: o.cacert } : {}), quiet: o.quiet === true || o.json === true });
     try {
-      const r = await readBundle(src.stream, { trusted, allowUnsigned, enforceTrust: true, limits });
-      const scan = await scanRoot(root, r.entries, r.manifest?.owns ?? [], state.missingParents());
-      const plan = planApply(r.entries, r.manifest?.owns ?? [], scan, { owners });
+      const { r, plan } = await readAndPlan(src, root, { trusted, allowUnsigned, enforceTrust: true, limits }, owners, state.missingParents());
       if (o.json) printJson({ dryRun: true, root, source: src.label, host: r.manifest?.host ?? null, version: r.manifest?.version ?? null, items: plan.items, totals: plan.totals });
       else {
         out(`dry run: would apply ${src.label} to ${root} (host ${r.manifest?.host ?? '-'}, version ${r.manifest?.version ?? '-'})`);
@@ -129,19 +146,11 @@ export async function apply(source: string, o: ApplyFlags): Promise<void> {
     const txn = state.newTxnDir();
     txnId = txn.id;
     const stager = new DirStager(txn.dir, owners);
-    let r: ReadResult;
-    try {
-      r = await readBundle(src.stream, {
-        trusted, allowUnsigned, enforceTrust: true, limits, stager,
-        onVerified: (m) => spaceCheck(txn.dir, m),
-      });
-    } catch (e) {
-      throw fromSystemError(e, 'staging the bundle');
-    }
+    const { r, scan, plan } = await readAndPlan(src, root, {
+      trusted, allowUnsigned, enforceTrust: true, limits, stager,
+      onVerified: (m) => spaceCheck(txn.dir, m),
+    }, owners, []);
     if (r.signature.status !== 'valid') note(`applying an UNVERIFIED bundle (--unsigned): ${r.signature.status === 'unknown-key' ? `signed by unknown key ${r.signature.fingerprint}` : 'no signature'}`);
-    const owns = r.manifest?.owns ?? [];
-    const scan = await scanRoot(root, r.entries, owns);
-    const plan = planApply(r.entries, owns, scan, { owners });
     crossDeviceCheck(plan, scan.devs, statSync(state.dir).dev);
     const previous = state.readInstalled();
     const next = installedRecord(r, src.label);
