@@ -13,7 +13,7 @@ test('docs/errors.md is the error table of src/core/errors.ts (run npm run docs:
 
 test('every command named in the README has --help, and every flag the README shows exists', () => {
   const readme = readFileSync(join(REPO, 'README.md'), 'utf8');
-  for (const cmd of ['keygen', 'pack', 'inspect', 'verify', 'apply', 'rollback', 'status']) {
+  for (const cmd of ['keygen', 'pack', 'inspect', 'verify', 'apply', 'rollback', 'status', 'facts']) {
     const help = cli([cmd, '--help']);
     assert.equal(help.status, 0, cmd);
     assert.match(readme, new RegExp(`rear-update ${cmd}`), `README documents ${cmd}`);

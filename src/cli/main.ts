@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { ERRORS, fromSystemError, isRuError, RuError } from '../core/errors.ts';
 import { registerApply } from './commands/apply.ts';
+import { registerFacts } from './commands/facts.ts';
 import { registerInspect } from './commands/inspect.ts';
 import { registerKeygen } from './commands/keygen.ts';
 import { registerPack } from './commands/pack.ts';
@@ -38,6 +39,7 @@ registerVerify(program);
 registerApply(program);
 registerRollback(program);
 registerStatus(program);
+registerFacts(program);
 
 function report(e: RuError): number {
   process.stderr.write(`rear-update: error ${e.code}: ${e.message}\n`);
