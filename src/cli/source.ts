@@ -20,8 +20,6 @@ export function openFile(path: string): OpenedSource {
   return { stream: createReadStream(path, { highWaterMark: 1 << 20 }), size: st.size, label: path, cleanup: () => undefined };
 }
 
-export const isUrl = (s: string): boolean => /^(https?|file):\/\//i.test(s);
-
 /** The URL without user:password, for messages and records. */
 export function redact(url: string): string {
   try {

@@ -73,11 +73,7 @@ export const parentOf = (path: string): string => {
   return i === -1 ? ROOT_PATH : path.slice(0, i);
 };
 
-/** True if `path` is `prefix` or lies below it (component-wise, not string-wise). */
-export const isWithin = (path: string, prefix: string): boolean =>
-  prefix === ROOT_PATH || path === prefix || path.startsWith(`${prefix}/`);
-
-export const isReserved = (path: string): boolean => isWithin(path, STATE_DIR);
+export const isReserved = (path: string): boolean => path === STATE_DIR || path.startsWith(`${STATE_DIR}/`);
 
 /**
  * Order in which entries appear in a bundle: component-wise byte order, so a directory always

@@ -187,7 +187,4 @@ export class StateDir {
     rmSync(join(this.txnRoot, id), { recursive: true, force: true });
   }
 
-  writeFileInTxn(id: string, name: string, data: string): void {
-    writeFileSync(join(this.txnRoot, id, name), data, { mode: 0o600 });
-  }
 }
