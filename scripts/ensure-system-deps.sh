@@ -9,6 +9,15 @@ command -v xz >/dev/null || need+=(xz-utils)
 command -v openssl >/dev/null || need+=(openssl)
 command -v mkfifo >/dev/null || need+=(coreutils)
 command -v unshare >/dev/null || need+=(util-linux)
+# The ReaR sandbox (test/support/rear-sandbox.ts) runs Debian's real ReaR 2.7. Its Depends
+# (attr, gawk, iproute2, lsb-release, ...) are all it needs up to the init stage; curl is not
+# among them but ReaR's RECOVERY_UPDATE_URL and DRLM code call it. The sandbox itself uses
+# mount/overlayfs (mount), getfattr (attr) and pidof (sysvinit-utils, ReaR's own check).
+command -v rear >/dev/null || need+=(rear)
+command -v curl >/dev/null || need+=(curl)
+command -v mount >/dev/null || need+=(mount)
+command -v getfattr >/dev/null || need+=(attr)
+command -v pidof >/dev/null || need+=(sysvinit-utils)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
