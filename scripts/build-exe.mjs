@@ -57,7 +57,7 @@ const argValue = (name, fallback) => {
   const i = args.indexOf(name);
   return i >= 0 && args[i + 1] ? args[i + 1] : fallback;
 };
-const MAIN = resolve(ROOT, argValue('--main', 'dist/rear-update.cjs'));
+const MAIN = resolve(ROOT, argValue('--main', 'dist/rear-update-rescue.cjs'));
 const OUT = resolve(ROOT, argValue('--out', 'dist/rear-update'));
 const STATS = join(dirname(OUT), 'exe-stats.json');
 const SKIP_XZ = args.includes('--no-xz');

@@ -1,13 +1,18 @@
-// Bundles the CLI into one CommonJS file (dist/rear-update.cjs): the npm bin, the input
-// of the one-file executable, and what the tests run (no TypeScript loader at run time).
+// Bundles the CLI with esbuild into two CommonJS files:
+//   dist/rear-update.cjs         the npm bin and what the tests run: every command, the server
+//                                included (better-sqlite3 stays external: it is a native module
+//                                loaded from node_modules).
+//   dist/rear-update-rescue.cjs  the input of the one-file executable for rescue images: the
+//                                same CLI without the server (src/server/main.ts is replaced by
+//                                a stub), so it requires nothing but Node builtins.
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { build } from 'esbuild';
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 
-await build({
+const common = {
   entryPoints: ['src/cli/main.ts'],
-  outfile: 'dist/rear-update.cjs',
   bundle: true,
   platform: 'node',
   format: 'cjs',
@@ -17,4 +22,16 @@ await build({
   legalComments: 'none',
   logLevel: 'warning',
   define: { __REAR_UPDATE_VERSION__: JSON.stringify(version) },
-});
+};
+
+const noServer = {
+  name: 'no-server',
+  setup(b) {
+    b.onResolve({ filter: /server\/main\.ts$/ }, () => ({ path: resolve('src/cli/no-server.ts') }));
+  },
+};
+
+await Promise.all([
+  build({ ...common, outfile: 'dist/rear-update.cjs', external: ['better-sqlite3'] }),
+  build({ ...common, outfile: 'dist/rear-update-rescue.cjs', plugins: [noServer] }),
+]);

@@ -10,6 +10,7 @@ import { registerInspect } from './commands/inspect.ts';
 import { registerKeygen } from './commands/keygen.ts';
 import { registerPack } from './commands/pack.ts';
 import { registerRollback } from './commands/rollback.ts';
+import { registerServe } from './commands/serve.ts';
 import { registerStatus } from './commands/status.ts';
 import { registerVerify } from './commands/verify.ts';
 import { VERSION } from './version.ts';
@@ -40,6 +41,7 @@ registerApply(program);
 registerRollback(program);
 registerStatus(program);
 registerFacts(program);
+registerServe(program);
 
 function report(e: RuError): number {
   process.stderr.write(`rear-update: error ${e.code}: ${e.message}\n`);

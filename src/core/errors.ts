@@ -76,6 +76,18 @@ export const ERRORS = {
   BLOB_MISSING: spec(8, 'A bundle referenced by the metadata is not in the blob store.', 'Restore the blob directory from a backup, or publish the host again.'),
   BLOB_DIGEST_MISMATCH: spec(8, 'Data being stored does not have the sha256 or size it was announced with; nothing was stored.', 'Send it again; if it keeps failing, the data is altered on the way.'),
   BLOB_INPUT_FAILED: spec(8, 'The data being stored ended with an error (an upload cut off, its source failed); nothing was stored.', 'Send it again.'),
+  // The server's HTTP interface (src/server/http-errors.ts maps each to an HTTP status) and its clients
+  AUTH_REQUIRED: spec(7, 'The request carries no token, and the route needs one.', 'Pass --token or set REAR_UPDATE_TOKEN (HTTP: Authorization: Bearer T, the raw token, or the password of Basic credentials).'),
+  AUTH_INVALID: spec(7, 'The token is malformed, unknown or revoked.', 'Check the token; list tokens with `rear-update admin token list`, create one with `admin token create`.'),
+  FORBIDDEN: spec(7, 'The token is valid but its scope does not cover this host or route.', 'Use a token for this host (or its hardware class), or an admin token.'),
+  REQUEST_INVALID: spec(2, 'A request parameter, query or body is malformed.', 'Read the message: it names the parameter and the accepted form.'),
+  ROUTE_UNKNOWN: spec(2, 'No such route on the server.', 'Check the URL against docs/server.md.'),
+  UPLOAD_TOO_LARGE: spec(6, 'An upload is larger than the server accepts (--max-upload).', 'Make the bundle smaller or raise the server\'s --max-upload.'),
+  NO_BUNDLE: spec(8, 'The host has no published bundle yet.', 'Run `rear-update publish` on the host first.'),
+  HOST_PENDING: spec(7, 'The server does not know this machine yet: it is recorded as pending and no admin has assigned it to a host within --wait.', 'Ask an admin to run `rear-update admin assign PENDING-ID HOST`, or give the host id explicitly.'),
+  SERVER_REFUSED: spec(7, 'The server answered a request with an error (4xx/5xx) that another try will not cure.', 'Read the server\'s code and message in the output.'),
+  SERVER_UNREACHABLE: spec(7, 'The server could not be reached (connection refused, reset, timeout) after the retries.', 'Check --server, the network and that `rear-update serve` is running.'),
+  CONFIG_INVALID: spec(3, 'A setting (config file, environment variable or flag) has a malformed value, or the data directory is unusable.', 'Read the message: it names the setting and where it came from.'),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { decodeManifest, encodeManifest, type Manifest } from './manifest.ts';
 
 const m: Manifest = {
-  format: 1, kind: 'rear-update-bundle', host: 'e229', class: 'typeA', version: 3, created: '2026-11-26T06:00:00Z',
+  format: 1, kind: 'rear-update-bundle', host: 'e229', class: 'typeA', version: 3, created: '2026-11-26T06:00:00Z', served: null,
   owns: ['etc/rear'],
   entries: [
     { path: 'etc/rear', type: 'dir', mode: 0o755, uid: 0, gid: 0 },

@@ -2,6 +2,7 @@
 // fixed (key order, no whitespace, trailing newline) so that packing is deterministic and the
 // signature covers exactly the bytes in the archive. See docs/bundle-format.md.
 
+import { createHash } from 'node:crypto';
 import { RuError } from './errors.ts';
 import { isReserved, normalizeMemberName, ROOT_PATH } from './paths.ts';
 
@@ -32,6 +33,8 @@ export interface Manifest {
   readonly version: number | null;
   /** ISO 8601, UTC, whole seconds; also the mtime of every member. */
   readonly created: string;
+  /** When a server sealed this copy for serving (ISO 8601, UTC, whole seconds); null from pack. */
+  readonly served: string | null;
   /** Paths this bundle owns: on apply, anything below them that the bundle lacks is removed. */
   readonly owns: readonly string[];
   readonly entries: readonly ManifestEntry[];
@@ -61,6 +64,7 @@ export function encodeManifest(m: Manifest): Buffer {
     class: m.class,
     version: m.version,
     created: m.created,
+    served: m.served,
     owns: m.owns,
     entries: m.entries.map(encodeEntry),
   };
@@ -113,6 +117,9 @@ function decodeEntry(raw: unknown, i: number): ManifestEntry {
   return e;
 }
 
+const isIsoSeconds = (v: unknown): v is string =>
+  typeof v === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/.test(v) && !Number.isNaN(Date.parse(v));
+
 /** Parses and validates manifest bytes; every structural problem is BUNDLE_MANIFEST_INVALID. */
 export function decodeManifest(bytes: Buffer): Manifest {
   let raw: unknown;
@@ -130,7 +137,8 @@ export function decodeManifest(bytes: Buffer): Manifest {
   if (r.host !== null && (typeof r.host !== 'string' || r.host === '')) fail('host must be a non-empty string or null');
   if (r.class !== null && (typeof r.class !== 'string' || r.class === '')) fail('class must be a non-empty string or null');
   if (r.version !== null && !isInt(r.version)) fail('version must be a non-negative integer or null');
-  if (typeof r.created !== 'string' || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/.test(r.created) || Number.isNaN(Date.parse(r.created))) fail('created must be an ISO 8601 UTC time with whole seconds');
+  if (!isIsoSeconds(r.created)) fail('created must be an ISO 8601 UTC time with whole seconds');
+  if (r.served !== null && !isIsoSeconds(r.served)) fail('served must be an ISO 8601 UTC time with whole seconds, or null');
   if (!Array.isArray(r.owns)) fail('owns must be an array');
   const owns = r.owns.map((p, i) => canonicalPath(p, `owns[${i}]`));
   if (!Array.isArray(r.entries)) fail('entries must be an array');
@@ -144,7 +152,7 @@ export function decodeManifest(bytes: Buffer): Manifest {
   for (const o of owns) if (!dirs.has(o)) fail(`owned path ${o} is not a directory entry of the bundle`, { path: o });
   const m: Manifest = {
     format: r.format, kind: r.kind, host: r.host as string | null, class: r.class as string | null,
-    version: r.version as number | null, created: r.created, owns, entries,
+    version: r.version as number | null, created: r.created as string, served: r.served as string | null, owns, entries,
   };
   // Refuse any encoding but the canonical one: what is signed must be what we reason about.
   if (!encodeManifest(m).equals(bytes)) fail('not in canonical encoding (re-create it with rear-update pack)');
@@ -155,3 +163,12 @@ export const createdEpoch = (m: Pick<Manifest, 'created'>): number => Date.parse
 
 export const isoSeconds = (epochSeconds: number): string =>
   new Date(Math.floor(epochSeconds) * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+/**
+ * What decides whether a publish changed anything: the entries and owned paths, not the
+ * creation time or who the bundle names (those change on every pack). sha256 hex.
+ */
+export function contentDigest(m: Manifest): string {
+  const body = encodeManifest({ ...m, host: null, class: null, version: null, created: '1970-01-01T00:00:00Z', served: null });
+  return createHash('sha256').update(body).digest('hex');
+}

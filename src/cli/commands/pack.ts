@@ -68,6 +68,7 @@ export async function pack(o: PackFlags): Promise<{ manifest: Manifest; signedBy
     class: o.class ?? null,
     version: o.version ?? null,
     created: isoSeconds(createdTime(o.created, scan.entries)),
+    served: null,
     owns: o.overlay ? [] : scan.dirs,
     entries,
   };

@@ -1,0 +1,122 @@
+// What the server stores and what it serves. A published bundle is kept as its manifest
+// (metadata) plus its payload — every member after manifest and signature, with the tar end
+// blocks — compressed ONCE into a gzip member of its own. Serving seals a fresh copy for each
+// request: a small first gzip member holding the manifest (naming host, version and serving
+// time) and the server's signature, then the stored payload member byte for byte. gunzip, GNU
+// tar and our reader all read concatenated members as one stream, so serving never
+// recompresses the payload; the container signature in the first header covers every byte
+// after it (core/container.ts), which costs one sha256 pass over the payload per request.
+
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip, createGzip, gzipSync } from 'node:zlib';
+import { Header } from 'tar';
+import { RuError } from '../../core/errors.ts';
+import { encodeManifest, type Manifest } from '../../core/manifest.ts';
+import { MANIFEST_MEMBER, SIGNATURE_MEMBER } from '../../core/paths.ts';
+import { CANONICAL_GZIP_HEADER, CONTAINER_DIGEST, signContainer, signedGzipHeader } from '../../core/container.ts';
+import { signManifest, type PrivateKey } from '../../core/signature.ts';
+
+const BLOCK = 512;
+const padLen = (n: number): number => (BLOCK - (n % BLOCK)) % BLOCK;
+
+/** The stored payload member: where its bytes come from, each time they are needed. */
+export interface PayloadSource {
+  readonly size: number;
+  chunks(): AsyncIterable<Uint8Array>;
+}
+
+export const bufferPayload = (b: Buffer): PayloadSource => ({
+  size: b.length,
+  chunks: async function* () {
+    yield b;
+  },
+});
+
+/** The tar bytes of one member holding `body` (a plain ustar header: both names are short). */
+function metaMember(path: string, body: Buffer, mtime: Date): Buffer {
+  const block = Buffer.alloc(BLOCK);
+  new Header({ path, type: 'File', mode: 0o644, uid: 0, gid: 0, size: body.length, mtime }).encode(block, 0);
+  return Buffer.concat([block, body, Buffer.alloc(padLen(body.length))]);
+}
+
+/** How many bytes of the uncompressed tar stream the manifest and signature members take. */
+export const metaTarBytes = (manifestLen: number, sigLen: number | null): number =>
+  BLOCK + manifestLen + padLen(manifestLen) + (sigLen === null ? 0 : BLOCK + sigLen + padLen(sigLen));
+
+export interface Sealed {
+  /** Signed gzip header and the first member (manifest and signature). */
+  readonly head: Buffer;
+  readonly payload: PayloadSource;
+  readonly size: number;
+  readonly manifest: Manifest;
+}
+
+/**
+ * Signs `manifest` (its host, version and served fields already set) and the container.
+ * Deterministic: the same manifest, key and payload give the same bytes, which is what lets
+ * an interrupted download resume with If-Range.
+ */
+export async function seal(manifest: Manifest, key: PrivateKey, payload: PayloadSource): Promise<Sealed> {
+  const mbytes = encodeManifest(manifest);
+  const sig = signManifest(mbytes, key);
+  const mtime = new Date(manifest.created);
+  const tar = Buffer.concat([metaMember(MANIFEST_MEMBER, mbytes, mtime), metaMember(SIGNATURE_MEMBER, sig, mtime)]);
+  const member = gzipSync(tar, { level: 6 });
+  if (!member.subarray(0, CANONICAL_GZIP_HEADER.length).equals(CANONICAL_GZIP_HEADER)) {
+    throw new RuError('INTERNAL', `zlib wrote an unexpected gzip header ${member.subarray(0, 10).toString('hex')}`);
+  }
+  const body = member.subarray(CANONICAL_GZIP_HEADER.length);
+  const h = createHash(CONTAINER_DIGEST);
+  h.update(body);
+  let n = 0;
+  for await (const c of payload.chunks()) {
+    h.update(c);
+    n += c.length;
+  }
+  if (n !== payload.size) throw new RuError('BLOB_MISSING', `the stored payload has ${n} bytes, not ${payload.size}`);
+  const head = Buffer.concat([signedGzipHeader(signContainer(h.digest(), key)), body]);
+  return { head, payload, size: head.length + payload.size, manifest };
+}
+
+/** Bytes [start, end] (inclusive, as in a Range header) of a sealed bundle. */
+export async function* sealedBytes(s: Sealed, start = 0, end = s.size - 1): AsyncGenerator<Uint8Array> {
+  let pos = 0;
+  const parts: AsyncIterable<Uint8Array>[] = [
+    (async function* () {
+      yield s.head;
+    })(),
+    s.payload.chunks(),
+  ];
+  for (const part of parts) {
+    for await (const c of part) {
+      const from = Math.max(start - pos, 0);
+      const to = Math.min(end + 1 - pos, c.length);
+      if (from < to) yield from === 0 && to === c.length ? c : c.subarray(from, to);
+      pos += c.length;
+      if (pos > end) return;
+    }
+  }
+}
+
+/**
+ * The payload member of a published bundle file: gunzip it, drop the first `skip` tar bytes
+ * (manifest and signature members), gzip the rest as one member. The caller checks the result
+ * by reading a sealed copy with the bundle reader: a file that did not start with exactly
+ * those members gives a payload that does not match its manifest and is refused there.
+ */
+export function payloadMember(file: string, skip: number): Readable {
+  let seen = 0;
+  const cut = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      const from = Math.max(skip - seen, 0);
+      seen += chunk.length;
+      cb(null, from >= chunk.length ? undefined : chunk.subarray(from));
+    },
+  });
+  const gz = createGzip({ level: 6, chunkSize: 1 << 20 });
+  pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), createGunzip({ chunkSize: 1 << 20 }), cut, gz).catch((e: unknown) => gz.destroy(e as Error));
+  return gz;
+}

@@ -1,0 +1,84 @@
+// Who may do what on the server. A token is `ru_<id>_<secret>`: the id finds the record, the
+// secret is stored only as its sha256 and compared in constant time. Scopes are deliberately
+// few — admin; publish for one host; fetch for one host or one hardware class — and every
+// route asks one question here, so "a token for host A never reaches host B" is decided in
+// one place (and tested over every route).
+
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { RuError } from './errors.ts';
+import type { Host, TokenRecord, TokenScope } from './store/metadata.ts';
+
+const TOKEN_RE = /^ru_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$/;
+
+export interface NewTokenSecret {
+  readonly id: string;
+  readonly token: string;
+  readonly secretHash: string;
+}
+
+export const hashSecret = (secret: string): string => createHash('sha256').update(secret).digest('hex');
+
+export function generateToken(): NewTokenSecret {
+  const id = randomBytes(6).toString('hex');
+  const secret = randomBytes(32).toString('base64url');
+  return { id, token: `ru_${id}_${secret}`, secretHash: hashSecret(secret) };
+}
+
+/** Splits a presented token; AUTH_INVALID when it does not have the form of one. */
+export function parseToken(token: string): { id: string; secret: string } {
+  const m = TOKEN_RE.exec(token.trim());
+  if (!m) throw new RuError('AUTH_INVALID', 'the token is not of the form ru_<id>_<secret>');
+  return { id: m[1]!, secret: m[2]! };
+}
+
+/** The record the token names, if its secret matches and it is not revoked. */
+export function checkToken(rec: TokenRecord | null, secret: string): TokenRecord {
+  const a = Buffer.from(rec?.secretHash ?? '0'.repeat(64), 'hex');
+  const b = Buffer.from(hashSecret(secret), 'hex');
+  // Compare even for an unknown id, so timing does not tell which ids exist.
+  const same = a.length === b.length && timingSafeEqual(a, b);
+  if (!rec || !same) throw new RuError('AUTH_INVALID', 'unknown token');
+  if (rec.revoked) throw new RuError('AUTH_INVALID', `token ${rec.id} was revoked at ${rec.revoked}`, { token: rec.id });
+  return rec;
+}
+
+export type Action = 'admin' | 'publish' | 'fetch';
+
+const forbidden = (rec: TokenRecord, what: string): RuError =>
+  new RuError('FORBIDDEN', `token ${rec.id} (${rec.scope}) may not ${what}`, { token: rec.id, scope: rec.scope });
+
+/**
+ * Throws FORBIDDEN unless the token may do `action` on `host` (null: an action on no one host,
+ * such as resolving facts, which any fetch token may ask). Fetch-class tokens reach the hosts
+ * whose class is theirs; a publish token may also fetch what it published.
+ */
+export function authorize(rec: TokenRecord, action: Action, host: Pick<Host, 'id' | 'class'> | null, hostId?: string): void {
+  const scope: TokenScope = rec.scope;
+  if (scope === 'admin') return;
+  const id = host?.id ?? hostId ?? null;
+  const label = id === null ? action : `${action} host ${id}`;
+  if (action === 'admin') throw forbidden(rec, 'use admin routes');
+  const [kind, value] = [scope.slice(0, scope.indexOf(':')), scope.slice(scope.indexOf(':') + 1)];
+  if (action === 'publish') {
+    if (kind === 'publish' && id === value) return;
+    throw forbidden(rec, label);
+  }
+  // fetch
+  if (id === null) {
+    if (kind === 'fetch' || kind === 'fetch-class') return;
+    throw forbidden(rec, label);
+  }
+  if ((kind === 'fetch' || kind === 'publish') && id === value) return;
+  if (kind === 'fetch-class' && host !== null && host.class === value) return;
+  throw forbidden(rec, label);
+}
+
+/** The hosts a fetch token may see among `hosts` (resolution must not leak other hosts' ids). */
+export function mayFetch(rec: TokenRecord, host: Pick<Host, 'id' | 'class'>): boolean {
+  try {
+    authorize(rec, 'fetch', host);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,61 @@
+// The HTTP app as a value (hono's idea): buildApp(context) returns a Fastify instance that
+// tests drive in-process with inject() or on a real loopback port, and serve.ts listens with.
+// One error handler (http-errors.ts); uploads arrive as raw streams, never buffered by Fastify.
+
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { RuError } from '../core/errors.ts';
+import type { ServerContext } from './context.ts';
+import { sendError } from './http-errors.ts';
+import { drlmRoutes } from './routes/drlm.ts';
+import { fetchRoutes } from './routes/fetch.ts';
+import { publicRoutes } from './routes/public.ts';
+import { publishRoutes } from './routes/publish.ts';
+
+export type RouteRegistrar = (app: FastifyInstance, ctx: ServerContext) => void;
+
+/** Route sets registered beside the built-in ones (admin.ts adds itself through this list). */
+export const ROUTES: RouteRegistrar[] = [publicRoutes, fetchRoutes, publishRoutes, drlmRoutes];
+
+export interface AppOptions {
+  readonly logger?: FastifyServerOptions['logger'];
+  readonly https?: { cert: Buffer; key: Buffer } | null;
+}
+
+export function buildApp(ctx: ServerContext, opts: AppOptions = {}): FastifyInstance {
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    ...(opts.https ? { https: opts.https } : {}),
+    // JSON bodies are small; bundle and log uploads bypass the body parser entirely.
+    bodyLimit: 1 << 20,
+    // Uploads of big bundles over slow links: no overall request timeout, but idle sockets go.
+    requestTimeout: 0,
+    connectionTimeout: 0,
+    keepAliveTimeout: 65_000,
+    return503OnClosing: true,
+    // One log line per request, written by the onResponse hook below.
+    logController: new LogController({ disableRequestLogging: true }),
+  }) as unknown as FastifyInstance;
+
+  // Anything that is not JSON (a gzip'd bundle, a log stream, or no content type at all as
+  // curl -T- sends) is left unread for the route to stream.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    try {
+      done(null, body === '' ? {} : JSON.parse(body as string));
+    } catch (e) {
+      done(new RuError('REQUEST_INVALID', `the body is not valid JSON: ${(e as Error).message}`), undefined);
+    }
+  });
+  app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
+
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unknown';
+    ctx.metrics.requests.inc({ route, method: req.method, status: String(reply.statusCode) });
+    ctx.metrics.duration.observe({ route }, reply.elapsedTime / 1000);
+    req.log.info({ method: req.method, route, url: req.url.replace(/([?&](?:token)=)[^&]*/g, '$1***'), status: reply.statusCode, ms: Math.round(reply.elapsedTime), ip: req.ip }, 'request');
+  });
+  app.setErrorHandler((err, req, reply) => sendError(err, req, reply));
+  app.setNotFoundHandler((req, reply) => sendError(new RuError('ROUTE_UNKNOWN', `no route ${req.method} ${req.url.split('?')[0]}`), req, reply));
+  for (const r of ROUTES) r(app, ctx);
+  return app;
+}

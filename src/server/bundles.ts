@@ -1,0 +1,166 @@
+// Publishing and serving bundles: the server's application logic between the HTTP routes and
+// the stores. A publish is spooled to DATA/tmp, read with the same reader and safe-extraction
+// rules as apply, stored only if its content changed, and checked once more in the form it
+// will be served before the version exists. Serving seals a copy per request
+// (adapters/tar/served-bundle.ts) from a payload kept in memory when it is small enough.
+
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { RuError } from '../core/errors.ts';
+import { contentDigest, decodeManifest, encodeManifest, isoSeconds, type Manifest } from '../core/manifest.ts';
+import { DEFAULT_LIMITS } from '../core/policy.ts';
+import type { PrivateKey } from '../core/signature.ts';
+import type { BlobStore } from '../core/store/blobs.ts';
+import type { Host, MetadataStore, PublishResult, VersionRecord } from '../core/store/metadata.ts';
+import { readBundle } from '../adapters/tar/bundle-reader.ts';
+import { bufferPayload, metaTarBytes, payloadMember, seal, type PayloadSource, type Sealed } from '../adapters/tar/served-bundle.ts';
+
+export interface BundleServiceOptions {
+  readonly meta: MetadataStore;
+  readonly blobs: BlobStore;
+  readonly key: PrivateKey;
+  readonly tmpDir: string;
+  readonly maxUpload: number;
+  /** Bytes of payload kept in memory for serving; 0 reads the blob store each time. */
+  readonly cacheBytes: number;
+  readonly now: () => Date;
+}
+
+export class BundleService {
+  readonly #o: BundleServiceOptions;
+  readonly #cache = new Map<string, Buffer>();
+  #cached = 0;
+
+  constructor(o: BundleServiceOptions) {
+    this.#o = o;
+  }
+
+  /** Spools an upload to a temporary file, refusing it once it exceeds maxUpload. */
+  async #spool(body: Readable, announced: number | null): Promise<string> {
+    const max = this.#o.maxUpload;
+    if (announced !== null && announced > max) {
+      body.resume();
+      throw new RuError('UPLOAD_TOO_LARGE', `the upload announces ${announced} bytes; the server accepts at most ${max}`, { limit: max });
+    }
+    const file = join(this.#o.tmpDir, `upload-${randomBytes(8).toString('hex')}.tar.gz`);
+    let n = 0;
+    try {
+      await pipeline(
+        body,
+        async function* (src: AsyncIterable<Buffer>) {
+          for await (const c of src) {
+            n += c.length;
+            if (n > max) throw new RuError('UPLOAD_TOO_LARGE', `the upload exceeds ${max} bytes, the most the server accepts`, { limit: max });
+            yield c;
+          }
+        },
+        createWriteStream(file, { mode: 0o600 }),
+      );
+    } catch (e) {
+      await rm(file, { force: true });
+      if (e instanceof RuError) throw e;
+      throw new RuError('BLOB_INPUT_FAILED', `the upload ended early: ${(e as Error).message}`);
+    }
+    return file;
+  }
+
+  /**
+   * Stores a published bundle as the next version of `host`, unless its content equals the
+   * latest version's. Any refusal leaves the store as it was (an unreferenced blob at most).
+   */
+  async publish(host: Host, body: Readable, opts: { announced: number | null; publisher: string | null }): Promise<PublishResult> {
+    const file = await this.#spool(body, opts.announced);
+    try {
+      const read = await readBundle(createReadStream(file, { highWaterMark: 1 << 20 }), {
+        trusted: [], allowUnsigned: true, enforceTrust: false, limits: DEFAULT_LIMITS,
+      });
+      if (!read.manifest || !read.manifestBytes) {
+        throw new RuError('BUNDLE_MANIFEST_INVALID', 'a publish must be a bundle made by `rear-update pack` or `publish` (this is a plain tar.gz without a manifest)');
+      }
+      const digest = contentDigest(read.manifest);
+      const latest = await this.#o.meta.latestVersion(host.id);
+      if (latest && latest.digest === digest) return { version: latest, created: false };
+      const sigLen = read.signatureRecord ? Buffer.byteLength(`${JSON.stringify(read.signatureRecord)}\n`) : null;
+      const blob = await this.#o.blobs.put(payloadMember(file, metaTarBytes(read.manifestBytes.length, sigLen)));
+      const stored: Manifest = { ...read.manifest, host: host.id, class: host.class, version: null, served: null };
+      // The proof that what will be served is sound: seal it and read it as a client would.
+      const probe = await this.#sealWith(stored, 0, blob.sha256, blob.size, this.#o.now());
+      await readBundle(Readable.from(sealedChunks(probe)), {
+        trusted: [this.#o.key.publicKey], allowUnsigned: false, enforceTrust: true, limits: DEFAULT_LIMITS,
+      }).catch((e: unknown) => {
+        throw e instanceof RuError ? new RuError(e.code, `the bundle does not survive serving: ${e.message}`, e.context) : e;
+      });
+      return await this.#o.meta.publishVersion(
+        { host: host.id, blob: blob.sha256, digest, size: blob.size, manifest: encodeManifest(stored).toString('utf8'), publisher: opts.publisher },
+        { ifChanged: true },
+      );
+    } finally {
+      await rm(file, { force: true });
+    }
+  }
+
+  /** The version served for `host` (pinned, else latest), or the one asked for. */
+  async record(host: Host, version: number | null): Promise<VersionRecord> {
+    const rec = version === null ? await this.#o.meta.servedVersion(host.id) : await this.#o.meta.getVersion(host.id, version);
+    if (!rec) {
+      if (version !== null) throw new RuError('VERSION_UNKNOWN', `host ${host.id} has no version ${version}`, { host: host.id, version });
+      throw new RuError('NO_BUNDLE', `host ${host.id} has no published bundle yet`, { host: host.id });
+    }
+    return rec;
+  }
+
+  /** A sealed copy of a version, served at `served` (whole seconds). */
+  async sealed(host: Host, rec: VersionRecord, served: Date): Promise<Sealed> {
+    const m = decodeManifest(Buffer.from(rec.manifest));
+    return this.#sealWith({ ...m, host: host.id, class: host.class }, rec.version, rec.blob, rec.size, served);
+  }
+
+  async #sealWith(m: Manifest, version: number, blob: string, size: number, served: Date): Promise<Sealed> {
+    const manifest: Manifest = { ...m, version, served: isoSeconds(served.getTime() / 1000) };
+    return seal(manifest, this.#o.key, await this.payload(blob, size));
+  }
+
+  /** The stored payload member; small ones stay in memory (least recently used leave first). */
+  async payload(sha256: string, size: number): Promise<PayloadSource> {
+    const hit = this.#cache.get(sha256);
+    if (hit) {
+      this.#cache.delete(sha256);
+      this.#cache.set(sha256, hit);
+      return bufferPayload(hit);
+    }
+    const blobs = this.#o.blobs;
+    const open = async (): Promise<Readable> => {
+      const got = await blobs.get(sha256);
+      if (!got) throw new RuError('BLOB_MISSING', `bundle data ${sha256} is missing from the blob store`, { blob: sha256 });
+      return got.stream;
+    };
+    if (size <= this.#o.cacheBytes / 4) {
+      const parts: Buffer[] = [];
+      for await (const c of await open()) parts.push(c as Buffer);
+      const b = Buffer.concat(parts);
+      this.#cache.set(sha256, b);
+      this.#cached += b.length;
+      for (const [k, v] of this.#cache) {
+        if (this.#cached <= this.#o.cacheBytes) break;
+        this.#cache.delete(k);
+        this.#cached -= v.length;
+      }
+      return bufferPayload(b);
+    }
+    return {
+      size,
+      chunks: async function* () {
+        yield* (await open()) as AsyncIterable<Uint8Array>;
+      },
+    };
+  }
+}
+
+async function* sealedChunks(s: Sealed): AsyncGenerator<Uint8Array> {
+  yield s.head;
+  yield* s.payload.chunks();
+}

@@ -1,0 +1,24 @@
+// Everything a route needs, assembled at the composition root (serve.ts, or a test) and
+// passed to buildApp: the stores, the bundle service, the key, the data layout, a clock.
+
+import type { PrivateKey } from '../core/signature.ts';
+import type { BlobStore } from '../core/store/blobs.ts';
+import type { MetadataStore } from '../core/store/metadata.ts';
+import type { BundleService } from './bundles.ts';
+import type { DataLayout } from './data-dir.ts';
+import type { LogService } from './logs.ts';
+import type { Metrics } from './metrics.ts';
+
+export interface ServerContext {
+  readonly meta: MetadataStore;
+  readonly blobs: BlobStore;
+  readonly bundles: BundleService;
+  readonly logs: LogService;
+  readonly key: PrivateKey;
+  /** PEM text of the server's public key, as in DATA/server.pub. */
+  readonly publicPem: string;
+  readonly data: DataLayout;
+  readonly metrics: Metrics;
+  readonly maxUpload: number;
+  readonly now: () => Date;
+}

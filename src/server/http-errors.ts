@@ -1,0 +1,55 @@
+// The one place where an error becomes an HTTP answer: a status from the table below and a
+// JSON body `{"error": {"code", "message", "context"}}` with the stable code of
+// src/core/errors.ts. Unknown failures are 500 INTERNAL and their details stay in the log.
+
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { isRuError, RuError, type ErrorCode } from '../core/errors.ts';
+
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  USAGE: 400,
+  REQUEST_INVALID: 400,
+  STORE_INVALID: 400,
+  BLOB_INPUT_FAILED: 400,
+  AUTH_REQUIRED: 401,
+  AUTH_INVALID: 401,
+  FORBIDDEN: 403,
+  ROUTE_UNKNOWN: 404,
+  HOST_UNKNOWN: 404,
+  VERSION_UNKNOWN: 404,
+  TOKEN_UNKNOWN: 404,
+  PENDING_UNKNOWN: 404,
+  LOG_UNKNOWN: 404,
+  NO_BUNDLE: 404,
+  STORE_CONFLICT: 409,
+  UPLOAD_TOO_LARGE: 413,
+  LIMIT_BYTES: 413,
+  STORE_BUSY: 503,
+};
+
+/** Every bundle and member refusal of a publish is the client's data being wrong: 422. */
+export function statusOf(code: ErrorCode): number {
+  const s = STATUS[code];
+  if (s !== undefined) return s;
+  if (/^(BUNDLE_|ENTRY_|LIMIT_)/.test(code)) return 422;
+  return 500;
+}
+
+export function toRuError(e: unknown): RuError {
+  if (isRuError(e)) return e;
+  const fe = e as FastifyError;
+  // Fastify's own refusals (malformed JSON, body too large, bad content type) are 4xx.
+  if (typeof fe?.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    if (fe.statusCode === 413) return new RuError('UPLOAD_TOO_LARGE', fe.message);
+    return new RuError('REQUEST_INVALID', fe.message, { fastify: fe.code ?? null });
+  }
+  return new RuError('INTERNAL', 'internal server error');
+}
+
+export function sendError(e: unknown, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const err = toRuError(e);
+  const status = statusOf(err.code);
+  if (status >= 500) req.log.error({ err: e }, 'request failed');
+  else req.log.info({ code: err.code, msg: err.message }, 'request refused');
+  if (status === 401) reply.header('www-authenticate', 'Basic realm="rear-update", charset="UTF-8"');
+  return reply.code(status).type('application/json').send({ error: err.toJSON() });
+}

@@ -1,0 +1,61 @@
+// DRLM's API as ReaR 2.7's lib/drlm-functions.sh calls it (rear recover with DRLM_MANAGED=y):
+// the host's current etc/rear/local.conf (or etc/rear/CFG.conf for `-C CFG`) as a shell
+// config ReaR sources, and the live recovery log it streams with `tail -f | curl -T-`. The
+// token comes in the raw Authorization header, as DRLM's own server expects (Bearer works too).
+
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Readable } from 'node:stream';
+import { authorize } from '../../core/access.ts';
+import { RuError } from '../../core/errors.ts';
+import type { TokenRecord } from '../../core/store/metadata.ts';
+import { extractFile } from '../../adapters/tar/extract-file.ts';
+import { authenticate } from '../auth.ts';
+import type { ServerContext } from '../context.ts';
+import { audit, hostOr404, idParam } from './common.ts';
+
+const CFG = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+async function config(ctx: ServerContext, req: FastifyRequest, reply: FastifyReply, id: string, cfg: string): Promise<FastifyReply> {
+  let token: TokenRecord | null = null;
+  try {
+    token = await authenticate(req, ctx.meta);
+    const host = await ctx.meta.getHost(id);
+    authorize(token, 'fetch', host, id);
+    const h = host ?? (await hostOr404(ctx, id));
+    const rec = await ctx.bundles.record(h, null);
+    const path = `etc/rear/${cfg}.conf`;
+    const payload = await ctx.bundles.payload(rec.blob, rec.size);
+    const body = await extractFile(payload.chunks(), path, 4 << 20);
+    if (body === null) throw new RuError('NO_BUNDLE', `host ${id}'s bundle (version ${rec.version}) has no ${path}`, { host: id, path });
+    await audit(ctx, req, { kind: 'fetch', token: token.id, host: id, version: rec.version, bytes: body.length, result: 'ok', detail: `drlm ${path}` });
+    return reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store').send(body);
+  } catch (e) {
+    await audit(ctx, req, { kind: 'fetch', token: token?.id ?? null, host: id, result: e instanceof RuError ? e.code : 'INTERNAL', detail: `drlm ${cfg}` });
+    throw e;
+  }
+}
+
+export function drlmRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  app.get<{ Params: { id: string } }>('/clients/:id/config', async (req, reply) => config(ctx, req, reply, idParam(req.params.id), 'local'));
+
+  app.get<{ Params: { id: string; cfg: string } }>('/clients/:id/config/:cfg', async (req, reply) => {
+    if (!CFG.test(req.params.cfg)) throw new RuError('REQUEST_INVALID', `config name ${JSON.stringify(req.params.cfg)} is not valid`, { param: 'cfg' });
+    return config(ctx, req, reply, idParam(req.params.id), req.params.cfg);
+  });
+
+  app.put<{ Params: { id: string; workflow: string; stamp: string } }>('/clients/:id/log/:workflow/:stamp', async (req, reply) => {
+    const id = idParam(req.params.id);
+    const { workflow, stamp } = req.params;
+    if (!SEGMENT.test(workflow) || !SEGMENT.test(stamp)) throw new RuError('REQUEST_INVALID', 'workflow and timestamp must be letters, digits, . _ -', { param: 'log' });
+    const token = await authenticate(req, ctx.meta);
+    const host = await ctx.meta.getHost(id);
+    authorize(token, 'fetch', host, id);
+    await hostOr404(ctx, id);
+    const rec = await ctx.meta.openLog({ host: id, workflow, stamp, address: req.ip });
+    await audit(ctx, req, { kind: 'log', token: token.id, host: id, result: 'ok', detail: `log ${rec.id} started: ${workflow} ${stamp}` });
+    const done = await ctx.logs.receive(rec, req.raw as Readable, ctx.maxUpload, (n) => ctx.metrics.logBytes.inc(n));
+    await audit(ctx, req, { kind: 'log', token: token.id, host: id, bytes: done.bytes, result: done.complete ? 'ok' : 'INCOMPLETE', detail: `log ${rec.id} ended` });
+    return reply.code(201).send({ log: done });
+  });
+}

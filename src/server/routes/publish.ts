@@ -1,0 +1,58 @@
+// POST /api/v1/hosts/{id}/versions: a bundle made by pack/publish as the raw request body
+// (streamed to disk, never buffered whole), the machine's facts in the query. A publish token
+// reaches its own host; an admin token may publish for a host that does not exist yet, which
+// creates it. Facts the publisher reports replace the host's (hostnames, MACs, UUID, serial).
+
+import type { FastifyInstance } from 'fastify';
+import type { Readable } from 'node:stream';
+import { authorize } from '../../core/access.ts';
+import { RuError } from '../../core/errors.ts';
+import { NORMALIZE } from '../../core/store/facts.ts';
+import type { HostFields } from '../../core/store/metadata.ts';
+import { authenticate } from '../auth.ts';
+import type { ServerContext } from '../context.ts';
+import { audit, idParam, listParam } from './common.ts';
+
+function reportedFacts(q: Record<string, unknown>): HostFields {
+  const f: { -readonly [K in keyof HostFields]: HostFields[K] } = {};
+  // Facts the machine cannot report well (virtual NICs' MACs, placeholder serials) are
+  // dropped here rather than refusing the publish; what is kept is normalized.
+  const keep = (kind: 'mac' | 'hostname' | 'uuid' | 'serial', vs: string[]): string[] =>
+    vs.map((v) => NORMALIZE[kind](v)).filter((v): v is string => v !== null);
+  if (q.mac !== undefined) f.macs = [...new Set(keep('mac', listParam(q.mac)))];
+  if (q.hostname !== undefined) f.hostnames = keep('hostname', listParam(q.hostname)).slice(0, 1);
+  if (q.uuid !== undefined) f.uuid = keep('uuid', listParam(q.uuid))[0] ?? null;
+  if (q.serial !== undefined) f.serial = keep('serial', listParam(q.serial))[0] ?? null;
+  return f;
+}
+
+export function publishRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  app.post<{ Params: { id: string }; Querystring: Record<string, unknown> }>('/api/v1/hosts/:id/versions', async (req, reply) => {
+    const id = idParam(req.params.id);
+    const token = await authenticate(req, ctx.meta);
+    let host = await ctx.meta.getHost(id);
+    authorize(token, 'publish', host, id);
+    const facts = reportedFacts(req.query);
+    const announced = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : null;
+    try {
+      if (!host) {
+        if (token.scope !== 'admin') throw new RuError('HOST_UNKNOWN', `no host ${JSON.stringify(id)}`, { host: id });
+        host = await ctx.meta.addHost({ id });
+        await audit(ctx, req, { kind: 'host', token: token.id, host: id, result: 'ok', detail: 'created by publish' });
+      }
+      const r = await ctx.bundles.publish(host, req.raw as Readable, { announced, publisher: token.id });
+      if (Object.keys(facts).length > 0) await ctx.meta.updateHost(id, facts);
+      ctx.metrics.publishes.inc({ result: r.created ? 'created' : 'unchanged' });
+      await audit(ctx, req, { kind: 'publish', token: token.id, host: id, version: r.version.version, bytes: r.version.size, result: 'ok', detail: r.created ? 'new version' : 'unchanged' });
+      const { manifest: _m, ...summary } = r.version;
+      return reply.code(r.created ? 201 : 200).send({ created: r.created, version: summary });
+    } catch (e) {
+      const code = e instanceof RuError ? e.code : 'INTERNAL';
+      ctx.metrics.publishes.inc({ result: code });
+      await audit(ctx, req, { kind: 'publish', token: token.id, host: id, result: code, detail: e instanceof Error ? e.message.slice(0, 500) : null });
+      // The rest of a refused upload is not read: close the connection instead of draining it.
+      if (!req.raw.complete) reply.header('connection', 'close');
+      throw e;
+    }
+  });
+}

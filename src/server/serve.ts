@@ -1,0 +1,72 @@
+// The server's composition root: settings → data directory (first start creates the key and
+// the admin token) → stores → app → listen. Returns a handle so tests and the CLI can stop it.
+
+import { readFileSync } from 'node:fs';
+import { RuError } from '../core/errors.ts';
+import { openDirBlobs } from '../adapters/storage/dir-blobs.ts';
+import { openSqliteMetadata } from '../adapters/storage/sqlite-metadata.ts';
+import { buildApp } from './app.ts';
+import { BundleService } from './bundles.ts';
+import type { ServerConfig } from './config.ts';
+import { ensureAdminToken, layout, prepareDataDir } from './data-dir.ts';
+import { LogService } from './logs.ts';
+import { createMetrics } from './metrics.ts';
+import type { FastifyInstance } from 'fastify';
+
+export interface Running {
+  readonly app: FastifyInstance;
+  readonly url: string;
+  readonly fingerprint: string;
+  /** The admin token, only when this start created it. */
+  readonly adminToken: string | null;
+  close(): Promise<void>;
+}
+
+function readPem(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new RuError('CONFIG_INVALID', `${what} ${path}: ${(e as Error).message}`, { path });
+  }
+}
+
+export async function startServer(cfg: ServerConfig, opts: { now?: () => Date; log?: boolean } = {}): Promise<Running> {
+  const now = opts.now ?? (() => new Date());
+  const data = layout(cfg.data);
+  const { key } = prepareDataDir(data);
+  const meta = await openSqliteMetadata(data.database, { now });
+  const blobs = await openDirBlobs(data.blobs);
+  try {
+    const adminToken = await ensureAdminToken(data, meta);
+    const https = cfg.tlsCert && cfg.tlsKey ? { cert: readPem(cfg.tlsCert, 'TLS certificate'), key: readPem(cfg.tlsKey, 'TLS key') } : null;
+    const ctx = {
+      meta, blobs, key, data, now, maxUpload: cfg.maxUpload,
+      publicPem: readFileSync(data.serverPub, 'utf8'),
+      metrics: createMetrics(),
+      bundles: new BundleService({ meta, blobs, key, tmpDir: data.tmp, maxUpload: cfg.maxUpload, cacheBytes: cfg.payloadCache, now }),
+      logs: new LogService(meta, data.logs),
+    };
+    const app = buildApp(ctx, { logger: opts.log === false ? false : { level: cfg.logLevel }, https });
+    try {
+      await app.listen({ host: cfg.listen.host, port: cfg.listen.port });
+    } catch (e) {
+      throw new RuError('CONFIG_INVALID', `cannot listen on ${cfg.listen.host}:${cfg.listen.port}: ${(e as Error).message}`, { from: 'listen' });
+    }
+    const addr = app.server.address();
+    const port = typeof addr === 'object' && addr ? addr.port : cfg.listen.port;
+    const host = cfg.listen.host.includes(':') ? `[${cfg.listen.host}]` : cfg.listen.host;
+    return {
+      app, adminToken, fingerprint: key.publicKey.fingerprint,
+      url: `${https ? 'https' : 'http'}://${host}:${port}`,
+      close: async () => {
+        await app.close();
+        await meta.close();
+        await blobs.close();
+      },
+    };
+  } catch (e) {
+    await meta.close();
+    await blobs.close();
+    throw e;
+  }
+}
