@@ -18,6 +18,9 @@ command -v curl >/dev/null || need+=(curl)
 command -v mount >/dev/null || need+=(mount)
 command -v getfattr >/dev/null || need+=(attr)
 command -v pidof >/dev/null || need+=(sysvinit-utils)
+# bench/serve.ts (npm run bench): nginx as the reference server, wrk as the load generator
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need+=(nginx)
+command -v wrk >/dev/null || need+=(wrk)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
