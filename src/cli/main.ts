@@ -9,6 +9,7 @@ import { registerFacts } from './commands/facts.ts';
 import { registerInspect } from './commands/inspect.ts';
 import { registerKeygen } from './commands/keygen.ts';
 import { registerPack } from './commands/pack.ts';
+import { registerPublish } from './commands/publish.ts';
 import { registerRollback } from './commands/rollback.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerStatus } from './commands/status.ts';
@@ -42,6 +43,7 @@ registerRollback(program);
 registerStatus(program);
 registerFacts(program);
 registerServe(program);
+registerPublish(program);
 
 function report(e: RuError): number {
   process.stderr.write(`rear-update: error ${e.code}: ${e.message}\n`);

@@ -32,12 +32,12 @@ export function redact(url: string): string {
   }
 }
 
-export async function openSource(src: string, opts: { cacert?: string; quiet?: boolean }): Promise<OpenedSource> {
+export async function openSource(src: string, opts: { cacert?: string; quiet?: boolean; headers?: Record<string, string>; label?: string }): Promise<OpenedSource> {
   if (/^file:\/\//i.test(src)) return openFile(fileURLToPath(src));
   if (!/^https?:\/\//i.test(src)) return openFile(src);
   const dir = mkdtempSync(join(tmpdir(), 'rear-update-dl-'));
   const dest = join(dir, 'bundle.tar.gz');
-  const label = redact(src);
+  const label = opts.label ?? redact(src);
   // Loaded on demand: http, https, tls and the progress bar cost start-up time that a local
   // apply (the common case in a rescue shell) should not pay.
   const [{ download }, { Progress }] = await Promise.all([import('../adapters/http/download.ts'), import('./progress.ts')]);
@@ -45,6 +45,7 @@ export async function openSource(src: string, opts: { cacert?: string; quiet?: b
   try {
     await download(src, dest, {
       ...(opts.cacert ? { cacert: readFileSync(opts.cacert, 'utf8') } : {}),
+      ...(opts.headers ? { headers: opts.headers } : {}),
       onProgress: (n, total) => progress.update(n, total),
       onRetry: (attempt, reason, delay) => progress.message(`retry ${attempt} in ${Math.round(delay / 100) / 10}s: ${reason}`),
     });

@@ -6,6 +6,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions
 import { RuError } from '../core/errors.ts';
 import type { ServerContext } from './context.ts';
 import { sendError } from './http-errors.ts';
+import { adminRoutes } from './routes/admin.ts';
 import { drlmRoutes } from './routes/drlm.ts';
 import { fetchRoutes } from './routes/fetch.ts';
 import { publicRoutes } from './routes/public.ts';
@@ -14,7 +15,7 @@ import { publishRoutes } from './routes/publish.ts';
 export type RouteRegistrar = (app: FastifyInstance, ctx: ServerContext) => void;
 
 /** Route sets registered beside the built-in ones (admin.ts adds itself through this list). */
-export const ROUTES: RouteRegistrar[] = [publicRoutes, fetchRoutes, publishRoutes, drlmRoutes];
+export const ROUTES: RouteRegistrar[] = [publicRoutes, fetchRoutes, publishRoutes, drlmRoutes, adminRoutes];
 
 export interface AppOptions {
   readonly logger?: FastifyServerOptions['logger'];

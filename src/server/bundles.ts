@@ -72,7 +72,8 @@ export class BundleService {
    * Stores a published bundle as the next version of `host`, unless its content equals the
    * latest version's. Any refusal leaves the store as it was (an unreferenced blob at most).
    */
-  async publish(host: Host, body: Readable, opts: { announced: number | null; publisher: string | null }): Promise<PublishResult> {
+  async publish(found: Host | { id: string; class: null; create: () => Promise<Host> }, body: Readable, opts: { announced: number | null; publisher: string | null }): Promise<PublishResult> {
+    let host: Pick<Host, 'id' | 'class'> = found;
     const file = await this.#spool(body, opts.announced);
     try {
       const read = await readBundle(createReadStream(file, { highWaterMark: 1 << 20 }), {
@@ -82,7 +83,7 @@ export class BundleService {
         throw new RuError('BUNDLE_MANIFEST_INVALID', 'a publish must be a bundle made by `rear-update pack` or `publish` (this is a plain tar.gz without a manifest)');
       }
       const digest = contentDigest(read.manifest);
-      const latest = await this.#o.meta.latestVersion(host.id);
+      const latest = 'create' in found ? null : await this.#o.meta.latestVersion(host.id);
       if (latest && latest.digest === digest) return { version: latest, created: false };
       const sigLen = read.signatureRecord ? Buffer.byteLength(`${JSON.stringify(read.signatureRecord)}\n`) : null;
       const blob = await this.#o.blobs.put(payloadMember(file, metaTarBytes(read.manifestBytes.length, sigLen)));
@@ -94,6 +95,8 @@ export class BundleService {
       }).catch((e: unknown) => {
         throw e instanceof RuError ? new RuError(e.code, `the bundle does not survive serving: ${e.message}`, e.context) : e;
       });
+      // A host that an admin's publish creates exists only once its first version is sound.
+      if ('create' in found) host = await found.create();
       return await this.#o.meta.publishVersion(
         { host: host.id, blob: blob.sha256, digest, size: blob.size, manifest: encodeManifest(stored).toString('utf8'), publisher: opts.publisher },
         { ifChanged: true },

@@ -69,7 +69,7 @@ export class ApiClient {
   }
 
   /** One JSON request; `body` is sent as JSON, or streamed as is when it is a Readable. */
-  async request<T>(method: string, path: string, opts: { query?: Parameters<ApiClient['url']>[1]; body?: unknown; stream?: Readable; contentType?: string; okStatuses?: number[] } = {}): Promise<ApiResponse<T>> {
+  async request<T>(method: string, path: string, opts: { query?: Parameters<ApiClient['url']>[1]; body?: unknown; stream?: Readable; contentType?: string; headers?: Record<string, string>; okStatuses?: number[] } = {}): Promise<ApiResponse<T>> {
     const u = this.url(path, opts.query);
     // A streamed body cannot be sent twice: no retries then.
     const attempts = opts.stream ? 1 : (this.#o.retries ?? 3) + 1;
@@ -105,9 +105,9 @@ export class ApiClient {
     throw new RuError('SERVER_UNREACHABLE', `${this.base.origin}: ${(last as Error)?.message ?? String(last)}`, { server: this.base.origin });
   }
 
-  #send(method: string, u: URL, opts: { body?: unknown; stream?: Readable; contentType?: string }): Promise<IncomingMessage> {
+  #send(method: string, u: URL, opts: { body?: unknown; stream?: Readable; contentType?: string; headers?: Record<string, string> }): Promise<IncomingMessage> {
     const lib = u.protocol === 'https:' ? https : http;
-    const headers = this.headers(opts.body !== undefined ? { 'content-type': 'application/json' } : opts.contentType ? { 'content-type': opts.contentType } : {});
+    const headers = this.headers({ ...(opts.body !== undefined ? { 'content-type': 'application/json' } : opts.contentType ? { 'content-type': opts.contentType } : {}), ...opts.headers });
     return new Promise((resolve, reject) => {
       const req = lib.request(u, { method, headers, ...(this.#o.cacert ? { ca: this.#o.cacert } : {}), timeout: this.#o.timeoutMs ?? 30_000 }, resolve);
       req.on('timeout', () => req.destroy(new Error(`no answer within ${(this.#o.timeoutMs ?? 30_000) / 1000} s`)));

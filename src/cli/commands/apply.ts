@@ -17,10 +17,16 @@ import { planApply, type Plan } from '../../core/plan.ts';
 import { byteSize, collect, limitsFrom, positiveInt, type LimitFlags } from '../options.ts';
 import { formatBytes, note, out, printJson, table } from '../output.ts';
 import { openSource, type OpenedSource } from '../source.ts';
+import { duration, sourceFor } from '../server-source.ts';
 import { testHooks } from '../test-hooks.ts';
 
 export interface ApplyFlags extends LimitFlags {
   root: string;
+  server?: string;
+  token?: string;
+  tokenFile?: string;
+  wait: number;
+  sysRoot: string;
   pubkey?: string[];
   keysDir?: string;
   unsigned?: boolean;
@@ -107,8 +113,9 @@ async function readAndPlan(src: OpenedSource, root: string, opts: ReadOptions, o
   return { r, scan, plan: planApply(r.entries, owns, scan, { owners }) };
 }
 
-export async function apply(source: string, o: ApplyFlags): Promise<void> {
+export async function apply(source: string | undefined, o: ApplyFlags): Promise<void> {
   const root = resolveRoot(o.root);
+  const from = await sourceFor(source, o);
   const trusted = loadTrustedKeys(o.pubkey ?? [], o.keysDir);
   const limits = limitsFrom(o);
   const owners = process.getuid?.() === 0;
@@ -120,7 +127,7 @@ export async function apply(source: string, o: ApplyFlags): Promise<void> {
     if (state.listTxns().some((id) => txns.read(id)?.state !== 'committed')) {
       note('an interrupted transaction exists; the next real apply, rollback or status rolls it back first');
     }
-    const src = await openSource(source, { ...(o.cacert ? { cacert: o.cacert } : {}), quiet: o.quiet === true || o.json === true });
+    const src = await openSource(from.url, { ...from.open, quiet: o.quiet === true || o.json === true });
     try {
       const { r, plan } = await readAndPlan(src, root, { trusted, allowUnsigned, enforceTrust: true, limits }, owners, state.missingParents());
       if (o.json) printJson({ dryRun: true, root, source: src.label, host: r.manifest?.host ?? null, version: r.manifest?.version ?? null, items: plan.items, totals: plan.totals });
@@ -142,7 +149,7 @@ export async function apply(source: string, o: ApplyFlags): Promise<void> {
   let committed = false;
   try {
     for (const line of txns.recover()) note(line);
-    src = await openSource(source, { ...(o.cacert ? { cacert: o.cacert } : {}), quiet: o.quiet === true || o.json === true });
+    src = await openSource(from.url, { ...from.open, quiet: o.quiet === true || o.json === true });
     const txn = state.newTxnDir();
     txnId = txn.id;
     const stager = new DirStager(txn.dir, owners);
@@ -176,7 +183,7 @@ export async function apply(source: string, o: ApplyFlags): Promise<void> {
 export function registerApply(program: Command): void {
   program
     .command('apply')
-    .argument('<source>', 'bundle file, file:// URL, or http(s):// URL')
+    .argument('[source]', 'bundle file, file:// URL or http(s):// URL; with --server: a host id, or nothing to be resolved by this machine\'s facts')
     .description('verify a bundle and install it into the root, all or nothing')
     .option('--root <dir>', 'install into this root', '/')
     .option('--pubkey <file>', 'a trusted public key, repeatable', collect)
@@ -187,6 +194,11 @@ export function registerApply(program: Command): void {
     .option('--max-entries <n>', 'refuse more members than this (default 100000)', positiveInt)
     .option('--max-ratio <n>', 'refuse data that expands more than n:1 beyond the first 16 MiB (default 200)', positiveInt)
     .option('--cacert <file>', 'PEM CA certificate(s) to trust for https downloads')
+    .option('--server <url>', 'fetch from this rear-update server (env REAR_UPDATE_SERVER)')
+    .option('--token <token>', 'fetch token for the server (env REAR_UPDATE_TOKEN)')
+    .option('--token-file <file>', 'read the token from a file')
+    .option('--wait <duration>', 'with --server and no id: how long to wait for an admin to assign a pending machine (e.g. 90s, 15m, 0)', duration, 15 * 60)
+    .option('--sys-root <dir>', 'read this machine\'s facts (MACs, DMI) below this directory', '/')
     .option('--json', 'print the executed (or, with --dry-run, the planned) changes as JSON')
     .option('-v, --verbose', 'print every changed path')
     .option('-q, --quiet', 'no progress output')
@@ -201,9 +213,17 @@ What happens:
      journaling every step. If it is interrupted (kill -9, power loss), the next apply,
      rollback or status rolls it back. \`rear-update rollback\` undoes a completed apply.
 
+From a server (--server, or REAR_UPDATE_SERVER): with an id, that host's bundle; without
+one, the server resolves this machine by its facts (MACs, DMI UUID and serial, hostname). An
+unknown machine is recorded as pending: the command shows its facts and waits (--wait) until
+an admin runs \`rear-update admin assign PENDING-ID HOST\`, then proceeds. The server signs
+what it serves: trust its key (DATA/server.pub) with --pubkey or the keys directory.
+
 Examples:
+  rear-update apply --server http://rear-server:8080 --token ru_... --pubkey server.pub
+  rear-update apply e229 --server http://rear-server:8080 --token ru_...
   rear-update apply e229.tar.gz --pubkey /etc/rear-update/keys/fleet.pub
   rear-update apply https://rear.example.com/rear/e229.tar.gz --cacert ca.pem
   rear-update apply --unsigned --dry-run legacy-config.tar.gz`)
-    .action((src: string, o: ApplyFlags) => apply(src, o));
+    .action((src: string | undefined, o: ApplyFlags) => apply(src, o));
 }

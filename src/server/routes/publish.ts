@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream';
 import { authorize } from '../../core/access.ts';
 import { RuError } from '../../core/errors.ts';
 import { NORMALIZE } from '../../core/store/facts.ts';
-import type { HostFields } from '../../core/store/metadata.ts';
+import type { Host, HostFields } from '../../core/store/metadata.ts';
 import { authenticate } from '../auth.ts';
 import type { ServerContext } from '../context.ts';
 import { audit, idParam, listParam } from './common.ts';
@@ -30,17 +30,23 @@ export function publishRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.post<{ Params: { id: string }; Querystring: Record<string, unknown> }>('/api/v1/hosts/:id/versions', async (req, reply) => {
     const id = idParam(req.params.id);
     const token = await authenticate(req, ctx.meta);
-    let host = await ctx.meta.getHost(id);
+    const host = await ctx.meta.getHost(id);
     authorize(token, 'publish', host, id);
     const facts = reportedFacts(req.query);
     const announced = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : null;
     try {
-      if (!host) {
-        if (token.scope !== 'admin') throw new RuError('HOST_UNKNOWN', `no host ${JSON.stringify(id)}`, { host: id });
-        host = await ctx.meta.addHost({ id });
+      if (!host && token.scope !== 'admin') throw new RuError('HOST_UNKNOWN', `no host ${JSON.stringify(id)}`, { host: id });
+      const create = async (): Promise<Host> => {
+        // Two first publishes at once: the second finds the host the first created.
+        const h = await ctx.meta.addHost({ id }).catch(async (e: unknown) => {
+          const existing = e instanceof RuError && e.code === 'STORE_CONFLICT' ? await ctx.meta.getHost(id) : null;
+          if (!existing) throw e;
+          return existing;
+        });
         await audit(ctx, req, { kind: 'host', token: token.id, host: id, result: 'ok', detail: 'created by publish' });
-      }
-      const r = await ctx.bundles.publish(host, req.raw as Readable, { announced, publisher: token.id });
+        return h;
+      };
+      const r = await ctx.bundles.publish(host ?? { id, class: null, create }, req.raw as Readable, { announced, publisher: token.id });
       if (Object.keys(facts).length > 0) await ctx.meta.updateHost(id, facts);
       ctx.metrics.publishes.inc({ result: r.created ? 'created' : 'unchanged' });
       await audit(ctx, req, { kind: 'publish', token: token.id, host: id, version: r.version.version, bytes: r.version.size, result: 'ok', detail: r.created ? 'new version' : 'unchanged' });

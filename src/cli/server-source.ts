@@ -1,0 +1,85 @@
+// Where `apply` gets its bundle when a server is involved: a host id becomes the server's
+// bundle URL; no id means "ask the server who I am" by this machine's facts, and wait while
+// the machine is pending until an admin assigns it. The result is a URL plus the headers the
+// resumable downloader sends, so every path ends in the same verified, transactional apply.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { RuError } from '../core/errors.ts';
+import { isValidId } from '../core/store/facts.ts';
+import { ApiClient } from '../adapters/http/api-client.ts';
+import { readMachineFacts } from '../adapters/fs/machine-facts.ts';
+import { note } from './output.ts';
+import { serverFrom, tokenFrom, type ServerFlags } from './server-options.ts';
+
+export interface SourceChoice {
+  readonly url: string;
+  readonly open: { cacert?: string; headers?: Record<string, string>; label?: string };
+}
+
+/** 90s, 15m, 1h, 2h30m or plain seconds. */
+export function duration(v: string): number {
+  const t = v.trim();
+  if (/^\d+$/.test(t)) return Number(t);
+  const m = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(t);
+  if (!m || t === '') throw new RuError('USAGE', `not a duration: ${v} (e.g. 90s, 15m, 1h)`);
+  return Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
+}
+
+const POLL_MS = Number(process.env.REAR_UPDATE_POLL_MS) || 3000;
+
+interface Resolved {
+  status: 'resolved' | 'pending';
+  host?: string;
+  by?: string;
+  version?: number | null;
+  pending?: { id: number; facts: { macs: string[]; uuid: string | null; serial: string | null; hostname: string | null } };
+  message?: string;
+}
+
+async function resolveSelf(api: ApiClient, sysRoot: string, waitS: number): Promise<string> {
+  const facts = readMachineFacts(sysRoot);
+  const query = { mac: facts.macs, uuid: facts.uuid, serial: facts.serial, hostname: facts.hostname };
+  const deadline = Date.now() + waitS * 1000;
+  let told = false;
+  for (;;) {
+    const r = await api.request<Resolved>('GET', '/api/v1/resolve', { query, okStatuses: [202] });
+    if (r.status === 200 && r.body.host) {
+      note(`the server resolved this machine to host ${r.body.host} (by ${r.body.by})`);
+      return r.body.host;
+    }
+    const p = r.body.pending;
+    if (!told) {
+      told = true;
+      note(`the server does not know this machine: it is PENDING as machine ${p?.id ?? '?'}`);
+      note(`  facts: macs ${facts.macs.join(' ') || '-'}, uuid ${facts.uuid ?? '-'}, serial ${facts.serial ?? '-'}, hostname ${facts.hostname ?? '-'}`);
+      note(`  an admin assigns it with: rear-update admin assign ${p?.id ?? 'PENDING-ID'} HOST`);
+      if (waitS > 0) note(`  waiting up to ${waitS} s (--wait) ...`);
+    }
+    if (Date.now() + POLL_MS > deadline) {
+      throw new RuError('HOST_PENDING', `this machine is pending on the server as machine ${p?.id ?? '?'} and was not assigned within ${waitS} s`, { pending: p?.id ?? null });
+    }
+    await sleep(POLL_MS);
+  }
+}
+
+export async function sourceFor(source: string | undefined, o: ServerFlags & { cacert?: string; wait: number; sysRoot: string }): Promise<SourceChoice> {
+  const server = serverFrom(o);
+  const token = tokenFrom(o);
+  const cacert = o.cacert ? { cacert: o.cacert } : {};
+  const isUrl = source !== undefined && /^(https?|file):\/\//i.test(source);
+  if (source !== undefined && (isUrl || !server || existsSync(source))) {
+    // A URL on the configured server gets the token too, so the rescue shell's operator types
+    // only `rear-update apply https://server/rear/e229.tar.gz`.
+    const sameOrigin = server && token && isUrl && /^https?:/i.test(source) && new URL(source).origin === new URL(server).origin;
+    return { url: source, open: { ...cacert, ...(sameOrigin ? { headers: { authorization: `Bearer ${token}` } } : {}) } };
+  }
+  if (!server) throw new RuError('USAGE', 'nothing to apply: give a bundle file or URL, or --server (REAR_UPDATE_SERVER) with an optional host id');
+  const api = new ApiClient({ server, token, cacert: o.cacert ? readFileSync(o.cacert, 'utf8') : null });
+  if (source !== undefined && !isValidId(source)) throw new RuError('USAGE', `${source}: no such file, and not a host id`);
+  const id = source ?? (await resolveSelf(api, o.sysRoot, o.wait));
+  return {
+    url: api.url(`/api/v1/hosts/${encodeURIComponent(id)}/bundle`).href,
+    open: { ...cacert, headers: api.headers(), label: `host ${id} from ${api.base.origin}` },
+  };
+}
