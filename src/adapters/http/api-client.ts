@@ -3,8 +3,7 @@
 // failures and 5xx are retried a few times; a 4xx is final and becomes SERVER_REFUSED (or the
 // auth codes), carrying the server's own code and message; tokens never appear in messages.
 
-import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
+import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RuError, type ErrorCode } from '../../core/errors.ts';
@@ -105,8 +104,9 @@ export class ApiClient {
     throw new RuError('SERVER_UNREACHABLE', `${this.base.origin}: ${(last as Error)?.message ?? String(last)}`, { server: this.base.origin });
   }
 
-  #send(method: string, u: URL, opts: { body?: unknown; stream?: Readable; contentType?: string; headers?: Record<string, string> }): Promise<IncomingMessage> {
-    const lib = u.protocol === 'https:' ? https : http;
+  async #send(method: string, u: URL, opts: { body?: unknown; stream?: Readable; contentType?: string; headers?: Record<string, string> }): Promise<IncomingMessage> {
+    // Loaded on first use: http, https and tls cost start-up time every other command would pay.
+    const lib = u.protocol === 'https:' ? await import('node:https') : await import('node:http');
     const headers = this.headers({ ...(opts.body !== undefined ? { 'content-type': 'application/json' } : opts.contentType ? { 'content-type': opts.contentType } : {}), ...opts.headers });
     return new Promise((resolve, reject) => {
       const req = lib.request(u, { method, headers, ...(this.#o.cacert ? { ca: this.#o.cacert } : {}), timeout: this.#o.timeoutMs ?? 30_000 }, resolve);
