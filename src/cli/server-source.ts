@@ -14,6 +14,8 @@ import { serverFrom, tokenFrom, type ServerFlags } from './server-options.ts';
 
 export interface SourceChoice {
   readonly url: string;
+  /** From a server: the host the bundle must name (a signed bundle of another host is refused). */
+  readonly host?: string;
   readonly open: { cacert?: string; headers?: Record<string, string>; label?: string };
 }
 
@@ -80,6 +82,7 @@ export async function sourceFor(source: string | undefined, o: ServerFlags & { c
   const id = source ?? (await resolveSelf(api, o.sysRoot, o.wait));
   return {
     url: api.url(`/api/v1/hosts/${encodeURIComponent(id)}/bundle`).href,
+    host: id,
     open: { ...cacert, headers: api.headers(), label: `host ${id} from ${api.base.origin}` },
   };
 }

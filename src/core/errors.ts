@@ -29,6 +29,7 @@ export const ERRORS = {
   BUNDLE_UNSIGNED: spec(4, 'The bundle carries no signature (or only a plain tar.gz without a manifest) and --unsigned was not given.', 'Sign it (pack --key) or, if you trust its origin, pass --unsigned explicitly.'),
   BUNDLE_KEY_UNTRUSTED: spec(4, 'The bundle is signed by a key that is not among the trusted keys.', 'Add the signer\'s public key with --pubkey or to the keys directory, after checking its fingerprint.'),
   BUNDLE_SIGNATURE_INVALID: spec(4, 'The signature does not match the manifest for the key it names: the bundle was altered or the signature forged.', 'Do not use this bundle. Fetch a fresh copy from a trusted source.'),
+  BUNDLE_HOST_MISMATCH: spec(4, 'The server answered with a correctly signed bundle of another host than the one asked for.', 'Do not use it: the server or something between is misconfigured or hostile. Check the host id and the server.'),
   BUNDLE_MEMBER_UNLISTED: spec(4, 'The archive contains a member that the manifest does not list.', 'Do not use this bundle: it was altered after signing.'),
   BUNDLE_MEMBER_MISMATCH: spec(4, 'A member differs from its manifest record (type, mode, owner, size, sha256, link target or time).', 'Do not use this bundle: it was altered after signing.'),
   BUNDLE_MEMBER_MISSING: spec(4, 'The manifest lists an entry that the archive does not contain.', 'Do not use this bundle: it is truncated or altered.'),

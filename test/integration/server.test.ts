@@ -303,3 +303,22 @@ test('config precedence: file, then environment, then flags; a bad value names i
   assert.throws(() => loadConfig({ config: f }, {}), /unknown setting "lisen"/);
   assert.ok(!existsSync('/srv/flag'));
 });
+
+test('bundle substitution: a correctly signed bundle of another host is refused (BUNDLE_HOST_MISMATCH), root untouched', async () => {
+  const other = await req('GET', '/api/v1/hosts/conc/bundle');
+  assert.equal(other.status, 200);
+  // A misrouting proxy or a man in the middle answering every request with host conc's bundle.
+  const liar = http.createServer((_q, res) => res.writeHead(200, { 'content-type': 'application/gzip', 'content-length': other.body.length }).end(other.body));
+  await new Promise<void>((r) => liar.listen(0, '127.0.0.1', r));
+  const port = (liar.address() as { port: number }).port;
+  const dst = join(work, 'rescue-substituted');
+  mkdirSync(dst);
+  try {
+    const r = await cliAsync(['apply', 'e229', '--server', `http://127.0.0.1:${port}`, '--token', admin, '--root', dst, '--pubkey', join(data, 'server.pub'), '-q']);
+    assert.equal(r.status, 4, r.stderr);
+    assert.equal(errorCode(r), 'BUNDLE_HOST_MISMATCH');
+    assert.deepEqual(readdirSync(dst), []);
+  } finally {
+    liar.close();
+  }
+});

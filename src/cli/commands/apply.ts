@@ -67,6 +67,14 @@ function spaceCheck(dir: string, m: Manifest | null): void {
   }
 }
 
+/** A bundle fetched for host X must say it is X's: the server's key signs every host's bundle. */
+function hostCheck(m: Manifest | null, expected: string | undefined): void {
+  if (expected === undefined) return;
+  if (m?.host !== expected) {
+    throw new RuError('BUNDLE_HOST_MISMATCH', `asked the server for host ${expected} but the bundle is ${m ? `host ${m.host ?? '(none)'}'s` : 'a plain archive'}`, { expected, actual: m?.host ?? null });
+  }
+}
+
 function installedRecord(r: ReadResult, source: string): Installed {
   return {
     host: r.manifest?.host ?? null,
@@ -129,7 +137,7 @@ export async function apply(source: string | undefined, o: ApplyFlags): Promise<
     }
     const src = await openSource(from.url, { ...from.open, quiet: o.quiet === true || o.json === true });
     try {
-      const { r, plan } = await readAndPlan(src, root, { trusted, allowUnsigned, enforceTrust: true, limits }, owners, state.missingParents());
+      const { r, plan } = await readAndPlan(src, root, { trusted, allowUnsigned, enforceTrust: true, limits, onVerified: (m) => hostCheck(m, from.host) }, owners, state.missingParents());
       if (o.json) printJson({ dryRun: true, root, source: src.label, host: r.manifest?.host ?? null, version: r.manifest?.version ?? null, items: plan.items, totals: plan.totals });
       else {
         out(`dry run: would apply ${src.label} to ${root} (host ${r.manifest?.host ?? '-'}, version ${r.manifest?.version ?? '-'})`);
@@ -155,7 +163,10 @@ export async function apply(source: string | undefined, o: ApplyFlags): Promise<
     const stager = new DirStager(txn.dir, owners);
     const { r, scan, plan } = await readAndPlan(src, root, {
       trusted, allowUnsigned, enforceTrust: true, limits, stager,
-      onVerified: (m) => spaceCheck(txn.dir, m),
+      onVerified: (m) => {
+        hostCheck(m, from.host);
+        spaceCheck(txn.dir, m);
+      },
     }, owners, []);
     if (r.signature.status !== 'valid') note(`applying an UNVERIFIED bundle (--unsigned): ${r.signature.status === 'unknown-key' ? `signed by unknown key ${r.signature.fingerprint}` : 'no signature'}`);
     crossDeviceCheck(plan, scan.devs, statSync(state.dir).dev);
