@@ -1,10 +1,12 @@
 // The options every command that talks to a server shares: --server and --token (or
-// REAR_UPDATE_SERVER / REAR_UPDATE_TOKEN), --token-file, --cacert. Declared once here.
+// REAR_UPDATE_SERVER / REAR_UPDATE_TOKEN, then the image's settings.conf), --token-file,
+// --cacert. Declared once here.
 
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { RuError } from '../core/errors.ts';
 import { ApiClient } from '../adapters/http/api-client.ts';
+import { effectiveEnv } from './settings.ts';
 
 export interface ServerFlags {
   server?: string;
@@ -21,7 +23,7 @@ export function addServerOptions(cmd: Command, opts: { serverRequired?: boolean 
     .option('--cacert <file>', 'PEM CA certificate(s) to trust for an https server');
 }
 
-export function tokenFrom(o: ServerFlags, env: NodeJS.ProcessEnv = process.env): string | null {
+export function tokenFrom(o: ServerFlags, env: NodeJS.ProcessEnv = effectiveEnv()): string | null {
   if (o.token) return o.token.trim();
   if (o.tokenFile) {
     try {
@@ -33,19 +35,20 @@ export function tokenFrom(o: ServerFlags, env: NodeJS.ProcessEnv = process.env):
   return env.REAR_UPDATE_TOKEN?.trim() || null;
 }
 
-export function serverFrom(o: ServerFlags, env: NodeJS.ProcessEnv = process.env): string | null {
+export function serverFrom(o: ServerFlags, env: NodeJS.ProcessEnv = effectiveEnv()): string | null {
   return o.server ?? (env.REAR_UPDATE_SERVER || null);
 }
 
-export function clientFrom(o: ServerFlags, env: NodeJS.ProcessEnv = process.env): ApiClient {
+export function clientFrom(o: ServerFlags, env: NodeJS.ProcessEnv = effectiveEnv()): ApiClient {
   const server = serverFrom(o, env);
   if (!server) throw new RuError('USAGE', 'no server: pass --server URL or set REAR_UPDATE_SERVER');
   let cacert: string | null = null;
-  if (o.cacert) {
+  const caFile = o.cacert ?? env.REAR_UPDATE_CACERT;
+  if (caFile) {
     try {
-      cacert = readFileSync(o.cacert, 'utf8');
+      cacert = readFileSync(caFile, 'utf8');
     } catch (e) {
-      throw new RuError('USAGE', `--cacert ${o.cacert}: ${(e as Error).message}`);
+      throw new RuError('USAGE', `--cacert ${caFile}: ${(e as Error).message}`);
     }
   }
   return new ApiClient({ server, token: tokenFrom(o, env), cacert });

@@ -11,6 +11,7 @@ import { ApiClient } from '../adapters/http/api-client.ts';
 import { readMachineFacts } from '../adapters/fs/machine-facts.ts';
 import { note } from './output.ts';
 import { serverFrom, tokenFrom, type ServerFlags } from './server-options.ts';
+import { effectiveEnv } from './settings.ts';
 
 export interface SourceChoice {
   readonly url: string;
@@ -65,10 +66,13 @@ async function resolveSelf(api: ApiClient, sysRoot: string, waitS: number): Prom
   }
 }
 
-export async function sourceFor(source: string | undefined, o: ServerFlags & { cacert?: string; wait: number; sysRoot: string }): Promise<SourceChoice> {
-  const server = serverFrom(o);
-  const token = tokenFrom(o);
-  const cacert = o.cacert ? { cacert: o.cacert } : {};
+export async function sourceFor(source: string | undefined, o: ServerFlags & { cacert?: string; wait?: number; sysRoot: string }): Promise<SourceChoice> {
+  const env = effectiveEnv();
+  const server = serverFrom(o, env);
+  const token = tokenFrom(o, env);
+  const caFile = o.cacert ?? env.REAR_UPDATE_CACERT;
+  const cacert = caFile ? { cacert: caFile } : {};
+  const wait = o.wait ?? duration(env.REAR_UPDATE_WAIT ?? '15m');
   const isUrl = source !== undefined && /^(https?|file):\/\//i.test(source);
   if (source !== undefined && (isUrl || !server || existsSync(source))) {
     // A URL on the configured server gets the token too, so the rescue shell's operator types
@@ -77,9 +81,9 @@ export async function sourceFor(source: string | undefined, o: ServerFlags & { c
     return { url: source, open: { ...cacert, ...(sameOrigin ? { headers: { authorization: `Bearer ${token}` } } : {}) } };
   }
   if (!server) throw new RuError('USAGE', 'nothing to apply: give a bundle file or URL, or --server (REAR_UPDATE_SERVER) with an optional host id');
-  const api = new ApiClient({ server, token, cacert: o.cacert ? readFileSync(o.cacert, 'utf8') : null });
+  const api = new ApiClient({ server, token, cacert: caFile ? readFileSync(caFile, 'utf8') : null });
   if (source !== undefined && !isValidId(source)) throw new RuError('USAGE', `${source}: no such file, and not a host id`);
-  const id = source ?? (await resolveSelf(api, o.sysRoot, o.wait));
+  const id = source ?? (await resolveSelf(api, o.sysRoot, wait));
   return {
     url: api.url(`/api/v1/hosts/${encodeURIComponent(id)}/bundle`).href,
     host: id,

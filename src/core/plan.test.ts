@@ -53,3 +53,20 @@ test('entries below a symlink or file of the same bundle are refused', () => {
   assert.throws(() => planApply([link, file('x/passwd')], [], view({ x: null, 'x/passwd': null }), { owners: true }), { code: 'ENTRY_THROUGH_SYMLINK' });
   assert.throws(() => planApply([file('x'), file('x/y')], [], view({ x: null, 'x/y': null }), { owners: true }), { code: 'ENTRY_PARENT_NOT_DIRECTORY' });
 });
+
+test('kept paths below an owned directory survive, and so do the directories leading to them', () => {
+  const entries = [dir('etc/rear'), file('etc/rear/local.conf')];
+  const nodes = { etc: rdir, 'etc/rear': rdir, 'etc/rear/local.conf': null };
+  const owned = { 'etc/rear': [
+    { path: 'etc/rear/mappings', node: rdir },
+    { path: 'etc/rear/mappings/ip', node: rfile('i') },
+    { path: 'etc/rear/mappings/old', node: rfile('o') },
+    { path: 'etc/rear/rescue.conf', node: rfile('r') },
+    { path: 'etc/rear/site.conf', node: rfile('s') },
+  ] };
+  const keep = (p: string): boolean => p === 'etc/rear/rescue.conf' || p === 'etc/rear/mappings/ip';
+  const p = planApply(entries, ['etc/rear'], view(nodes, owned), { owners: true, keep });
+  assert.deepEqual(p.ops.map((o) => `${o.kind} ${o.path}`), ['remove etc/rear/mappings/old', 'remove etc/rear/site.conf', 'put etc/rear/local.conf']);
+  const without = planApply(entries, ['etc/rear'], view(nodes, owned), { owners: true });
+  assert.ok(without.ops.some((o) => o.kind === 'remove' && o.path === 'etc/rear/rescue.conf'));
+});

@@ -55,6 +55,11 @@ export interface Plan {
 export interface PlanOptions {
   /** Compare and set owners (only meaningful when running as root). */
   readonly owners: boolean;
+  /**
+   * Paths below owned directories that stay although the bundle lacks them (apply --keep):
+   * e.g. etc/rear/rescue.conf, which mkrescue writes into the rescue image only.
+   */
+  readonly keep?: (path: string) => boolean;
 }
 
 export const IMPLICIT_DIR: Meta = { mode: 0o755, uid: 0, gid: 0 };
@@ -166,10 +171,17 @@ export function planApply(entriesIn: readonly StagedEntry[], owns: readonly stri
     items.push({ path: e.path, action: n ? 'replace' : 'create', type: e.type, bytes });
   }
 
-  // Stale content below owned paths: whatever the bundle does not carry goes (and comes back on rollback).
+  // Stale content below owned paths: whatever the bundle does not carry goes (and comes back on
+  // rollback), except kept paths and the directories that lead to them.
+  const kept = new Set<string>();
+  for (const o of owns) {
+    for (const { path } of view.owned.get(o) ?? []) {
+      if (opts.keep?.(path)) for (const p of [path, ...ancestors(path)]) kept.add(p);
+    }
+  }
   for (const o of owns) {
     for (const { path, node: n } of view.owned.get(o) ?? []) {
-      if (byPath.has(path) || implicit.has(path)) continue;
+      if (byPath.has(path) || implicit.has(path) || kept.has(path)) continue;
       if (ancestors(path).some((a) => removed.has(a))) {
         // Goes with an ancestor's removal: shown, but no operation of its own.
         items.push({ path, action: 'remove', type: n.type, bytes: n.type === 'file' ? n.size : 0 });

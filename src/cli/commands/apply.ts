@@ -13,11 +13,13 @@ import { readBundle, type ReadOptions, type ReadResult } from '../../adapters/ta
 import { fromSystemError, RuError } from '../../core/errors.ts';
 import { manifestBytes, type Manifest } from '../../core/manifest.ts';
 import { ancestors, parentOf, ROOT_PATH, STATE_DIR } from '../../core/paths.ts';
-import { planApply, type Plan } from '../../core/plan.ts';
+import { planApply, type Plan, type PlanOptions } from '../../core/plan.ts';
+import { minimatch } from 'minimatch';
 import { byteSize, collect, limitsFrom, positiveInt, type LimitFlags } from '../options.ts';
 import { formatBytes, note, out, printJson, table } from '../output.ts';
 import { openSource, type OpenedSource } from '../source.ts';
 import { duration, sourceFor } from '../server-source.ts';
+import { effectiveEnv } from '../settings.ts';
 import { testHooks } from '../test-hooks.ts';
 
 export interface ApplyFlags extends LimitFlags {
@@ -25,8 +27,9 @@ export interface ApplyFlags extends LimitFlags {
   server?: string;
   token?: string;
   tokenFile?: string;
-  wait: number;
+  wait?: number;
   sysRoot: string;
+  keep?: string[];
   pubkey?: string[];
   keysDir?: string;
   unsigned?: boolean;
@@ -109,7 +112,7 @@ interface Planned {
 }
 
 /** The one path from bundle to plan, shared by --dry-run (no stager) and a real apply. */
-async function readAndPlan(src: OpenedSource, root: string, opts: ReadOptions, owners: boolean, assumeDirs: readonly string[]): Promise<Planned> {
+async function readAndPlan(src: OpenedSource, root: string, opts: ReadOptions, plan: PlanOptions, assumeDirs: readonly string[]): Promise<Planned> {
   let r: ReadResult;
   try {
     r = await readBundle(src.stream, opts);
@@ -118,7 +121,7 @@ async function readAndPlan(src: OpenedSource, root: string, opts: ReadOptions, o
   }
   const owns = r.manifest?.owns ?? [];
   const scan = await scanRoot(root, r.entries, owns, assumeDirs);
-  return { r, scan, plan: planApply(r.entries, owns, scan, { owners }) };
+  return { r, scan, plan: planApply(r.entries, owns, scan, plan) };
 }
 
 export async function apply(source: string | undefined, o: ApplyFlags): Promise<void> {
@@ -129,6 +132,8 @@ export async function apply(source: string | undefined, o: ApplyFlags): Promise<
   const owners = process.getuid?.() === 0;
   const allowUnsigned = o.unsigned === true;
   const state = new StateDir(root);
+  const keep = o.keep ?? (effectiveEnv().REAR_UPDATE_KEEP ?? '').split(/\s+/).filter((g) => g !== '');
+  const planOpts: PlanOptions = { owners, ...(keep.length ? { keep: (p: string) => keep.some((g) => minimatch(p, g, { dot: true })) } : {}) };
 
   if (o.dryRun) {
     const txns = new Transactions(state);
@@ -137,7 +142,7 @@ export async function apply(source: string | undefined, o: ApplyFlags): Promise<
     }
     const src = await openSource(from.url, { ...from.open, quiet: o.quiet === true || o.json === true });
     try {
-      const { r, plan } = await readAndPlan(src, root, { trusted, allowUnsigned, enforceTrust: true, limits, onVerified: (m) => hostCheck(m, from.host) }, owners, state.missingParents());
+      const { r, plan } = await readAndPlan(src, root, { trusted, allowUnsigned, enforceTrust: true, limits, onVerified: (m) => hostCheck(m, from.host) }, planOpts, state.missingParents());
       if (o.json) printJson({ dryRun: true, root, source: src.label, host: r.manifest?.host ?? null, version: r.manifest?.version ?? null, items: plan.items, totals: plan.totals });
       else {
         out(`dry run: would apply ${src.label} to ${root} (host ${r.manifest?.host ?? '-'}, version ${r.manifest?.version ?? '-'})`);
@@ -167,7 +172,7 @@ export async function apply(source: string | undefined, o: ApplyFlags): Promise<
         hostCheck(m, from.host);
         spaceCheck(txn.dir, m);
       },
-    }, owners, []);
+    }, planOpts, []);
     if (r.signature.status !== 'valid') note(`applying an UNVERIFIED bundle (--unsigned): ${r.signature.status === 'unknown-key' ? `signed by unknown key ${r.signature.fingerprint}` : 'no signature'}`);
     crossDeviceCheck(plan, scan.devs, statSync(state.dir).dev);
     const previous = state.readInstalled();
@@ -200,6 +205,7 @@ export function registerApply(program: Command): void {
     .option('--pubkey <file>', 'a trusted public key, repeatable', collect)
     .option('--keys-dir <dir>', 'trust every *.pub here too (default /etc/rear-update/keys, if it exists)')
     .option('--unsigned', 'accept a bundle without a valid signature from a trusted key (plain tar.gz archives); the extraction rules still apply')
+    .option('--keep <glob>', 'never remove paths matching this glob below owned directories, although the bundle lacks them (e.g. etc/rear/rescue.conf), repeatable', collect)
     .option('--dry-run', 'print the plan (create / replace / update / remove / unchanged per path) and write nothing')
     .option('--max-bytes <size>', 'refuse more unpacked content than this (default 1G)', byteSize)
     .option('--max-entries <n>', 'refuse more members than this (default 100000)', positiveInt)
@@ -208,7 +214,7 @@ export function registerApply(program: Command): void {
     .option('--server <url>', 'fetch from this rear-update server (env REAR_UPDATE_SERVER)')
     .option('--token <token>', 'fetch token for the server (env REAR_UPDATE_TOKEN)')
     .option('--token-file <file>', 'read the token from a file')
-    .option('--wait <duration>', 'with --server and no id: how long to wait for an admin to assign a pending machine (e.g. 90s, 15m, 0)', duration, 15 * 60)
+    .option('--wait <duration>', 'with --server and no id: how long to wait for an admin to assign a pending machine (e.g. 90s, 15m, 0; default 15m or REAR_UPDATE_WAIT)', duration)
     .option('--sys-root <dir>', 'read this machine\'s facts (MACs, DMI) below this directory', '/')
     .option('--json', 'print the executed (or, with --dry-run, the planned) changes as JSON')
     .option('-v, --verbose', 'print every changed path')
