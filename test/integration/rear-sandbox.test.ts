@@ -77,7 +77,7 @@ function rawHeads(raw: readonly string[], method: string, urlPrefix: string): st
     .map((r) => r.split('\r\n\r\n')[0]!.split('\r\n'));
 }
 
-describe('rear sandbox: Debian rear 2.7 up to its update step', { timeout: 240_000, concurrency: true }, () => {
+describe('rear sandbox: Debian rear 2.7 up to its update step', { timeout: 300_000, concurrency: true }, () => {
   let dir = '';
 
   before(() => {
@@ -95,8 +95,11 @@ describe('rear sandbox: Debian rear 2.7 up to its update step', { timeout: 240_0
     // Host files the sandbox changes and deletes: both must be untouched afterwards.
     const victimChanged = `/var/tmp/rear-sandbox-victim-changed-${tag}`;
     const victimDeleted = `/var/tmp/rear-sandbox-victim-deleted-${tag}`;
+    const victimDir = `/var/tmp/rear-sandbox-victim-dir-${tag}`;
     writeFileSync(victimChanged, 'host\n');
     writeFileSync(victimDeleted, 'host\n');
+    mkdirSync(victimDir);
+    writeFileSync(join(victimDir, 'a'), 'host\n');
     const probe = `/rear-sandbox-probe-${tag}`;
     const hostRearConf = readFileSync('/etc/rear/local.conf');
     const hostLogs = existsSync('/var/log/rear') ? readdirSync('/var/log/rear').sort() : [];
@@ -108,6 +111,9 @@ describe('rear sandbox: Debian rear 2.7 up to its update step', { timeout: 240_0
           `echo "written in the sandbox" > ${probe}`,
           `echo changed >> ${victimChanged}`,
           `rm -f ${victimDeleted}`,
+          // A replaced directory (opaque in the overlay) and an absolute symlink into the sandbox.
+          `rm -rf ${victimDir} && mkdir ${victimDir} && echo sandbox > ${victimDir}/b`,
+          `ln -s /etc/rear/extra/file.txt ${probe}.link`,
           'BLOCK_DEVICES=$( find /dev -type b | wc -l )',
           'PID1=$( cat /proc/1/comm )',
           'TEST_SCALAR=$\'two\\nlines\'',
@@ -123,8 +129,10 @@ describe('rear sandbox: Debian rear 2.7 up to its update step', { timeout: 240_0
       // The host's view, checked even when the run threw.
       assert.equal(readFileSync(victimChanged, 'utf8'), 'host\n');
       assert.equal(readFileSync(victimDeleted, 'utf8'), 'host\n');
+      assert.deepEqual(readdirSync(victimDir), ['a']);
       rmSync(victimChanged, { force: true });
       rmSync(victimDeleted, { force: true });
+      rmSync(victimDir, { recursive: true, force: true });
     }
     assert.equal(existsSync(probe), false, 'a file written in the sandbox reached the real /');
     assert.equal(existsSync(STOP_SCRIPT), false, 'the stop script reached the real /');
@@ -155,6 +163,10 @@ describe('rear sandbox: Debian rear 2.7 up to its update step', { timeout: 240_0
     assert.ok(r.written.includes(probe) && r.written.includes(victimChanged), r.written.join('\n'));
     assert.ok(r.deleted.includes(victimDeleted), r.deleted.join('\n'));
     assert.equal(r.readText('/etc/rear/extra/file.txt'), 'extra\n');
+    assert.equal(r.readText(`${probe}.link`), 'extra\n', 'an absolute symlink resolves inside the sandbox');
+    assert.equal(existsSync(`${probe}.link`), false);
+    assert.equal(r.readText(`${victimDir}/b`), 'sandbox\n');
+    assert.equal(r.exists(`${victimDir}/a`), false, 'the host file shows through a directory the sandbox replaced');
     assert.match(r.readText('/etc/rear-release'), /^Relax-and-Recover release 2\.7/);
     // /etc/rear holds only what the test gave, plus the os.conf ReaR's 005 script writes.
     assert.equal(r.exists('/etc/rear/cert'), false);
@@ -172,6 +184,26 @@ describe('rear sandbox: Debian rear 2.7 up to its update step', { timeout: 240_0
       PID1: 'bash',
     });
     assert.match(r.declared, /^declare -r WORKFLOW="recover"$/m);
+  });
+
+  test('a hung rear is stopped at timeoutMs, and nothing it started survives the sandbox', async () => {
+    const tag = randomBytes(6).toString('hex');
+    const r = await runRearRecoverInit({ localConf: `sh -c 'sleep 120; : ${tag}' &\nsleep 120\n`, timeoutMs: 2000 });
+    // timeout(1): 124 after SIGTERM, 137 when rear's exit tasks outlived the 5 s grace period.
+    assert.ok(r.status === 124 || r.status === 137, `${r.status}: ${r.stdout}${r.stderr}${r.sandboxLog}`);
+    assert.ok(r.timedOut);
+    assert.equal(r.stopped, false);
+    assert.ok(r.durationMs < 60_000, String(r.durationMs));
+    // The kernel kills every process of a PID namespace when its first process (the wrapper) exits.
+    const leftovers = readdirSync('/proc').filter((p) => {
+      if (!/^\d+$/.test(p)) return false;
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, 'latin1').includes(tag);
+      } catch {
+        return false;
+      }
+    });
+    assert.deepEqual(leftovers, []);
   });
 
   // Each test has its own URL path (update) or DRLM client ID, so that the runs, each in its own

@@ -100,13 +100,17 @@ export interface RearSandboxOptions {
   readonly args?: readonly string[];
   /** rear's options before `recover`; default ['-v']. ['-d'] puts stdout/stderr into the log. */
   readonly rearOptions?: readonly string[];
-  /** Shell variables to dump at the stop point (global variables of rear's main shell). */
+  /**
+   * Shell variables to dump at the stop point: globals of rear's main shell (a config file's
+   * `declare` makes a local of ReaR's Source function: use `declare -g`). Names starting with
+   * rs_ are the stop script's own locals.
+   */
   readonly vars?: readonly string[];
   /** Content of /etc/rear-release; default what ReaR 2.7's mkrescue writes. */
   readonly rearRelease?: string;
   /** Extra environment for rear (it otherwise runs with env -i PATH=... HOME=/root LANG=C). */
   readonly env?: Readonly<Record<string, string>>;
-  /** rear is stopped with SIGTERM (then SIGKILL) after this long; default 60 s. */
+  /** rear is stopped with SIGTERM (then SIGKILL) after this long; default 120 s (a loaded 2-CPU machine running several sandboxes at once makes a 5 s run take 30 s). */
   readonly timeoutMs?: number;
 }
 
@@ -326,8 +330,9 @@ function sandboxView(upper: ReadonlyMap<string, UpperEntry>) {
         const isLink = found.where === 'upper' ? found.e.type === 'symlink' : lstatSync(next).isSymbolicLink();
         if (isLink) {
           const target = found.where === 'upper' && found.e.type === 'symlink' ? found.e.target : readlinkSync(next);
+          // Absolute targets start again at the sandbox's root, relative ones at the link's dir.
           const base = target.startsWith('/') ? target : posix.join(cur, target);
-          todo = [...sandboxPath(posix.normalize(base.startsWith('/') ? base : `/${base}`)).split('/').filter(Boolean), ...todo.slice(i + 1)];
+          todo = [...sandboxPath(base).split('/').filter(Boolean), ...todo.slice(i + 1)];
           restarted = true;
           break;
         }
@@ -384,7 +389,7 @@ function run(cmd: string, args: readonly string[], timeoutMs: number): Promise<{
 export async function runRearRecoverInit(opts: RearSandboxOptions): Promise<RearSandboxResult> {
   const names = opts.vars ?? [];
   for (const n of names) if (!NAME.test(n)) throw new Error(`rear-sandbox: not a shell variable name: ${JSON.stringify(n)}`);
-  const timeoutMs = opts.timeoutMs ?? 60_000;
+  const timeoutMs = opts.timeoutMs ?? 120_000;
   const env = Object.entries({ PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', TERM: 'dumb', LANG: 'C', ...opts.env });
   for (const [k] of env) if (!NAME.test(k)) throw new Error(`rear-sandbox: not an environment variable name: ${JSON.stringify(k)}`);
 
