@@ -37,6 +37,8 @@ const REPO = resolve(import.meta.dirname, '..');
 const WRK_SCRIPT = join(import.meta.dirname, 'wrk-paths.lua');
 const NODE_SERVER = join(import.meta.dirname, 'static-node-server.mjs');
 const MIB = 1 << 20;
+/** otherCpuPct above which the table flags a run as disturbed. */
+const DISTURBED_PCT = 25;
 const CORES = availableParallelism();
 
 // ---- public API ----
@@ -104,6 +106,11 @@ export interface ServeRow {
   serverCpuPct: number | null;
   /** wrk's CPU during the measured run, % of one core. */
   loadGenCpuPct: number;
+  /**
+   * CPU other processes used meanwhile (the server too when it has no pid; not interrupts),
+   * plus steal, % of one core: a high figure means the run was disturbed.
+   */
+  otherCpuPct: number;
   /** mbPerS / nginx's mbPerS at the same client count. */
   ratioToNginx: number;
 }
@@ -167,15 +174,18 @@ export async function runServeBench(options: ServeOptions = {}): Promise<ServeRe
 /** The table runServeBench prints. */
 export function formatServeTable(report: ServeReport): string {
   const c = report.config;
-  const head = ['target', 'clients', 'req/s', 'MB/s', 'p99 ms', 'max ms', 'errors', 'peak RSS MiB', 'server CPU', 'wrk CPU', 'x nginx'];
+  const head = ['target', 'clients', 'req/s', 'MB/s', 'p99 ms', 'max ms', 'errors', 'peak RSS MiB', 'server CPU', 'wrk CPU', 'other CPU', 'x nginx'];
   const body = report.rows.map((r) => [
     r.target, String(r.clients), r.requestsPerS.toFixed(0), r.mbPerS.toFixed(0), r.p99Ms.toFixed(0), r.maxMs.toFixed(0), String(r.errors),
     r.peakRssMiB === null ? '-' : r.peakRssMiB.toFixed(1), r.serverCpuPct === null ? '-' : `${r.serverCpuPct.toFixed(0)} %`,
-    `${r.loadGenCpuPct.toFixed(0)} %`, `${r.ratioToNginx.toFixed(2)}x`,
+    `${r.loadGenCpuPct.toFixed(0)} %`, `${r.otherCpuPct.toFixed(0)} %`, `${r.ratioToNginx.toFixed(2)}x`,
   ]);
+  const disturbed = report.rows.filter((r) => r.otherCpuPct > DISTURBED_PCT).map((r) => `${r.target}/${r.clients}`);
   const title = `HTTP serving, ${c.fileBytes / MIB} MiB per client, ${c.durationS} s after a ${c.warmupS} s warm-up, ` +
     `${c.cores} cores (${c.nginx}, ${c.wrk}); CPU in % of one core; product target >= 0.8x nginx`;
-  return [title, ...alignColumns([head, ...body])].join('\n');
+  const note = disturbed.length === 0 ? [] :
+    [`note: other processes took over ${DISTURBED_PCT} % of a core during ${disturbed.join(', ')}; those figures may be low`];
+  return [title, ...alignColumns([head, ...body]), ...note].join('\n');
 }
 
 // ---- built-in targets ----
@@ -280,11 +290,14 @@ async function measureTarget(
 async function measuredRun(target: ServeTarget, clients: number, durationS: number, pathsFile: string, minBody: number): Promise<ServeRow> {
   const sampler = target.pid === undefined ? null : startSampler(target.pid);
   const childCpu0 = childrenCpuS();
+  const busy0 = machineBusyS();
   const r = await runWrk(target, clients, durationS, pathsFile);
+  const busyS = machineBusyS() - busy0;
   const loadGenCpuS = childrenCpuS() - childCpu0;
   const server = sampler?.stop() ?? null;
   validate(target, clients, minBody, r);
   const seconds = r.durationUs / 1e6;
+  const otherCpuS = Math.max(0, busyS - loadGenCpuS - (server?.cpuS ?? 0));
   return {
     target: target.name, clients,
     requestsPerS: r.requests / seconds,
@@ -294,6 +307,7 @@ async function measuredRun(target: ServeTarget, clients: number, durationS: numb
     peakRssMiB: server === null ? null : server.peakRssKiB / 1024,
     serverCpuPct: server === null ? null : (100 * server.cpuS) / seconds,
     loadGenCpuPct: (100 * loadGenCpuS) / seconds,
+    otherCpuPct: (100 * otherCpuS) / seconds,
     ratioToNginx: NaN,
   };
 }
@@ -455,6 +469,13 @@ function treeCpuTicks(pid: number): number {
 /** CPU of this process's waited-for children (here: the wrk runs that have ended), in seconds. */
 function childrenCpuS(): number {
   return statTicks('/proc/self/stat', 13, 14) / ticksPerSecond();
+}
+
+/** CPU time all processes of the machine used since boot, plus steal, in seconds (no interrupts). */
+function machineBusyS(): number {
+  const cpu = readIfExists('/proc/stat').split('\n')[0]?.trim().split(/\s+/).slice(1).map(Number) ?? [];
+  const [user = 0, nice = 0, system = 0, , , , , steal = 0] = cpu; // guest time is part of user
+  return (user + nice + system + steal) / ticksPerSecond();
 }
 
 /** Two fields of a /proc stat file, counted from the one after the command name, summed. */
