@@ -4,6 +4,7 @@
 
 import { Command, CommanderError } from 'commander';
 import { ERRORS, fromSystemError, isRuError, RuError } from '../core/errors.ts';
+import { registerAdmin } from './commands/admin/index.ts';
 import { registerApply } from './commands/apply.ts';
 import { registerFacts } from './commands/facts.ts';
 import { registerInspect } from './commands/inspect.ts';
@@ -11,6 +12,9 @@ import { registerKeygen } from './commands/keygen.ts';
 import { registerPack } from './commands/pack.ts';
 import { registerPublish } from './commands/publish.ts';
 import { registerRollback } from './commands/rollback.ts';
+import { registerInstallRear } from './commands/install-rear.ts';
+import { registerGuard } from './commands/guard.ts';
+import { registerLogStream } from './commands/log-stream.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerStatus } from './commands/status.ts';
 import { registerVerify } from './commands/verify.ts';
@@ -43,7 +47,11 @@ registerRollback(program);
 registerStatus(program);
 registerFacts(program);
 registerServe(program);
+registerAdmin(program);
 registerPublish(program);
+registerInstallRear(program);
+registerLogStream(program);
+registerGuard(program);
 
 function report(e: RuError): number {
   process.stderr.write(`rear-update: error ${e.code}: ${e.message}\n`);

@@ -1,0 +1,127 @@
+// `rear-update install-rear`: prepare this (original or template) system so that the next
+// `rear mkrescue` builds a rescue image that fetches and installs its host's configuration
+// at boot. See src/adapters/rear/install.ts for exactly what goes where.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { RuError } from '../../core/errors.ts';
+import { parsePublicKey, type PublicKey } from '../../core/signature.ts';
+import { CONF_DIR, installRear, uninstallRear } from '../../adapters/rear/install.ts';
+import { collect } from '../options.ts';
+import { note, out } from '../output.ts';
+import { addServerOptions, clientFrom, serverFrom, tokenFrom, type ServerFlags } from '../server-options.ts';
+import { duration } from '../server-source.ts';
+import { encodeSettings, type SettingKey } from '../settings.ts';
+
+interface InstallFlags extends ServerFlags {
+  pubkey?: string[];
+  class?: string;
+  idFrom: string;
+  wait?: string;
+  keep?: string[];
+  exe?: string;
+  root: string;
+  rearShare: string;
+  uninstall?: boolean;
+}
+
+/** The one-file executable to put into the image: this very program when it is one. */
+async function executable(flag: string | undefined): Promise<string> {
+  if (flag) {
+    if (!existsSync(flag)) throw new RuError('USAGE', `--exe ${flag}: no such file`);
+    return flag;
+  }
+  const sea = await import('node:sea').catch(() => null);
+  if (sea?.isSea()) return process.execPath;
+  const beside = join(dirname(resolve(process.argv[1] ?? '.')), 'rear-update');
+  if (existsSync(beside)) return beside;
+  throw new RuError('USAGE', `no one-file executable found beside ${process.argv[1]}; build it (npm run build:exe) or pass --exe FILE`);
+}
+
+async function trustedKeys(o: InstallFlags): Promise<{ name: string; pem: string; key: PublicKey }[]> {
+  if (o.pubkey?.length) {
+    return o.pubkey.map((f, i) => {
+      const pem = readFileSync(f, 'utf8');
+      return { name: i === 0 ? 'server.pub' : `key-${i + 1}.pub`, pem, key: parsePublicKey(pem, f) };
+    });
+  }
+  // No key given: take the server's own, and say loudly which one was trusted.
+  const api = clientFrom(o);
+  const r = await api.request<string>('GET', '/api/v1/server-key');
+  const pem = String(r.body);
+  const key = parsePublicKey(pem, `${api.base.origin}/api/v1/server-key`);
+  note(`trusting the server's key ${key.fingerprint} as fetched from ${api.base.origin}: compare it with the fingerprint \`rear-update serve\` printed`);
+  return [{ name: 'server.pub', pem, key }];
+}
+
+export function registerInstallRear(program: Command): void {
+  const cmd = program
+    .command('install-rear')
+    .description('set up ReaR so that the next `rear mkrescue` image fetches and installs its host\'s configuration at boot');
+  addServerOptions(cmd)
+    .option('--pubkey <file>', 'key the image trusts, repeatable (default: the server\'s, fetched from --server)', collect)
+    .option('--class <name>', 'hardware class of the image (recorded in the settings)')
+    .option('--id-from <how>', 'how the rescue system finds its host: mac, uuid (both: the server resolves all facts), hostname, ask', 'mac')
+    .option('--wait <duration>', 'how long a pending machine waits for an admin\'s assignment (default 15m)')
+    .option('--keep <glob>', 'paths apply never removes below owned directories (default etc/rear/rescue.conf), repeatable', collect)
+    .option('--exe <file>', 'the one-file rear-update executable to put into the image (default: this one)')
+    .option('--root <dir>', 'the system to set up (for images built from a chroot)', '/')
+    .option('--rear-share <dir>', 'ReaR\'s share directory below the root', 'usr/share/rear')
+    .option('--uninstall', 'remove everything install-rear installed, and its block in local.conf')
+    .addHelpText('after', `
+What it installs (idempotently; run it again to change settings):
+  /usr/local/sbin/rear-update                the one-file executable   -> REQUIRED_PROGS
+  /etc/rear-update/keys/*.pub                trusted keys              -> COPY_AS_IS
+  /etc/rear-update/settings.conf (0600)      server, token, id source  -> COPY_AS_IS
+  /usr/share/rear/skel/default/etc/scripts/system-setup.d/90-rear-update.sh   the boot hook
+  /etc/rear/local.conf                       a marked block with the two lines above
+
+At boot the hook runs after networking and before an automatic \`rear recover\`; the kernel
+command line can override it: rear_update=server=URL,id=HOST,token=T or rear_update=off.
+Until a bundle is installed, \`rear recover\` refuses to start with the image's own
+configuration (a guard in /etc/rear/rescue.conf) unless the operator chooses so.
+
+Use a fetch token: for one host (admin token create --fetch HOST) or, for one image per
+hardware type, for its class (admin token create --fetch-class CLASS).
+
+Example:
+  rear-update install-rear --server https://rear-server:8443 --token ru_... --class typeA --cacert ca.pem
+  rear mkrescue`)
+    .action(async (o: InstallFlags) => {
+      const root = resolve(o.root);
+      if (o.uninstall) {
+        const removed = uninstallRear(root);
+        out(removed.length ? `removed: ${removed.join(', ')}` : 'nothing of install-rear was installed');
+        return;
+      }
+      if (!['mac', 'uuid', 'hostname', 'ask'].includes(o.idFrom)) throw new RuError('USAGE', `--id-from must be mac, uuid, hostname or ask, not ${o.idFrom}`);
+      const server = serverFrom(o);
+      if (!server) throw new RuError('USAGE', 'install-rear needs --server (or REAR_UPDATE_SERVER)');
+      if (o.wait) duration(o.wait);
+      const keys = await trustedKeys(o);
+      const token = tokenFrom(o);
+      const values: Partial<Record<SettingKey, string>> = {
+        REAR_UPDATE_SERVER: server,
+        ...(token ? { REAR_UPDATE_TOKEN: token } : {}),
+        REAR_UPDATE_ID_FROM: o.idFrom,
+        ...(o.class ? { REAR_UPDATE_CLASS: o.class } : {}),
+        REAR_UPDATE_WAIT: o.wait ?? '15m',
+        REAR_UPDATE_KEEP: (o.keep ?? ['etc/rear/rescue.conf']).join(' '),
+      };
+      const extra: { name: string; data: string }[] = [];
+      if (o.cacert) {
+        extra.push({ name: 'ca.pem', data: readFileSync(o.cacert, 'utf8') });
+        values.REAR_UPDATE_CACERT = `/${CONF_DIR}/ca.pem`;
+      }
+      const r = installRear({
+        root, share: o.rearShare.replace(/^\/+/, ''), exe: await executable(o.exe),
+        keys, extra,
+        settings: encodeSettings(values, 'written by `rear-update install-rear`; sourced by the boot hook, read by rear-update in the rescue system'),
+      });
+      for (const f of r.installed) out(`installed /${f}`);
+      out(`/etc/rear/local.conf: ${r.block.join('; ')}`);
+      out(`trusted keys: ${keys.map((k) => k.key.fingerprint).join(', ')}`);
+      out('next: rear mkrescue (or rear mkbackup); the image fetches its host\'s configuration at boot');
+    });
+}
