@@ -1,0 +1,21 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { encodeSettings, parseSettings, shellQuote } from './settings.ts';
+import { spawnSync } from 'node:child_process';
+
+test('settings round-trip through our encoder and parser, quotes included', () => {
+  const values = { REAR_UPDATE_SERVER: 'https://rear:8443', REAR_UPDATE_TOKEN: "ru_it's $HOME `x`", REAR_UPDATE_KEEP: 'etc/rear/rescue.conf etc/rear/x*' };
+  const text = encodeSettings(values, 'header');
+  assert.deepEqual(parseSettings(text), values);
+});
+
+test('bash sourcing the file sees exactly the same values (no expansion)', () => {
+  const values = { REAR_UPDATE_SERVER: 'http://a:1/b c', REAR_UPDATE_TOKEN: "x'y\"z$(id)" };
+  const r = spawnSync('bash', ['-c', `source /dev/stdin; printf '%s\\n%s' "$REAR_UPDATE_SERVER" "$REAR_UPDATE_TOKEN"`], { input: encodeSettings(values, 'h'), encoding: 'utf8' });
+  assert.equal(r.stdout, `${values.REAR_UPDATE_SERVER}\n${values.REAR_UPDATE_TOKEN}`);
+  assert.equal(shellQuote("a'b"), `'a'\\''b'`);
+});
+
+test('unknown keys and comments are ignored; plain unquoted values are read', () => {
+  assert.deepEqual(parseSettings('# c\nFOO=1\nREAR_UPDATE_WAIT=90s\n  REAR_UPDATE_ID_FROM=mac # how\n'), { REAR_UPDATE_WAIT: '90s', REAR_UPDATE_ID_FROM: 'mac' });
+});
