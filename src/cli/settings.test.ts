@@ -2,6 +2,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { encodeSettings, parseSettings, shellQuote } from './settings.ts';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 
 test('settings round-trip through our encoder and parser, quotes included', () => {
   const values = { REAR_UPDATE_SERVER: 'https://rear:8443', REAR_UPDATE_TOKEN: "ru_it's $HOME `x`", REAR_UPDATE_KEEP: 'etc/rear/rescue.conf etc/rear/x*' };
@@ -11,7 +14,10 @@ test('settings round-trip through our encoder and parser, quotes included', () =
 
 test('bash sourcing the file sees exactly the same values (no expansion)', () => {
   const values = { REAR_UPDATE_SERVER: 'http://a:1/b c', REAR_UPDATE_TOKEN: "x'y\"z$(id)" };
-  const r = spawnSync('bash', ['-c', `source /dev/stdin; printf '%s\\n%s' "$REAR_UPDATE_SERVER" "$REAR_UPDATE_TOKEN"`], { input: encodeSettings(values, 'h'), encoding: 'utf8' });
+  const file = join(mkdtempSync(join(tmpdir(), 'ru-settings-')), 'settings.conf');
+  writeFileSync(file, encodeSettings(values, 'h'));
+  const r = spawnSync('bash', ['-c', `source "$1"; printf '%s\\n%s' "$REAR_UPDATE_SERVER" "$REAR_UPDATE_TOKEN"`, 'bash', file], { encoding: 'utf8' });
+  rmSync(dirname(file), { recursive: true });
   assert.equal(r.stdout, `${values.REAR_UPDATE_SERVER}\n${values.REAR_UPDATE_TOKEN}`);
   assert.equal(shellQuote("a'b"), `'a'\\''b'`);
 });
