@@ -519,7 +519,7 @@ async function stopProcess(child: ChildProcess): Promise<void> {
   const tree = procTree(pidOf(child));
   const exited = new Promise<void>((done) => child.once('exit', () => done()));
   child.kill('SIGTERM');
-  if (await Promise.race([exited.then(() => true), sleep(5000).then(() => false)])) return;
+  if (await Promise.race([exited.then(() => true), sleep(5000, false, { ref: false })])) return;
   for (const p of tree) {
     try {
       process.kill(p, 'SIGKILL');
