@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync, symlinkSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { cleanup, EXE, makeTree, REPO, tempDir } from '../helpers.ts';
@@ -126,5 +126,26 @@ describe('one-file executable dist/rear-update', () => {
     assert.equal(info.entries, paths.length);
     for (const p of ['etc/rear/local.conf', 'etc/rear/site.conf', 'etc/rear/mappings/ip_addresses']) assert.ok(paths.includes(p), `${p} missing from ${paths.join(', ')}`);
     assert.ok(!paths.includes('etc/hostname'), 'a path outside --path was packed');
+  });
+
+  test('self-update: the executable installs a bundle that replaces itself; the run completes and the next run is the new program', () => {
+    const cwd = scratch('ru-exe-self-');
+    ok(exe(['keygen', '--out', 'keys'], cwd), 'keygen');
+    // The rescue system: the updater lives in the root it updates.
+    const root = join(cwd, 'root');
+    mkdirSync(join(root, 'bin'), { recursive: true });
+    copyFileSync(EXE, join(root, 'bin', 'rear-update'));
+    chmodSync(join(root, 'bin', 'rear-update'), 0o755);
+    // The update carries a new bin/rear-update (a stand-in program that says what it is).
+    makeTree(join(cwd, 'src'), { bin: { 'rear-update': { mode: 0o755, content: '#!/bin/sh\necho rear-update 99.0.0-new\n' } } });
+    ok(exe(['pack', '--root', 'src', '--path', 'bin/rear-update', '--key', 'keys/rear-update.key', '--overlay', '-o', 'self.tar.gz'], cwd), 'pack');
+    const self = spawnSync(join(root, 'bin', 'rear-update'), ['apply', join(cwd, 'self.tar.gz'), '--root', root, '--pubkey', join(cwd, 'keys/rear-update.pub'), '-q'], { env: { PATH }, encoding: 'utf8' });
+    assert.equal(self.status, 0, self.stderr);
+    assert.match(self.stdout, /1 replaced/);
+    const next = spawnSync(join(root, 'bin', 'rear-update'), ['--version'], { env: { PATH }, encoding: 'utf8' });
+    assert.equal(next.stdout.trim(), 'rear-update 99.0.0-new');
+    // And back: rollback (run by the new program's predecessor, from outside) restores the executable.
+    ok(exe(['rollback', '--root', root]), 'rollback');
+    assert.deepEqual(readFileSync(join(root, 'bin', 'rear-update')), readFileSync(EXE));
   });
 });
