@@ -1,0 +1,324 @@
+// Real ReaR against our real server (issue 4, "Real ReaR"): Debian's unmodified `rear` 2.7 runs
+// its `recover` init stage in the overlay sandbox of test/support/rear-sandbox.ts (stopped right
+// after the update step) and talks to `startServer` on 127.0.0.1:
+//   - RECOVERY_UPDATE_URL=http://rear:TOKEN@127.0.0.1:PORT/rear/{host|mac}.tar.gz: ReaR's own
+//     init/default/030_update_recovery_system.sh downloads the served bundle and extracts it at
+//     the sandbox's / (never the real one); a wrong token is a 401 and rear fails;
+//   - DRLM_MANAGED=y over HTTPS with the test's CA: ReaR's lib/drlm-functions.sh fetches
+//     /clients/ID/config (the host's published local.conf) and sources it, and its streamed log
+//     PUT is stored as a recovery log; another host's token is a 403 and rear fails.
+// Every rear run is independent (own sandbox, own token or client), so they all run at once:
+// ReaR's exit path alone sleeps 3 to 9 s per run.
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { loadConfig } from '../../src/server/config.ts';
+import { startServer, type Running } from '../../src/server/serve.ts';
+import { cleanup, CLI, cliAsync, makeTree, tempDir } from '../helpers.ts';
+import { runRearRecoverInit, STOPPED_STATUS, type RearSandboxResult } from '../support/rear-sandbox.ts';
+
+const work = tempDir('ru-rear-real-');
+const tag = randomBytes(6).toString('hex');
+/** The marker the published local.conf sets: visible in rear's variables only when ReaR sourced it. */
+const MARKER = 'REAR_REAL_TEST_MARKER';
+const markerValue = (host: string): string => `${host}-${tag}`;
+const MAC_E229 = '52:54:00:00:22:29';
+
+/** The published files of a host: local.conf with its marker, a disk layout, a recovery file with binary content. */
+const filesOf = new Map<string, Record<string, Buffer>>();
+const hostFiles = (host: string): Record<string, Buffer> => {
+  const known = filesOf.get(host);
+  if (known) return known;
+  const files = {
+    'etc/rear/local.conf': Buffer.from(`# ${host}: published by rear-real.test.ts\nOUTPUT=ISO\n${MARKER}=${markerValue(host)}\n`),
+    'etc/rear/site.conf': Buffer.from(`# site of ${host}\n`),
+    'var/lib/rear/layout/disklayout.conf': Buffer.from(`# ${host} ${tag}\ndisk /dev/sda 21474836480 gpt\npart /dev/sda 536870912 1048576 rear-noname boot,esp /dev/sda1\n`),
+    [`var/lib/rear/recovery/rear-real-${tag}.bin`]: randomBytes(3000),
+  };
+  filesOf.set(host, files);
+  return files;
+};
+/** Every path the update tests look at, in the sandbox and on the real /. */
+const UPDATE_PATHS = [...Object.keys(hostFiles('x')).map((p) => `/${p}`), '/var/lib/rear-update/bundle/manifest.json', '/recovery-update.tar.gz'];
+
+function hostTree(host: string): string {
+  const root = join(work, `tree-${host}`);
+  for (const [p, content] of Object.entries(hostFiles(host))) {
+    mkdirSync(join(root, p, '..'), { recursive: true });
+    writeFileSync(join(root, p), content, { mode: 0o644 });
+  }
+  return root;
+}
+
+/** A /sys with one NIC of the given MAC, and a hostname, so a publish records chosen facts. */
+function sysRoot(host: string, mac: string): string {
+  const root = join(work, `sys-${host}`);
+  if (existsSync(root)) return root;
+  const dev = join(root, 'sys/devices/pci0000:00/0000:00:03.0/net/eth0');
+  makeTree(dev, { address: `${mac}\n` });
+  mkdirSync(join(root, 'sys/class/net'), { recursive: true });
+  symlinkSync('../../devices/pci0000:00/0000:00:03.0/net/eth0', join(root, 'sys/class/net/eth0'));
+  makeTree(join(root, 'proc/sys/kernel'), { hostname: `${host}.example.com\n` });
+  return root;
+}
+
+interface Srv {
+  readonly running: Running;
+  readonly admin: string;
+  readonly port: number;
+  readonly ca?: Buffer;
+}
+
+interface Answer {
+  readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+/** A raw request to one of our servers (admin bearer token unless `auth` is given). */
+function req(s: Srv, method: string, path: string, opts: { auth?: string; json?: unknown } = {}): Promise<Answer> {
+  const u = new URL(path, s.running.url);
+  const body = opts.json === undefined ? undefined : JSON.stringify(opts.json);
+  const headers: Record<string, string> = { authorization: opts.auth ?? `Bearer ${s.admin}`, ...(body ? { 'content-type': 'application/json' } : {}) };
+  return new Promise((resolve, reject) => {
+    const onRes = (res: http.IncomingMessage): void => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }));
+    };
+    const r = u.protocol === 'https:' ? https.request(u, { method, headers, ca: s.ca }, onRes) : http.request(u, { method, headers }, onRes);
+    r.on('error', reject);
+    r.end(body);
+  });
+}
+
+async function getJson<T>(s: Srv, path: string): Promise<T> {
+  const r = await req(s, 'GET', path);
+  assert.equal(r.status, 200, `GET ${path}: ${r.body.toString()}`);
+  return JSON.parse(r.body.toString('utf8')) as T;
+}
+
+/** A fetch token for one host: the secret, and its id (the part between ru_ and the secret). */
+async function fetchToken(s: Srv, host: string): Promise<{ token: string; id: string }> {
+  const r = await req(s, 'POST', '/api/v1/tokens', { json: { scope: `fetch:${host}`, label: `rear-real ${host}` } });
+  assert.equal(r.status, 201, r.body.toString());
+  const token = (JSON.parse(r.body.toString('utf8')) as { token: string }).token;
+  const id = /^ru_([0-9a-f]+)_/.exec(token)?.[1];
+  assert.ok(id, token);
+  return { token, id };
+}
+
+async function publish(s: Srv, host: string, mac: string): Promise<void> {
+  const env: Record<string, string> = s.ca ? { NODE_EXTRA_CA_CERTS: join(work, 'tls/ca.pem') } : {};
+  const r = await cliAsync(['publish', '--server', s.running.url, '--token', s.admin, '--root', hostTree(host), '--host', host, '--sys-root', sysRoot(host, mac)], { env });
+  assert.equal(r.status, 0, `publish ${host} to ${s.running.url}: ${r.stderr}${r.stdout}`);
+  assert.match(r.stdout, new RegExp(`published ${host} version 1`));
+}
+
+async function start(name: string, tls?: { cert: string; key: string; ca: Buffer }): Promise<Srv> {
+  const data = join(work, `data-${name}`);
+  const running = await startServer(loadConfig({ data, listen: '127.0.0.1:0', ...(tls ? { tlsCert: tls.cert, tlsKey: tls.key } : {}) }, {}), { log: false });
+  const admin = readFileSync(join(data, 'admin.token'), 'utf8').trim();
+  return { running, admin, port: Number(new URL(running.url).port), ...(tls ? { ca: tls.ca } : {}) };
+}
+
+interface AuditEvent { kind: string; token: string | null; host: string | null; version: number | null; bytes: number | null; result: string; detail: string | null }
+const auditOf = async (s: Srv, query: string): Promise<AuditEvent[]> => (await getJson<{ events: AuditEvent[] }>(s, `/api/v1/audit?${query}`)).events;
+
+/** What the real / holds at the update paths (sha256 or null): the runs must not change it. */
+const realState = (): Record<string, string | null> =>
+  Object.fromEntries(UPDATE_PATHS.map((p) => [p, existsSync(p) ? createHash('sha256').update(readFileSync(p)).digest('hex') : null]));
+
+const show = (r: RearSandboxResult): string => `status ${r.status}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}--- sandbox\n${r.sandboxLog}--- log\n${r.log}`;
+
+describe('real ReaR 2.7 against our server on 127.0.0.1', { timeout: 300_000, concurrency: true }, () => {
+  let plain: Srv; // http: RECOVERY_UPDATE_URL
+  let tls: Srv; // https with the test's CA: DRLM
+  let caPem = '';
+  let realBefore: Record<string, string | null> = {};
+
+  before(async () => {
+    assert.equal(process.getuid?.(), 0, 'the rear sandbox needs root (mount namespaces, overlayfs)');
+    assert.match(execFileSync('rear', ['-V'], { encoding: 'utf8' }), /^Relax-and-Recover 2\.7 /, 'rear 2.7 must be installed (scripts/ensure-system-deps.sh)');
+    assert.ok(existsSync(CLI), `${CLI} is missing: run node scripts/build.mjs`);
+    realBefore = realState();
+
+    // A CA and a server certificate for 127.0.0.1 (IP SAN), as an admin would make them.
+    const t = join(work, 'tls');
+    mkdirSync(t);
+    const ossl = (...args: string[]): void => void execFileSync('openssl', args, { cwd: t, stdio: 'pipe' });
+    ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
+      '-keyout', 'ca.key', '-out', 'ca.pem', '-subj', '/CN=rear-real test CA',
+      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+    ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'srv.key', '-out', 'srv.csr', '-subj', '/CN=127.0.0.1');
+    writeFileSync(join(t, 'srv.ext'), 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n');
+    ossl('x509', '-req', '-in', 'srv.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'srv.ext', '-out', 'srv.pem');
+    caPem = readFileSync(join(t, 'ca.pem'), 'utf8');
+
+    [plain, tls] = await Promise.all([start('http'), start('https', { cert: join(t, 'srv.pem'), key: join(t, 'srv.key'), ca: Buffer.from(caPem) })]);
+    assert.match(plain.running.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+    assert.match(tls.running.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+    await Promise.all([publish(plain, 'e229', MAC_E229), publish(tls, 'e229', MAC_E229), publish(tls, 'e230', '52:54:00:00:22:30')]);
+  });
+
+  after(async () => {
+    await Promise.all([plain?.running.close(), tls?.running.close()]);
+    cleanup(work);
+  });
+
+  describe('RECOVERY_UPDATE_URL=http://rear:TOKEN@127.0.0.1:PORT/rear/... (init/default/030_update_recovery_system.sh)', { concurrency: true }, () => {
+    /** A run that downloaded e229's bundle: its files in the sandbox's /, byte for byte; the real / unchanged. */
+    async function assertUpdated(r: RearSandboxResult, url: string, tokenId: string): Promise<void> {
+      assert.equal(r.status, STOPPED_STATUS, show(r));
+      assert.ok(r.stopped);
+      assert.ok(r.stdout.includes(`Updating recovery system with the content from '${url}'`), r.stdout);
+      assert.match(r.stdout, /Updated recovery system\./);
+      for (const [p, content] of Object.entries(hostFiles('e229'))) {
+        assert.ok(r.written.includes(`/${p}`), `${p} was not written by the run: ${r.written.join(' ')}`);
+        assert.ok(r.readFile(`/${p}`).equals(content), `/${p} in the sandbox differs from the published file`);
+      }
+      // The served bundle's own manifest comes along (harmless): it names the host and its version.
+      const m = JSON.parse(r.readText('/var/lib/rear-update/bundle/manifest.json')) as { host: string; version: number; served: string | null; entries: { path: string; sha256?: string }[] };
+      assert.equal(m.host, 'e229');
+      assert.equal(m.version, 1);
+      assert.ok(m.served !== null && Math.abs(Date.parse(m.served) - Date.now()) < 300_000, String(m.served));
+      const sums = Object.fromEntries(m.entries.map((e) => [e.path, e.sha256]));
+      for (const [p, content] of Object.entries(hostFiles('e229'))) assert.equal(sums[p], createHash('sha256').update(content).digest('hex'), p);
+      // The local.conf this run started with is replaced, but it was sourced before 030: the marker is unset.
+      assert.deepEqual(r.vars, { RECOVERY_UPDATE_URL: url });
+      // The server audited this fetch with this token: the bytes curl saved.
+      const ev = (await auditOf(plain, 'kind=fetch&host=e229')).filter((e) => e.token === tokenId);
+      assert.deepEqual(ev.map((e) => [e.result, e.version, e.bytes, e.detail]), [['ok', 1, r.readFile('/recovery-update.tar.gz').length, 'rear']]);
+    }
+
+    test('/rear/e229.tar.gz with a fetch token as the Basic password: the served files land in the sandbox\'s / only', async () => {
+      const { token, id } = await fetchToken(plain, 'e229');
+      const url = `http://rear:${token}@127.0.0.1:${plain.port}/rear/e229.tar.gz`;
+      const r = await runRearRecoverInit({ localConf: `RECOVERY_UPDATE_URL=${url}\n`, vars: [MARKER, 'RECOVERY_UPDATE_URL'] });
+      await assertUpdated(r, url, id);
+      assert.deepEqual(realState(), realBefore, 'the update reached the real /');
+      assert.ok(!readFileSync('/etc/rear/local.conf', 'utf8').includes(tag));
+    });
+
+    test(`/rear/${MAC_E229}.tar.gz (the MAC the publish recorded) serves the same host`, async () => {
+      const { token, id } = await fetchToken(plain, 'e229');
+      const url = `http://rear:${token}@127.0.0.1:${plain.port}/rear/${MAC_E229}.tar.gz`;
+      const r = await runRearRecoverInit({ localConf: `RECOVERY_UPDATE_URL=${url}\n`, vars: [MARKER, 'RECOVERY_UPDATE_URL'] });
+      await assertUpdated(r, url, id);
+      assert.deepEqual(realState(), realBefore, 'the update reached the real /');
+    });
+
+    test('a wrong token: HTTP 401, rear fails with its own error, no host file in the sandbox', async () => {
+      const { id } = await fetchToken(plain, 'e229');
+      // A well-formed token whose secret is wrong.
+      const wrong = `ru_${id}_${randomBytes(32).toString('base64url')}`;
+      const url = `http://rear:${wrong}@127.0.0.1:${plain.port}/rear/e229.tar.gz`;
+      const localConf = `RECOVERY_UPDATE_URL=${url}\n`;
+      const r = await runRearRecoverInit({ localConf });
+      assert.equal(r.status, 143, show(r)); // Error() terminates rear's main process
+      assert.equal(r.stopped, false);
+      assert.ok(r.log.includes(`ERROR: curl '${url}' failed with HTTP response code '401'.`), r.log);
+      assert.equal(r.readText('/etc/rear/local.conf'), localConf);
+      // The harness wrote local.conf (checked above); nothing of the bundle came in.
+      for (const p of UPDATE_PATHS.filter((p) => p !== '/etc/rear/local.conf')) assert.ok(!r.written.includes(p), `${p} was written: ${r.written.join(' ')}`);
+      for (const p of Object.keys(hostFiles('e229')).filter((p) => !p.startsWith('etc/'))) assert.equal(r.exists(`/${p}`), false, p);
+      const ev = (await auditOf(plain, 'kind=fetch&host=e229&result=AUTH_INVALID'));
+      assert.equal(ev.length, 1, JSON.stringify(ev));
+      assert.equal(ev[0]!.bytes, null);
+      // What curl got, asked the same way: 401 with a JSON error.
+      const again = await req(plain, 'GET', '/rear/e229.tar.gz', { auth: `Basic ${Buffer.from(`rear:${wrong}`).toString('base64')}` });
+      assert.equal(again.status, 401);
+      assert.equal((JSON.parse(again.body.toString('utf8')) as { error: { code: string } }).error.code, 'AUTH_INVALID');
+      assert.deepEqual(realState(), realBefore);
+    });
+  });
+
+  describe('DRLM_MANAGED=y over https with the test\'s CA (lib/drlm-functions.sh)', { concurrency: true }, () => {
+    const caFile = '/etc/rear/cert/rear-real-ca.pem';
+    const DRLM_VARS = [MARKER, 'DRLM_MANAGED', 'DRLM_SERVER', 'DRLM_ID', 'DRLM_REST_OPTS'];
+
+    test('config fetched from /clients/e229/config and sourced; the streamed log PUT is stored as host e229\'s recover log', async () => {
+      const { token, id } = await fetchToken(tls, 'e229');
+      // -H Authorization:TOKEN, no space: ReaR expands $DRLM_REST_OPTS unquoted (see the harness header).
+      const restOpts = `--cacert ${caFile} -H Authorization:${token}`;
+      const r = await runRearRecoverInit({
+        localConf: 'DRLM_MANAGED=y\n',
+        files: { [caFile]: caPem },
+        args: [`SERVER=127.0.0.1:${tls.port}`, 'ID=e229', `REST_OPTS=${restOpts}`],
+        vars: DRLM_VARS,
+      });
+      assert.equal(r.status, STOPPED_STATUS, show(r));
+      assert.deepEqual(r.vars, {
+        [MARKER]: markerValue('e229'),
+        DRLM_MANAGED: 'y',
+        DRLM_SERVER: `127.0.0.1:${tls.port}`,
+        DRLM_ID: 'e229',
+        DRLM_REST_OPTS: restOpts,
+      });
+      assert.match(r.log, /DRLM_MANAGED: Loading configuration from DRLM \.\.\./);
+      const fetched = (await auditOf(tls, 'kind=fetch&host=e229')).filter((e) => e.token === id);
+      assert.deepEqual(fetched.map((e) => [e.result, e.version, e.bytes, e.detail]), [['ok', 1, hostFiles('e229')['etc/rear/local.conf']!.length, 'drlm etc/rear/local.conf']]);
+
+      // The log upload: rear has exited, curl ended its PUT; the server finishes storing it.
+      type Log = { id: number; host: string; workflow: string; stamp: string; address: string | null; bytes: number; complete: boolean };
+      let logs: Log[] = [];
+      for (let i = 0; i < 50; i++) {
+        logs = (await getJson<{ logs: Log[] }>(tls, '/api/v1/hosts/e229/logs')).logs;
+        if (logs.length > 0 && logs.every((l) => l.complete)) break;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      assert.equal(logs.length, 1, JSON.stringify(logs));
+      const log = logs[0]!;
+      assert.equal(log.host, 'e229');
+      assert.equal(log.workflow, 'recover');
+      assert.match(log.stamp, /^\d{14}$/);
+      assert.equal(log.complete, true, JSON.stringify(log));
+      const content = await req(tls, 'GET', `/api/v1/logs/${log.id}`);
+      assert.equal(content.status, 200, content.body.toString());
+      assert.equal(content.headers['x-rear-update-log-complete'], 'true');
+      const text = content.body.toString('utf8');
+      assert.equal(content.body.length, log.bytes);
+      assert.match(text, /^\S+ \S+ Relax-and-Recover 2\.7 /);
+      assert.match(text, /DRLM_MANAGED: Loading configuration from DRLM \.\.\./);
+      assert.match(text, /DRLM_MANAGED: Sending Logfile: '\/var\/log\/rear\/rear-[^']+\.log' to DRLM in real time/);
+      assert.match(text, /Including init\/default\/031_rear_update_test_stop\.sh\n/);
+      // What the server stored is the beginning of the log ReaR kept in the sandbox.
+      assert.ok(r.log.startsWith(text), `${text}\n----\n${r.log}`);
+      const logEvents = (await auditOf(tls, 'kind=log&host=e229')).filter((e) => e.token === id);
+      assert.deepEqual(logEvents.map((e) => e.result).sort(), ['ok', 'ok'], JSON.stringify(logEvents));
+      assert.ok(logEvents.some((e) => e.bytes === log.bytes), JSON.stringify(logEvents));
+    });
+
+    test('a token of another host (e230) asking for e229\'s config: 403, rear fails before sourcing anything', async () => {
+      const { token, id } = await fetchToken(tls, 'e230');
+      const r = await runRearRecoverInit({
+        localConf: [
+          'DRLM_MANAGED=y',
+          `DRLM_SERVER=127.0.0.1:${tls.port}`,
+          'DRLM_ID=e229',
+          `DRLM_REST_OPTS="--cacert ${caFile} -H Authorization:${token}"`,
+          '',
+        ].join('\n'),
+        files: { [caFile]: caPem },
+        vars: DRLM_VARS,
+      });
+      assert.equal(r.status, 143, show(r));
+      assert.equal(r.stopped, false);
+      assert.match(r.log, /DRLM_MANAGED: curl failed with HTTP response code '403' trying to load configuration from DRLM\./);
+      assert.ok(!r.log.includes(markerValue('e229')), 'e229\'s config reached the run');
+      const ev = (await auditOf(tls, 'kind=fetch&host=e229')).filter((e) => e.token === id);
+      assert.deepEqual(ev.map((e) => e.result), ['FORBIDDEN']);
+      assert.deepEqual((await auditOf(tls, 'kind=log')).filter((e) => e.token === id), []);
+      // The same token still works for its own host: the 403 is about scope, not a bad token.
+      const own = await req(tls, 'GET', '/clients/e230/config', { auth: token });
+      assert.equal(own.status, 200);
+      assert.ok(own.body.equals(hostFiles('e230')['etc/rear/local.conf']!));
+    });
+  });
+});
