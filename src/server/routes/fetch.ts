@@ -101,7 +101,7 @@ export function fetchRoutes(app: FastifyInstance, ctx: ServerContext): void {
     });
   });
 
-  app.get<{ Params: { file: string } }>('/rear/:file', async (req, reply) => {
+  const rearFile = async (req: FastifyRequest<{ Params: { file: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
     const m = REAR_FILE.exec(req.params.file);
     if (!m) throw new RuError('ROUTE_UNKNOWN', `${req.params.file}: expected /rear/HOST.tar.gz (or .tgz, .rear_config.tar.gz, .rear_config.tgz) or /rear/MAC.tar.gz`);
     const name = m[1]!;
@@ -121,7 +121,10 @@ export function fetchRoutes(app: FastifyInstance, ctx: ServerContext): void {
       if (!host) throw new RuError('HOST_UNKNOWN', `no host ${JSON.stringify(name)}`, { host: name });
       return sendBundle(ctx, req, reply, host, await ctx.bundles.record(host, null), token, 'rear');
     });
-  });
+  };
+  app.get<{ Params: { file: string } }>('/rear/:file', rearFile);
+  // The same at the top level, so `rear-update apply https://server/e229.tar.gz` works as typed.
+  app.get<{ Params: { file: string } }>('/:file', rearFile);
 
   app.get<{ Querystring: Record<string, string | string[] | undefined> }>('/api/v1/resolve', async (req, reply) => {
     const token = await authenticate(req, ctx.meta);
