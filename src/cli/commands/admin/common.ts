@@ -2,8 +2,7 @@
 // leaf command, table printing, relative times, and the one streaming GET (logs --follow),
 // which the JSON-only ApiClient.request cannot do.
 
-import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
+import type { IncomingMessage } from 'node:http';
 import type { Command } from 'commander';
 import { RuError } from '../../../core/errors.ts';
 import { refusal, type ApiClient } from '../../../adapters/http/api-client.ts';
@@ -55,9 +54,10 @@ export function sinceTime(v: string, now = Date.now()): string {
  * refusal becomes the server's error as ApiClient.request reports it. Once the answer has
  * started, no idle timeout applies: a followed log may stay quiet for minutes.
  */
-export function streamGet(client: ApiClient, path: string, query: Parameters<ApiClient['url']>[1] = {}): Promise<IncomingMessage> {
+export async function streamGet(client: ApiClient, path: string, query: Parameters<ApiClient['url']>[1] = {}): Promise<IncomingMessage> {
   const u = client.url(path, query);
-  const lib = u.protocol === 'https:' ? https : http;
+  // Loaded on first use, as in the ApiClient: other commands need not pay for http/tls start-up.
+  const lib = u.protocol === 'https:' ? await import('node:https') : await import('node:http');
   return new Promise((resolve, reject) => {
     const req = lib.request(u, { method: 'GET', headers: client.headers({ accept: 'text/plain, application/json' }), ...(client.cacert ? { ca: client.cacert } : {}), timeout: 30_000 }, (res) => {
       const status = res.statusCode ?? 0;

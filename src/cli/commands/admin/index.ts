@@ -1,0 +1,39 @@
+// `rear-update admin ...`: the server's admin API from the command line. One file per noun;
+// every leaf takes --server/--token (or the environment) and --json.
+
+import type { Command } from 'commander';
+import { registerAudit } from './audit.ts';
+import { registerHost } from './host.ts';
+import { registerLogs } from './logs.ts';
+import { registerPending } from './pending.ts';
+import { registerToken } from './token.ts';
+import { registerVersions } from './versions.ts';
+
+export function registerAdmin(program: Command): void {
+  const admin = program
+    .command('admin')
+    .description('administer a rear-update server: hosts, tokens, pending machines, versions, audit, recovery logs')
+    .addHelpText('after', `
+Every subcommand needs the server and an admin token: --server URL --token T (or
+--token-file DATA/admin.token), or REAR_UPDATE_SERVER and REAR_UPDATE_TOKEN. Output is a
+table, or JSON with --json. Run any subcommand with --help for its examples.
+
+Examples:
+  export REAR_UPDATE_SERVER=https://rear-server:8443 REAR_UPDATE_TOKEN=$(cat data/admin.token)
+  rear-update admin host add e229 --class typeA --mac 52:54:00:12:34:56
+  rear-update admin token create --publish e229 --label "cron on e229"
+  rear-update admin token create --fetch-class typeA --label "typeA rescue ISO"
+  rear-update admin pending                      machines waiting to be assigned
+  rear-update admin assign 7 e229
+  rear-update admin versions e229
+  rear-update admin diff e229 3 4
+  rear-update admin pin e229 3
+  rear-update admin audit --host e229 --since 7d
+  rear-update admin logs e229 --follow`);
+  registerHost(admin);
+  registerToken(admin);
+  registerPending(admin);
+  registerVersions(admin);
+  registerAudit(admin);
+  registerLogs(admin);
+}

@@ -1,0 +1,96 @@
+// `rear-update admin token create|list|revoke`: the server's API tokens. A token's secret is
+// shown once, when it is created; the server keeps only its hash.
+
+import type { Command } from 'commander';
+import { RuError } from '../../../core/errors.ts';
+import type { TokenRecord } from '../../../core/store/metadata.ts';
+import { note, out, printJson } from '../../output.ts';
+import { api, dash, leaf, printTable, seg, SERVER_HELP, time, type AdminFlags } from './common.ts';
+
+interface TokenFlags extends AdminFlags {
+  admin?: boolean;
+  publish?: string;
+  fetch?: string;
+  fetchClass?: string;
+  label?: string;
+}
+
+type PublicToken = Omit<TokenRecord, 'secretHash'>;
+
+function scopeFrom(o: TokenFlags): string {
+  const given = [o.admin ? 'admin' : null, o.publish ? `publish:${o.publish}` : null, o.fetch ? `fetch:${o.fetch}` : null, o.fetchClass ? `fetch-class:${o.fetchClass}` : null].filter((s): s is string => s !== null);
+  if (given.length !== 1) throw new RuError('USAGE', 'give exactly one of --admin, --publish HOST, --fetch HOST, --fetch-class CLASS');
+  return given[0]!;
+}
+
+/** How to use a new token, by scope (TOKEN stands for it: the secret is not repeated on stderr). */
+function hints(scope: string, server: string): string[] {
+  const token = '$TOKEN';
+  const [kind, value] = scope === 'admin' ? ['admin', ''] : [scope.slice(0, scope.indexOf(':')), scope.slice(scope.indexOf(':') + 1)];
+  const u = new URL(server);
+  const withCreds = `${u.protocol}//rear:${token}@${u.host}`;
+  if (kind === 'admin') return [`rear-update admin host list --server ${server} --token ${token}`];
+  if (kind === 'publish') return [`on ${value}: REAR_UPDATE_SERVER=${server} REAR_UPDATE_TOKEN=${token} rear-update publish --host ${value}`];
+  const host = kind === 'fetch' ? value : 'HOST';
+  return [
+    `in the rescue system: rear-update apply --server ${server} --token ${token}${kind === 'fetch' ? ` ${value}` : ''}`,
+    `ReaR's own hook:      RECOVERY_UPDATE_URL=${withCreds}/rear/${host}.tar.gz`,
+    `DRLM (rear recover):  DRLM_MANAGED=y DRLM_SERVER=${u.host} DRLM_ID=${host} DRLM_REST_OPTS="-H 'Authorization: ${token}'"`,
+  ];
+}
+
+export function registerToken(admin: Command): void {
+  const token = admin.command('token').description('create, list and revoke API tokens');
+
+  leaf(token, 'create', 'create a token; its secret is printed once, on stdout')
+    .option('--admin', 'every admin route and every host')
+    .option('--publish <host>', 'publish (and fetch) one host')
+    .option('--fetch <host>', 'fetch one host\'s bundle, config and logs')
+    .option('--fetch-class <class>', 'fetch any host of one hardware class (one token for a class-wide rescue image)')
+    .option('--label <text>', 'a note for token list: who or what uses it')
+    .addHelpText('after', `
+Give exactly one scope. A --publish or --fetch host must exist. The token alone goes to
+stdout (so T=$(rear-update admin token create ...) works); how to use it goes to stderr.
+${SERVER_HELP}
+
+Examples:
+  rear-update admin token create --publish e229 --label "cron on e229"
+  rear-update admin token create --fetch-class typeA --label "typeA rescue ISO"
+  rear-update admin token create --admin --label alice`)
+    .action(async (o: TokenFlags) => {
+      const scope = scopeFrom(o);
+      const client = api(o);
+      const r = await client.request<PublicToken & { token: string }>('POST', '/api/v1/tokens', { body: { scope, ...(o.label !== undefined ? { label: o.label } : {}) } });
+      if (o.json) return printJson(r.body);
+      out(r.body.token);
+      note(`token ${r.body.id} created with scope ${r.body.scope}${r.body.label ? ` (${r.body.label})` : ''}.`);
+      note('this is the only time the token is shown: store it now (the server keeps only its hash). Use it as $TOKEN:');
+      const server = client.base.href.replace(/\/$/, '');
+      for (const h of hints(r.body.scope, server)) process.stderr.write(`  ${h}\n`);
+      note(`revoke it with: rear-update admin token revoke ${r.body.id}`);
+    });
+
+  leaf(token, 'list', 'list tokens (id, scope, label, created, revoked; never secrets)')
+    .addHelpText('after', `${SERVER_HELP}
+
+Example:
+  rear-update admin token list`)
+    .action(async (o: TokenFlags) => {
+      const r = await api(o).request<{ tokens: PublicToken[] }>('GET', '/api/v1/tokens');
+      if (o.json) return printJson(r.body);
+      printTable(['ID', 'SCOPE', 'LABEL', 'CREATED', 'REVOKED'], r.body.tokens.map((t) => [t.id, t.scope, dash(t.label), time(t.created), time(t.revoked)]), 'no tokens');
+    });
+
+  leaf(token, 'revoke <id>', 'revoke a token: it is refused from now on (401 AUTH_INVALID)')
+    .addHelpText('after', `
+The id is the part after ru_ in the token, as token list shows it. Revoking twice keeps the first time.
+${SERVER_HELP}
+
+Example:
+  rear-update admin token revoke 3f2a9c01b7de`)
+    .action(async (id: string, o: TokenFlags) => {
+      const r = await api(o).request<{ token: PublicToken }>('DELETE', `/api/v1/tokens/${seg(id)}`);
+      if (o.json) return printJson(r.body);
+      out(`token ${r.body.token.id} (${r.body.token.scope}) revoked at ${time(r.body.token.revoked)}`);
+    });
+}
