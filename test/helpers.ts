@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { Header, Pax, type HeaderData } from 'tar';
-import { CANONICAL_GZIP_HEADER, CONTAINER_DIGEST, signContainer, signedGzipHeader } from '../src/core/container.ts';
+import { CANONICAL_GZIP_HEADER, CONTAINER_DIGEST, EMPTY_DIGEST, signContainer, signedGzipHeader } from '../src/core/container.ts';
 import { parsePrivateKey } from '../src/core/signature.ts';
 
 export const REPO = resolve(import.meta.dirname, '..');
@@ -154,5 +154,6 @@ export function setTypeflag(tar: Buffer, offset: number, flag: string): void {
 export function resealed(tar: Buffer, keyFile: string): Buffer {
   const body = gzipSync(tar).subarray(CANONICAL_GZIP_HEADER.length);
   const key = parsePrivateKey(readFileSync(keyFile, 'utf8'), keyFile);
-  return Buffer.concat([signedGzipHeader(signContainer(createHash(CONTAINER_DIGEST).update(body).digest(), key)), body]);
+  const digest = { split: body.length, part1: createHash(CONTAINER_DIGEST).update(body).digest(), part2: EMPTY_DIGEST };
+  return Buffer.concat([signedGzipHeader(signContainer(digest, key), body.length), body]);
 }

@@ -133,7 +133,7 @@ export class BundleService {
     if (hit) {
       this.#cache.delete(sha256);
       this.#cache.set(sha256, hit);
-      return bufferPayload(hit);
+      return bufferPayload(hit, sha256);
     }
     const blobs = this.#o.blobs;
     const open = async (): Promise<Readable> => {
@@ -152,10 +152,11 @@ export class BundleService {
         this.#cache.delete(k);
         this.#cached -= v.length;
       }
-      return bufferPayload(b);
+      return bufferPayload(b, sha256);
     }
     return {
       size,
+      sha256,
       chunks: async function* () {
         yield* (await open()) as AsyncIterable<Uint8Array>;
       },

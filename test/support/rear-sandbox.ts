@@ -106,6 +106,11 @@ export interface RearSandboxOptions {
    * rs_ are the stop script's own locals.
    */
   readonly vars?: readonly string[];
+  /**
+   * A bash script run inside the sandbox before rear (same chroot and environment, no stdin),
+   * e.g. a rescue boot hook; rear runs afterwards whatever its exit status.
+   */
+  readonly before?: string;
   /** Content of /etc/rear-release; default what ReaR 2.7's mkrescue writes. */
   readonly rearRelease?: string;
   /** Extra environment for rear (it otherwise runs with env -i PATH=... HOME=/root LANG=C). */
@@ -126,6 +131,9 @@ export interface RearSandboxResult {
   /** rear's own stdout and stderr (with -v: its LogPrint and error messages). */
   readonly stdout: string;
   readonly stderr: string;
+  /** The `before` script's exit status and output (null/'' without one). */
+  readonly beforeStatus: number | null;
+  readonly beforeOutput: string;
   /** ReaR's log file(s) from the sandbox's /var/log/rear (rear-<hostname>.log). */
   readonly log: string;
   /** The variables named in `vars` as they were at the stop point; unset ones are absent. */
@@ -180,6 +188,12 @@ if [ -d "$R/etc/rear" ]; then find "$R/etc/rear" -mindepth 1 -delete; else mkdir
 # rear-release, local.conf, the stop script and the caller's files; existing dirs keep their metadata.
 tar -C "$H/stage" -cf - . | tar -C "$R" -xpf - --no-overwrite-dir
 set +e
+# The caller's "before" script (a rescue boot hook, say), in the same environment as rear.
+if [ -s "$H/before.argv" ]; then
+  mapfile -d '' -t BEFORE <"$H/before.argv"
+  timeout --kill-after=5 "$TIMEOUT" chroot "$R" "\${BEFORE[@]}" </dev/null >"$O/before-stdout" 2>"$O/before-stderr"
+  echo $? >"$O/before-status"
+fi
 timeout --kill-after=5 "$TIMEOUT" chroot "$R" "$@" </dev/null >"$O/stdout" 2>"$O/stderr"
 echo $? >"$O/status"
 set -e
@@ -234,6 +248,7 @@ exit ${STOPPED_STATUS}
 `;
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const BEFORE_SCRIPT = '/var/lib/rear-sandbox-before.sh';
 
 type UpperEntry =
   | { readonly type: 'file'; readonly data: Buffer }
@@ -410,6 +425,11 @@ export async function runRearRecoverInit(opts: RearSandboxOptions): Promise<Rear
       else put(p, f.content, f.mode);
     }
     put(STOP_SCRIPT, STOP_TEMPLATE.replace('__NAMES__', names.join(' ')), 0o644);
+    if (opts.before !== undefined) {
+      put(BEFORE_SCRIPT, opts.before, 0o755);
+      const beforeArgv = ['/usr/bin/env', '-i', ...env.map(([k, v]) => `${k}=${v}`), '/bin/bash', BEFORE_SCRIPT];
+      writeFileSync(join(h, 'before.argv'), beforeArgv.map((a) => `${a}\0`).join(''));
+    }
 
     const argv = ['/usr/bin/env', '-i', ...env.map(([k, v]) => `${k}=${v}`), '/usr/sbin/rear', ...(opts.rearOptions ?? ['-v']), 'recover', ...(opts.args ?? [])];
     const seconds = Math.max(1, Math.ceil(timeoutMs / 1000));
@@ -436,6 +456,8 @@ export async function runRearRecoverInit(opts: RearSandboxOptions): Promise<Rear
       status,
       stopped,
       timedOut: status === 124 || status === 137,
+      beforeStatus: existsSync(join(out, 'before-status')) ? Number(readFileSync(join(out, 'before-status'), 'utf8').trim()) : null,
+      beforeOutput: existsSync(join(out, 'before-stdout')) ? readFileSync(join(out, 'before-stdout'), 'utf8') + readFileSync(join(out, 'before-stderr'), 'utf8') : '',
       stdout: readFileSync(join(out, 'stdout'), 'utf8'),
       stderr: readFileSync(join(out, 'stderr'), 'utf8'),
       log,

@@ -20,6 +20,7 @@ export const GUARD_LINES = [
   'fi',
 ];
 
+// NOTE: no backquotes in echo strings below: inside double quotes bash would RUN them.
 export const BOOT_HOOK = `# ${HOOK_NAME}: written by \`rear-update install-rear\`. Sourced by ReaR's rescue system setup
 # after networking and before an automatic \`rear recover\`: fetches this machine's host
 # configuration from the rear-update server and installs it (verified, all or nothing), so
@@ -82,7 +83,7 @@ rear_update_boot_hook() {
             rear-update status
             # The recovery log goes to the server while \`rear recover\` runs (admin logs HOST --follow).
             rear-update log-stream </dev/null >>/var/log/rear-update-log-stream.log 2>&1 &
-            echo "rear-update: done; \`rear recover\` will use this host's configuration"
+            echo "rear-update: done; 'rear recover' will use this host's configuration"
             return 0
         fi
         # 7: network, server unreachable, or still pending: worth another try for a while.
@@ -93,7 +94,7 @@ rear_update_boot_hook() {
         fi
         echo "rear-update: FAILED (exit $rc): this machine's configuration is NOT installed."
         if ! test -t 0 ; then
-            echo "rear-update: no console to ask: \`rear recover\` will refuse to run until you log in and either"
+            echo "rear-update: no console to ask: 'rear recover' will refuse to run until you log in and either"
             echo "  run 'rear-update apply HOST' (or 'rear-update apply' to be resolved by facts), or"
             echo "  remove the rear-update guard from $rescue_conf to recover with the image's own configuration."
             return 1
@@ -102,7 +103,7 @@ rear_update_boot_hook() {
         echo "  1) retry"
         echo "  2) give the host id to recover"
         echo "  3) continue WITHOUT the update (recover with the image's own configuration)"
-        echo "  4) stop here (the guard keeps \`rear recover\` from using the image's configuration)"
+        echo "  4) stop here (the guard keeps 'rear recover' from using the image's configuration)"
         read -r -p "choice [1-4]: " choice
         case "$choice" in
             (1) deadline=$(( $(date +%s) + REAR_UPDATE_RETRY_FOR )) ;;
@@ -113,5 +114,7 @@ rear_update_boot_hook() {
     done
 }
 rear_update_boot_hook
+REAR_UPDATE_HOOK_STATUS=$?
 unset -f rear_update_boot_hook
+return $REAR_UPDATE_HOOK_STATUS
 `;

@@ -14,7 +14,7 @@ import { isReserved, MANIFEST_MEMBER, normalizeMemberName, ROOT_PATH, SIGNATURE_
 import type { StagedEntry } from '../../core/plan.ts';
 import { checkTypeAndMode, LimitCounter, type Limits } from '../../core/policy.ts';
 import { checkSignature, decodeSignature, requireTrusted, type PublicKey, type SignatureRecord, type SignatureStatus } from '../../core/signature.ts';
-import { checkGzipHeader, CONTAINER_DIGEST, gzipHeaderLength, verifyContainer } from '../../core/container.ts';
+import { checkGzipHeader, ContainerHasher, gzipHeaderLength, splitOf, verifyContainer } from '../../core/container.ts';
 
 export interface StageMeta {
   readonly mode: number;
@@ -88,8 +88,8 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
   let decompressed = 0;
   let gzipHead = Buffer.alloc(0);
   let headerLen: number | null = null;
-  let containerSig: Buffer | null = null;
-  const bodyHash = createHash(CONTAINER_DIGEST);
+  let container: { signature: Buffer; split: number } | null = null;
+  const bodyHash = new ContainerHasher();
 
   // Mutated from parser callbacks; widened so TypeScript does not narrow it to its initial value.
   let state = 'manifest' as 'manifest' | 'signature' | 'payload';
@@ -132,7 +132,7 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
     else sigStatus = { status: 'unsigned' };
     if (opts.enforceTrust) requireTrusted(sigStatus, opts.allowUnsigned);
     if (manifest) {
-      containerSig = checkGzipHeader(gzipHead, sigRecord !== null);
+      container = checkGzipHeader(gzipHead, sigRecord !== null);
       expected = new Map(manifest.entries.map((e) => [e.path, e]));
       created = createdEpoch(manifest);
     }
@@ -304,6 +304,8 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
       headerLen = gzipHeaderLength(gzipHead);
       body = headerLen === null || gzipHead.length < headerLen ? Buffer.alloc(0) : gzipHead.subarray(headerLen);
       if (headerLen !== null && gzipHead.length > headerLen) gzipHead = gzipHead.subarray(0, headerLen);
+      const split = headerLen !== null && gzipHead.length >= headerLen ? splitOf(gzipHead) : null;
+      if (split !== null) bodyHash.setSplit(split);
     }
     bodyHash.update(body);
     compressed += c.length;
@@ -368,7 +370,8 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
   // The compressed bytes themselves, signed by the manifest's signer (see core/container.ts).
   const sigNow = sigStatus as SignatureStatus;
   if (sigNow.status === 'valid') {
-    if (!containerSig || !verifyContainer(bodyHash.digest(), containerSig, sigNow.key)) {
+    const c = container as { signature: Buffer; split: number } | null;
+    if (!c || !verifyContainer(bodyHash.digest(), c.signature, sigNow.key)) {
       if (opts.enforceTrust) {
         throw new RuError('BUNDLE_SIGNATURE_INVALID', `the compressed data does not match its signature by ${sigNow.key.fingerprint}: the file was altered`, { key: sigNow.key.fingerprint });
       }

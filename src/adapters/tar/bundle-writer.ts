@@ -14,7 +14,7 @@ import { Header, Pax, type HeaderData } from 'tar';
 import { RuError } from '../../core/errors.ts';
 import { encodeManifest, type Manifest, type ManifestEntry } from '../../core/manifest.ts';
 import { MANIFEST_MEMBER, SIGNATURE_MEMBER } from '../../core/paths.ts';
-import { CANONICAL_GZIP_HEADER, CONTAINER_DIGEST, SIGNED_HEADER_LEN, signContainer, signedGzipHeader } from '../../core/container.ts';
+import { CANONICAL_GZIP_HEADER, CONTAINER_DIGEST, EMPTY_DIGEST, SIGNED_HEADER_LEN, signContainer, signedGzipHeader } from '../../core/container.ts';
 import type { PrivateKey } from '../../core/signature.ts';
 
 const BLOCK = 512;
@@ -107,7 +107,9 @@ export async function writeBundle(out: string, manifest: Manifest, signature: Bu
       }),
     );
     if (!zlibHeader.equals(CANONICAL_GZIP_HEADER)) throw new Error(`zlib wrote an unexpected gzip header ${zlibHeader.toString('hex')}`);
-    const header = key ? signedGzipHeader(signContainer(h.digest(), key)) : CANONICAL_GZIP_HEADER;
+    // One gzip member: all of it is part one of the container digest (core/container.ts).
+    const split = pos - headerLen;
+    const header = key ? signedGzipHeader(signContainer({ split, part1: h.digest(), part2: EMPTY_DIGEST }, key), split) : CANONICAL_GZIP_HEADER;
     writeSync(fd, header, 0, header.length, 0);
     closeSync(fd);
     await rename(tmp, out);

@@ -113,7 +113,7 @@ export function registerLogStream(program: Command): void {
     .option('--workflow <name>', 'workflow named in the upload URL', 'recover')
     .option('--once', 'stop after one log instead of waiting for the next run')
     .option('--while-pid <pid>', 'follow while this process lives, instead of while a `rear` process runs')
-    .option('--idle <duration>', 'end an upload once `rear` is gone and the log was quiet this long', duration, 3)
+    .option('--idle <duration>', 'end an upload once `rear` is gone and the log was quiet this long (seconds or e.g. 2s)', duration, 1)
     .action(async (o: StreamFlags) => {
       const host = o.host ?? installedHost();
       if (!host) throw new RuError('USAGE', `no --host, and no installed bundle (${INSTALLED_FILE}) names one`);

@@ -69,7 +69,8 @@ export async function sendBundle(ctx: ServerContext, req: FastifyRequest, reply:
     .header('x-rear-update-version', rec.version)
     .header('content-disposition', `attachment; filename="${host.id}-${rec.version}.tar.gz"`)
     .type('application/gzip')
-    .send(Readable.from(sealedBytes(sealed, start, end), { objectMode: false }));
+    // A payload kept in memory goes out in one write; a large one streams from the blob store.
+    .send(sealed.payload.buffer ? Buffer.concat([sealed.head, sealed.payload.buffer]).subarray(start, end + 1) : Readable.from(sealedBytes(sealed, start, end), { objectMode: false }));
 }
 
 /** A refusal on a fetch route is audited with its code, then answered as usual. */
