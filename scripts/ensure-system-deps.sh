@@ -18,6 +18,12 @@ command -v curl >/dev/null || need+=(curl)
 command -v mount >/dev/null || need+=(mount)
 command -v getfattr >/dev/null || need+=(attr)
 command -v pidof >/dev/null || need+=(sysvinit-utils)
+# `rear mkrescue` OUTPUT=ISO (test/support/mkrescue-sandbox.ts): rear's Depends bring xorriso,
+# isolinux and syslinux-common, but cpio (in ReaR's REQUIRED_PROGS, and what packs the initrd) is
+# not among them. No kernel package: the sandbox gives KERNEL_FILE a placeholder when there is no
+# /boot/vmlinuz-$(uname -r) (linux-image-amd64 would be 70 MB to download for a file never booted).
+command -v cpio >/dev/null || need+=(cpio)
+command -v xorriso >/dev/null || need+=(xorriso)
 # bench/serve.ts (npm run bench): nginx as the reference server, wrk as the load generator
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need+=(nginx)
 command -v wrk >/dev/null || need+=(wrk)
