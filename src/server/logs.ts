@@ -13,11 +13,48 @@ import type { LogRecord, MetadataStore } from '../core/store/metadata.ts';
 
 const INDEX_EVERY_MS = 1000;
 
+// ReaR logs its DRLM_REST_OPTS, so a client's `-H Authorization:TOKEN` would be stored (and
+// shown to every reader of the log). Tokens are cut to their id before anything is written.
+const TOKEN = /ru_([0-9a-f]{12})_[A-Za-z0-9_-]{43}/g;
+const TOKEN_LEN = 3 + 12 + 1 + 43;
+const TOKEN_PREFIX = /^r(?:u(?:_(?:[0-9a-f]{0,11}|[0-9a-f]{12}(?:_[A-Za-z0-9_-]{0,42})?)?)?)?$/;
+
+/** Redacts tokens in a stream of chunks; holds back a tail that could be the start of one. */
+export class TokenRedactor {
+  #held = '';
+
+  push(chunk: Buffer): Buffer {
+    // latin1 maps bytes to characters one to one: nothing else in the log changes.
+    const text = this.#held + chunk.toString('latin1');
+    // Hold back only a tail that could begin a token, so a live reader sees every finished line.
+    let cut = text.length;
+    for (let p = Math.max(0, text.length - (TOKEN_LEN - 1)); p < text.length; p++) {
+      if (TOKEN_PREFIX.test(text.slice(p))) {
+        cut = p;
+        break;
+      }
+    }
+    for (const m of text.matchAll(TOKEN)) {
+      if (m.index < cut && m.index + m[0].length > cut) cut = m.index + m[0].length;
+    }
+    this.#held = text.slice(cut);
+    return Buffer.from(text.slice(0, cut).replace(TOKEN, 'ru_$1_[redacted]'), 'latin1');
+  }
+
+  end(): Buffer {
+    const rest = this.#held.replace(TOKEN, 'ru_$1_[redacted]');
+    this.#held = '';
+    return Buffer.from(rest, 'latin1');
+  }
+}
+
 export class LogService {
   readonly #meta: MetadataStore;
   readonly #dir: string;
   /** 'grow:<id>' after bytes were written, 'done:<id>' at the end of an upload. */
   readonly #events = new EventEmitter().setMaxListeners(0);
+  /** Logs whose upload is in progress in this process: only those can still grow. */
+  readonly #active = new Set<number>();
 
   constructor(meta: MetadataStore, dir: string) {
     this.#meta = meta;
@@ -29,12 +66,15 @@ export class LogService {
   /** Stores an upload as it arrives; resolves when it ends (complete) or breaks off (incomplete). */
   async receive(rec: LogRecord, body: Readable, maxBytes: number, onBytes: (n: number) => void): Promise<LogRecord> {
     const out = createWriteStream(this.file(rec.id), { flags: 'a', mode: 0o600 });
+    const redactor = new TokenRedactor();
     let bytes = rec.bytes;
     let last = 0;
     let complete = false;
+    this.#active.add(rec.id);
     try {
-      for await (const c of body as AsyncIterable<Buffer>) {
-        if (bytes + c.length > maxBytes) throw new RuError('UPLOAD_TOO_LARGE', `log ${rec.id} exceeds ${maxBytes} bytes`, { limit: maxBytes });
+      for await (const raw of body as AsyncIterable<Buffer>) {
+        if (bytes + raw.length > maxBytes) throw new RuError('UPLOAD_TOO_LARGE', `log ${rec.id} exceeds ${maxBytes} bytes`, { limit: maxBytes });
+        const c = redactor.push(raw);
         if (!out.write(c)) await new Promise<void>((r) => out.once('drain', () => r()));
         bytes += c.length;
         onBytes(c.length);
@@ -51,12 +91,19 @@ export class LogService {
         await this.#finish(rec.id, out, bytes, false);
         throw e;
       }
+    } finally {
+      const tail = redactor.end();
+      if (tail.length > 0) {
+        out.write(tail);
+        bytes += tail.length;
+      }
     }
     return this.#finish(rec.id, out, bytes, complete);
   }
 
   async #finish(id: number, out: ReturnType<typeof createWriteStream>, bytes: number, complete: boolean): Promise<LogRecord> {
     await new Promise<void>((r) => out.end(() => r()));
+    this.#active.delete(id);
     const done = await this.#meta.updateLog(id, bytes, complete);
     this.#events.emit(`grow:${id}`);
     this.#events.emit(`done:${id}`);
@@ -88,13 +135,16 @@ export class LogService {
         }
         const now = await this.#meta.getLog(id);
         if (!follow || signal?.aborted) return;
-        if (now?.complete) {
+        // Complete, or broken off (no upload of it is running here): nothing more will come.
+        if (now?.complete || !this.#active.has(id)) {
           // Bytes are on disk before the record says complete; look once more, then stop.
           if ((await stat(this.file(id)).then((s) => s.size, () => 0)) > pos) continue;
           return;
         }
-        // A log whose uploader died without an end stays incomplete; wake up now and then anyway.
-        await Promise.race([woken, new Promise((r) => setTimeout(r, 2000))]);
+        // Woken by new bytes or the end; now and then anyway, in case an event was missed.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([woken, new Promise((r) => (timer = setTimeout(r, 2000)))]);
+        clearTimeout(timer);
       } finally {
         this.#events.off(`grow:${id}`, onGrow);
         signal?.removeEventListener('abort', onGrow);

@@ -46,6 +46,7 @@ export async function startServer(cfg: ServerConfig, opts: { now?: () => Date; l
       bundles: new BundleService({ meta, blobs, key, tmpDir: data.tmp, maxUpload: cfg.maxUpload, cacheBytes: cfg.payloadCache, now }),
       logs: new LogService(meta, data.logs),
     };
+    ctx.metrics.pending.set((await meta.listPending({ unassigned: true })).length);
     const app = buildApp(ctx, { logger: opts.log === false ? false : { level: cfg.logLevel }, https });
     try {
       await app.listen({ host: cfg.listen.host, port: cfg.listen.port });

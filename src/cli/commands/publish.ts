@@ -24,6 +24,7 @@ interface PublishFlags extends ServerFlags {
 
 interface Published {
   created: boolean;
+  warnings?: string[];
   version: { host: string; version: number; size: number; created: string };
 }
 
@@ -67,6 +68,7 @@ Example (cron, after rear mkbackup):
           printJson(r.body);
           return;
         }
+        for (const w of r.body.warnings ?? []) note(`warning: ${w}`);
         const v = r.body.version;
         out(r.body.created
           ? `published ${v.host} version ${v.version} (${packed.manifest.entries.length} entries, ${formatBytes(size)} uploaded)`

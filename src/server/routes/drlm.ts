@@ -48,11 +48,22 @@ export function drlmRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const id = idParam(req.params.id);
     const { workflow, stamp } = req.params;
     if (!SEGMENT.test(workflow) || !SEGMENT.test(stamp)) throw new RuError('REQUEST_INVALID', 'workflow and timestamp must be letters, digits, . _ -', { param: 'log' });
-    const token = await authenticate(req, ctx.meta);
-    const host = await ctx.meta.getHost(id);
-    authorize(token, 'fetch', host, id);
-    await hostOr404(ctx, id);
-    const rec = await ctx.meta.openLog({ host: id, workflow, stamp, address: req.ip });
+    let tokenId: string | null = null;
+    let rec;
+    try {
+      const token = await authenticate(req, ctx.meta);
+      tokenId = token.id;
+      const host = await ctx.meta.getHost(id);
+      authorize(token, 'fetch', host, id);
+      await hostOr404(ctx, id);
+      rec = await ctx.meta.openLog({ host: id, workflow, stamp, address: req.ip });
+    } catch (e) {
+      await audit(ctx, req, { kind: 'log', token: tokenId, host: id, result: e instanceof RuError ? e.code : 'INTERNAL', detail: `log upload ${workflow} ${stamp} refused` });
+      // The body of a refused upload is not read: close the connection instead of draining it.
+      reply.header('connection', 'close');
+      throw e;
+    }
+    const token = { id: tokenId as string };
     await audit(ctx, req, { kind: 'log', token: token.id, host: id, result: 'ok', detail: `log ${rec.id} started: ${workflow} ${stamp}` });
     const done = await ctx.logs.receive(rec, req.raw as Readable, ctx.maxUpload, (n) => ctx.metrics.logBytes.inc(n));
     await audit(ctx, req, { kind: 'log', token: token.id, host: id, bytes: done.bytes, result: done.complete ? 'ok' : 'INCOMPLETE', detail: `log ${rec.id} ended` });

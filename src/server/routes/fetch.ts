@@ -54,13 +54,8 @@ export async function sendBundle(ctx: ServerContext, req: FastifyRequest, reply:
     }
   }
   const bytes = end - start + 1;
-  reply.raw.once('finish', () => {
-    ctx.metrics.bundleBytes.inc({ protocol }, bytes);
-    void audit(ctx, req, { kind: 'fetch', token: token.id, host: host.id, version: rec.version, bytes, result: 'ok', detail: `${protocol}${start > 0 ? ` resumed at ${start}` : ''}` });
-  });
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) void audit(ctx, req, { kind: 'fetch', token: token.id, host: host.id, version: rec.version, bytes, result: 'ABORTED', detail: `${protocol}: connection closed before the end` });
-  });
+  // HEAD (which Fastify answers with this handler) sends no body: neither a fetch nor bytes.
+  if (req.method !== 'HEAD') recordFetch(ctx, req, reply, token, host, rec, protocol, start, bytes);
   return reply
     .header('etag', etagOf(ctx, host.id, rec.version, served))
     .header('accept-ranges', 'bytes')
@@ -71,6 +66,16 @@ export async function sendBundle(ctx: ServerContext, req: FastifyRequest, reply:
     .type('application/gzip')
     // A payload kept in memory goes out in one write; a large one streams from the blob store.
     .send(sealed.payload.buffer ? Buffer.concat([sealed.head, sealed.payload.buffer]).subarray(start, end + 1) : Readable.from(sealedBytes(sealed, start, end), { objectMode: false }));
+}
+
+function recordFetch(ctx: ServerContext, req: FastifyRequest, reply: FastifyReply, token: TokenRecord, host: Host, rec: VersionRecord, protocol: 'api' | 'rear', start: number, bytes: number): void {
+  reply.raw.once('finish', () => {
+    ctx.metrics.bundleBytes.inc({ protocol }, bytes);
+    void audit(ctx, req, { kind: 'fetch', token: token.id, host: host.id, version: rec.version, bytes, result: 'ok', detail: `${protocol}${start > 0 ? ` resumed at ${start}` : ''}` });
+  });
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) void audit(ctx, req, { kind: 'fetch', token: token.id, host: host.id, version: rec.version, bytes, result: 'ABORTED', detail: `${protocol}: connection closed before the end` });
+  });
 }
 
 /** A refusal on a fetch route is audited with its code, then answered as usual. */

@@ -29,12 +29,14 @@ function reportedFacts(q: Record<string, unknown>): HostFields {
 export function publishRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.post<{ Params: { id: string }; Querystring: Record<string, unknown> }>('/api/v1/hosts/:id/versions', async (req, reply) => {
     const id = idParam(req.params.id);
-    const token = await authenticate(req, ctx.meta);
-    const host = await ctx.meta.getHost(id);
-    authorize(token, 'publish', host, id);
-    const facts = reportedFacts(req.query);
-    const announced = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : null;
+    let tokenId: string | null = null;
     try {
+      const token = await authenticate(req, ctx.meta);
+      tokenId = token.id;
+      const host = await ctx.meta.getHost(id);
+      authorize(token, 'publish', host, id);
+      const facts = reportedFacts(req.query);
+      const announced = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : null;
       if (!host && token.scope !== 'admin') throw new RuError('HOST_UNKNOWN', `no host ${JSON.stringify(id)}`, { host: id });
       const create = async (): Promise<Host> => {
         // Two first publishes at once: the second finds the host the first created.
@@ -47,15 +49,23 @@ export function publishRoutes(app: FastifyInstance, ctx: ServerContext): void {
         return h;
       };
       const r = await ctx.bundles.publish(host ?? { id, class: null, create }, req.raw as Readable, { announced, publisher: token.id });
-      if (Object.keys(facts).length > 0) await ctx.meta.updateHost(id, facts);
+      // The version stands; facts that clash with another host's are reported, not forced.
+      const warnings: string[] = [];
+      if (Object.keys(facts).length > 0) {
+        await ctx.meta.updateHost(id, facts).catch(async (e: unknown) => {
+          if (!(e instanceof RuError) || (e.code !== 'STORE_CONFLICT' && e.code !== 'STORE_INVALID')) throw e;
+          warnings.push(`the machine's facts were not recorded: ${e.message}`);
+          await audit(ctx, req, { kind: 'host', token: token.id, host: id, result: e.code, detail: e.message.slice(0, 500) });
+        });
+      }
       ctx.metrics.publishes.inc({ result: r.created ? 'created' : 'unchanged' });
       await audit(ctx, req, { kind: 'publish', token: token.id, host: id, version: r.version.version, bytes: r.version.size, result: 'ok', detail: r.created ? 'new version' : 'unchanged' });
       const { manifest: _m, ...summary } = r.version;
-      return reply.code(r.created ? 201 : 200).send({ created: r.created, version: summary });
+      return reply.code(r.created ? 201 : 200).send({ created: r.created, version: summary, warnings });
     } catch (e) {
       const code = e instanceof RuError ? e.code : 'INTERNAL';
       ctx.metrics.publishes.inc({ result: code });
-      await audit(ctx, req, { kind: 'publish', token: token.id, host: id, result: code, detail: e instanceof Error ? e.message.slice(0, 500) : null });
+      await audit(ctx, req, { kind: 'publish', token: tokenId, host: id, result: code, detail: e instanceof Error ? e.message.slice(0, 500) : null });
       // The rest of a refused upload is not read: close the connection instead of draining it.
       if (!req.raw.complete) reply.header('connection', 'close');
       throw e;
