@@ -108,3 +108,14 @@ try {
   if (mounted) execFileSync('umount', [ram]);
   rmSync(work, { recursive: true, force: true });
 }
+
+// ---- the server (issue 4): rear-update serve vs nginx serving the same files from disk ----
+{
+  const { runServeBench } = await import('./serve.ts');
+  const { productTarget } = await import('./product-server.ts');
+  const report = await runServeBench({ targets: [productTarget()] });
+  const ours = report.rows.filter((r) => r.target === 'rear-update serve');
+  for (const r of ours) {
+    console.log(`rear-update serve, ${r.clients} clients: ${r.ratioToNginx.toFixed(2)}x nginx's throughput (target >= 0.80x: ${r.ratioToNginx >= 0.8 ? 'met' : 'NOT met'}), p99 ${r.p99Ms.toFixed(0)} ms, peak RSS ${r.peakRssMiB?.toFixed(0) ?? '?'} MiB`);
+  }
+}

@@ -502,19 +502,19 @@ function untilDone(cleanup: () => void): () => void {
 }
 
 /** A child that is stopped when this process exits (nginx stops its workers on SIGTERM). */
-function track(child: ChildProcess): ChildProcess {
+export function track(child: ChildProcess): ChildProcess {
   const done = untilDone(() => child.kill('SIGTERM'));
   child.on('exit', done);
   return child;
 }
 
-function pidOf(child: ChildProcess): number {
+export function pidOf(child: ChildProcess): number {
   if (child.pid === undefined) throw new Error(`could not start ${child.spawnfile}`);
   return child.pid;
 }
 
 /** SIGTERM (nginx: fast shutdown), then SIGKILL the whole tree after 5 s. */
-async function stopProcess(child: ChildProcess): Promise<void> {
+export async function stopProcess(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const tree = procTree(pidOf(child));
   const exited = new Promise<void>((done) => child.once('exit', () => done()));
@@ -530,7 +530,7 @@ async function stopProcess(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-async function waitUntilServing(target: ServeTarget, child: ChildProcess, diagnostics: () => string): Promise<void> {
+export async function waitUntilServing(target: ServeTarget, child: ChildProcess, diagnostics: () => string): Promise<void> {
   const url = target.baseUrl + target.pathFor(0);
   for (let i = 0; i < 100; i++) {
     if (child.exitCode !== null || child.signalCode !== null) break;
@@ -557,7 +557,7 @@ function firstLine(child: ChildProcess): Promise<string> {
   });
 }
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((done, fail) => {
     const srv = createServer();
     srv.on('error', fail);

@@ -1,8 +1,8 @@
 // What install-rear puts on the original (or template) system so that the next
 // `rear mkrescue` carries rear-update into the rescue image, using ReaR's own mechanisms only:
 //   /usr/local/sbin/rear-update          the one-file executable   (REQUIRED_PROGS)
-//   /etc/rear-update/keys/*.pub          the keys apply trusts      (COPY_AS_IS)
-//   /etc/rear-update/settings.conf       server, token, id source   (COPY_AS_IS; 0600)
+//   /etc/rear-update/keys/*.pub          the keys apply trusts      (COPY_AS_IS, that dir only)
+//   /etc/rear-update/settings.conf       server, token, id source   (COPY_AS_IS, that file; 0600)
 //   SHARE/skel/default/etc/scripts/system-setup.d/90-rear-update.sh  the boot hook (ReaR's skeleton)
 //   /etc/rear/local.conf                 a marked block adding the two arrays above
 // Every step is idempotent; a record of what was installed lets --uninstall remove exactly it.
@@ -90,9 +90,11 @@ export function installRear(p: InstallPlan): { installed: string[]; block: strin
   add(SETTINGS, p.settings, 0o600);
   for (const x of p.extra ?? []) add(`${CONF_DIR}/${x.name}`, x.data, 0o644);
   add(hookPath(p.share), BOOT_HOOK, 0o644);
+  // Named files only, never the whole /etc/rear-update: an admin may keep a signing key in
+  // there (keygen --out /etc/rear-update/signing), and the image must not carry it.
   const block = [
     `REQUIRED_PROGS+=( /${EXE_PATH} )`,
-    `COPY_AS_IS+=( /${CONF_DIR} )`,
+    `COPY_AS_IS+=( ${[`/${KEYS_DIR}`, `/${SETTINGS}`, ...(p.extra ?? []).map((x) => `/${CONF_DIR}/${x.name}`)].join(' ')} )`,
   ];
   const confAbs = join(p.root, LOCAL_CONF);
   const before = existsSync(confAbs) ? readFileSync(confAbs, 'utf8') : '';

@@ -72,8 +72,9 @@ export function registerInstallRear(program: Command): void {
     .addHelpText('after', `
 What it installs (idempotently; run it again to change settings):
   /usr/local/sbin/rear-update                the one-file executable   -> REQUIRED_PROGS
-  /etc/rear-update/keys/*.pub                trusted keys              -> COPY_AS_IS
-  /etc/rear-update/settings.conf (0600)      server, token, id source  -> COPY_AS_IS
+  /etc/rear-update/keys/*.pub                trusted keys              -> COPY_AS_IS (this dir)
+  /etc/rear-update/settings.conf (0600)      server, token, id source  -> COPY_AS_IS (this file)
+  /etc/rear-update/ca.pem                    with --cacert             -> COPY_AS_IS (this file)
   /usr/share/rear/skel/default/etc/scripts/system-setup.d/90-rear-update.sh   the boot hook
   /etc/rear/local.conf                       a marked block with the two lines above
 
