@@ -5,6 +5,8 @@ import type { PrivateKey } from '../core/signature.ts';
 import type { BlobStore } from '../core/store/blobs.ts';
 import type { MetadataStore } from '../core/store/metadata.ts';
 import type { BundleService } from './bundles.ts';
+import type { TtlCache } from './cache.ts';
+import type { Host, TokenRecord, VersionRecord } from '../core/store/metadata.ts';
 import type { DataLayout } from './data-dir.ts';
 import type { LogService } from './logs.ts';
 import type { Metrics } from './metrics.ts';
@@ -21,4 +23,9 @@ export interface ServerContext {
   readonly metrics: Metrics;
   readonly maxUpload: number;
   readonly now: () => Date;
+  /** Memo of the download path (cache.ts): token records, and a host with its served version. */
+  readonly cache: {
+    readonly tokens: TtlCache<string, TokenRecord | null>;
+    readonly served: TtlCache<string, { host: Host; rec: VersionRecord } | null>;
+  };
 }

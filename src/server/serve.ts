@@ -10,6 +10,8 @@ import { BundleService } from './bundles.ts';
 import type { ServerConfig } from './config.ts';
 import { ensureAdminToken, layout, prepareDataDir } from './data-dir.ts';
 import { LogService } from './logs.ts';
+import { TtlCache } from './cache.ts';
+import type { Host, TokenRecord, VersionRecord } from '../core/store/metadata.ts';
 import { createMetrics } from './metrics.ts';
 import type { FastifyInstance } from 'fastify';
 
@@ -45,6 +47,7 @@ export async function startServer(cfg: ServerConfig, opts: { now?: () => Date; l
       metrics: createMetrics(),
       bundles: new BundleService({ meta, blobs, key, tmpDir: data.tmp, maxUpload: cfg.maxUpload, cacheBytes: cfg.payloadCache, now }),
       logs: new LogService(meta, data.logs),
+      cache: { tokens: new TtlCache<string, TokenRecord | null>(), served: new TtlCache<string, { host: Host; rec: VersionRecord } | null>() },
     };
     ctx.metrics.pending.set((await meta.listPending({ unassigned: true })).length);
     const app = buildApp(ctx, { logger: opts.log === false ? false : { level: cfg.logLevel }, https });

@@ -173,6 +173,7 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const fields = hostFields(bodyObject(req.body, HOST_FIELDS));
     if (Object.keys(fields).length === 0) throw invalid(`nothing to change: give one of ${HOST_FIELDS.join(', ')}`, 'body');
     const host = await change(req, token, 'host', id, `updated ${Object.keys(fields).join(', ')}`, () => ctx.meta.updateHost(id, fields));
+    ctx.cache.served.delete(id);
     return { host };
   });
 
@@ -202,6 +203,7 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const token = await admin(req);
     const id = idParam(req.params.id, 'token id');
     const rec = await change(req, token, 'token', null, `revoked ${id}`, () => ctx.meta.revokeToken(id));
+    ctx.cache.tokens.delete(id);
     return { token: publicToken(rec) };
   });
 
@@ -302,6 +304,7 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const id = idParam(req.params.id);
     const version = versionValue(bodyObject(req.body, ['version']).version);
     const host = await change(req, token, 'pin', id, `pinned ${version}`, () => ctx.meta.pin(id, version), version);
+    ctx.cache.served.delete(id);
     return { host };
   });
 
@@ -309,6 +312,7 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const token = await admin(req);
     const id = idParam(req.params.id);
     const host = await change(req, token, 'pin', id, 'unpinned', () => ctx.meta.unpin(id));
+    ctx.cache.served.delete(id);
     return { host };
   });
 

@@ -10,7 +10,7 @@ import parseRange from 'range-parser';
 import { authorize, mayFetch } from '../../core/access.ts';
 import { RuError } from '../../core/errors.ts';
 import { normalizeMac } from '../../core/store/facts.ts';
-import type { Host, TokenRecord, VersionRecord } from '../../core/store/metadata.ts';
+import type { Host, TokenRecord, TokenStore, VersionRecord } from '../../core/store/metadata.ts';
 import { resolveHost } from '../../core/store/resolve.ts';
 import { sealedBytes } from '../../adapters/tar/served-bundle.ts';
 import { authenticate } from '../auth.ts';
@@ -64,8 +64,27 @@ export async function sendBundle(ctx: ServerContext, req: FastifyRequest, reply:
     .header('x-rear-update-version', rec.version)
     .header('content-disposition', `attachment; filename="${host.id}-${rec.version}.tar.gz"`)
     .type('application/gzip')
-    // A payload kept in memory goes out in one write; a large one streams from the blob store.
-    .send(sealed.payload.buffer ? Buffer.concat([sealed.head, sealed.payload.buffer]).subarray(start, end + 1) : Readable.from(sealedBytes(sealed, start, end), { objectMode: false }));
+    // A payload kept in memory goes out as it is (no copy of it per request); a large one
+    // streams from the blob store.
+    .send(sealed.payload.buffer ? inMemory([sealed.head, sealed.payload.buffer], start, end) : Readable.from(sealedBytes(sealed, start, end), { objectMode: false }));
+}
+
+/** Bytes [start, end] of the concatenation of `parts`, as a stream of slices of them. */
+function inMemory(parts: readonly Buffer[], start: number, end: number): Readable {
+  const out: Buffer[] = [];
+  let pos = 0;
+  for (const p of parts) {
+    const from = Math.max(start - pos, 0);
+    const to = Math.min(end + 1 - pos, p.length);
+    if (from < to) out.push(p.subarray(from, to));
+    pos += p.length;
+  }
+  return new Readable({
+    read() {
+      for (const b of out) this.push(b);
+      this.push(null);
+    },
+  });
 }
 
 function recordFetch(ctx: ServerContext, req: FastifyRequest, reply: FastifyReply, token: TokenRecord, host: Host, rec: VersionRecord, protocol: 'api' | 'rear', start: number, bytes: number): void {
@@ -75,6 +94,20 @@ function recordFetch(ctx: ServerContext, req: FastifyRequest, reply: FastifyRepl
   });
   reply.raw.once('close', () => {
     if (!reply.raw.writableFinished) void audit(ctx, req, { kind: 'fetch', token: token.id, host: host.id, version: rec.version, bytes, result: 'ABORTED', detail: `${protocol}: connection closed before the end` });
+  });
+}
+
+/** Token lookups of the download path, through the short-lived memo (cache.ts). */
+const cachedTokens = (ctx: ServerContext): Pick<TokenStore, 'getToken'> => ({
+  getToken: (id) => ctx.cache.tokens.get(id, () => ctx.meta.getToken(id)),
+});
+
+/** A host and its served version (null: no such host, or nothing published), memoized. */
+async function servedOf(ctx: ServerContext, id: string): Promise<{ host: Host; rec: VersionRecord } | null> {
+  return ctx.cache.served.get(id, async () => {
+    const host = await ctx.meta.getHost(id);
+    const rec = host ? await ctx.meta.servedVersion(id) : null;
+    return host && rec ? { host, rec } : null;
   });
 }
 
@@ -97,13 +130,14 @@ export function fetchRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const id = idParam(req.params.id);
     let token: TokenRecord | null = null;
     return audited(ctx, req, id, () => token, async () => {
-      token = await authenticate(req, ctx.meta);
+      token = await authenticate(req, cachedTokens(ctx));
       const version = intParam(req.query.version, 'version');
-      const host = await ctx.meta.getHost(id);
+      const served = version === null ? await servedOf(ctx, id) : null;
+      const host = served?.host ?? (await ctx.meta.getHost(id));
       // Scope first: a token for another host learns nothing, not even whether this one exists.
       authorize(token, 'fetch', host, id);
       if (!host) throw new RuError('HOST_UNKNOWN', `no host ${JSON.stringify(id)}`, { host: id });
-      return sendBundle(ctx, req, reply, host, await ctx.bundles.record(host, version), token, 'api');
+      return sendBundle(ctx, req, reply, host, served?.rec ?? (await ctx.bundles.record(host, version)), token, 'api');
     });
   });
 
@@ -113,7 +147,7 @@ export function fetchRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const name = m[1]!;
     let token: TokenRecord | null = null;
     return audited(ctx, req, name, () => token, async () => {
-      token = await authenticate(req, ctx.meta);
+      token = await authenticate(req, cachedTokens(ctx));
       const mac = normalizeMac(name);
       let host: Host | null;
       if (mac) {

@@ -49,6 +49,7 @@ export function publishRoutes(app: FastifyInstance, ctx: ServerContext): void {
         return h;
       };
       const r = await ctx.bundles.publish(host ?? { id, class: null, create }, req.raw as Readable, { announced, publisher: token.id });
+      ctx.cache.served.delete(id);
       // The version stands; facts that clash with another host's are reported, not forced.
       const warnings: string[] = [];
       if (Object.keys(facts).length > 0) {
