@@ -75,6 +75,14 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// `rear-update ... | head` closes the pipe early: that is the reader's choice, not an error.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode === undefined ? 0 : Number(process.exitCode));
+    throw e;
+  });
+}
+
 main(process.argv).then(
   (code) => {
     process.exitCode = code;
