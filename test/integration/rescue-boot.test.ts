@@ -163,3 +163,33 @@ test('by hand in the rescue shell: `rear-update apply e229` and `rear-update app
     assert.equal(r.vars.HOST_ONLY_VAR, 'e229-configuration');
   }
 });
+
+test('kernel command line: rear_update=off leaves the image as it is; rear_update=server=...,id=...,token=... overrides the image; no network: bounded retries, then a clear failure', async () => {
+  const noServer = image();
+  // An image without server or token: everything comes from the kernel command line.
+  noServer['/etc/rear-update/settings.conf'] = { content: encodeSettings({ REAR_UPDATE_RETRY_FOR: '0' }, 'no server'), mode: 0o600 };
+  const unreachable = image();
+  unreachable['/etc/rear-update/settings.conf'] = {
+    content: encodeSettings({ REAR_UPDATE_SERVER: 'http://127.0.0.1:9', REAR_UPDATE_TOKEN: fetchClass, REAR_UPDATE_RETRY_FOR: '5' }, 'dead server'),
+    mode: 0o600,
+  };
+  const [off, cmdline, dead] = await Promise.all([
+    runRearRecoverInit({ localConf: TEMPLATE_CONF, files: image(), before: bootHook('quiet rear_update=off'), vars: VARS, env }),
+    runRearRecoverInit({ localConf: TEMPLATE_CONF, files: noServer, before: bootHook(`rear_update=server=${srv.url},id=e229,token=${fetchClass}`), vars: VARS, env }),
+    runRearRecoverInit({ localConf: TEMPLATE_CONF, files: unreachable, before: bootHook('rear_update=id=e229'), vars: VARS, env }),
+  ]);
+  assert.equal(off.beforeStatus, 0, explain(off));
+  assert.match(off.beforeOutput, /disabled on the kernel command line/);
+  assert.ok(off.stopped, explain(off));
+  assert.equal(off.vars.HOST_ONLY_VAR, 'template-configuration');
+
+  assert.equal(cmdline.beforeStatus, 0, explain(cmdline));
+  assert.ok(cmdline.stopped, explain(cmdline));
+  assert.equal(cmdline.vars.HOST_ONLY_VAR, 'e229-configuration');
+
+  assert.equal(dead.beforeStatus, 1, explain(dead));
+  assert.match(dead.beforeOutput, /error (DOWNLOAD_FAILED|SERVER_UNREACHABLE)/);
+  assert.match(dead.beforeOutput, /FAILED \(exit 7\)/);
+  assert.ok(!dead.stopped, 'rear recover must not run with the image\'s own configuration');
+  assert.equal(dead.readText('/etc/rear/local.conf'), TEMPLATE_CONF);
+});
