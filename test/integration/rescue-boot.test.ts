@@ -193,3 +193,18 @@ test('kernel command line: rear_update=off leaves the image as it is; rear_updat
   assert.ok(!dead.stopped, 'rear recover must not run with the image\'s own configuration');
   assert.equal(dead.readText('/etc/rear/local.conf'), TEMPLATE_CONF);
 });
+
+test('on a console, a failed update offers the choices; "continue without the update" lifts the guard and rear recover runs with the image\'s configuration', async () => {
+  const other = join(work, 'other-console');
+  assert.equal(cli(['keygen', '--out', other]).status, 0);
+  // A terminal for the hook: script(1) gives it a pty and types the operator's answer.
+  const before = `printf '3\\n' | script -qec "bash -c 'export REAR_UPDATE_CMDLINE=rear_update=id=e229; source /etc/scripts/system-setup.d/${HOOK_NAME}'" /dev/null\n`;
+  const r = await runRearRecoverInit({ localConf: TEMPLATE_CONF, files: image({ pub: readFileSync(join(other, 'rear-update.pub'), 'utf8') }), before, vars: VARS, env });
+  assert.match(r.beforeOutput, /What now\?/, explain(r));
+  assert.match(r.beforeOutput, /1\) retry/);
+  assert.match(r.beforeOutput, /2\) give the host id to recover/);
+  assert.match(r.beforeOutput, /3\) continue WITHOUT the update/);
+  assert.match(r.beforeOutput, /continuing without update/);
+  assert.ok(r.stopped, explain(r));
+  assert.equal(r.vars.HOST_ONLY_VAR, 'template-configuration');
+});

@@ -181,6 +181,8 @@ mknod -m 666 "$R/dev/null" c 1 3; mknod -m 666 "$R/dev/zero" c 1 5; mknod -m 666
 mknod -m 666 "$R/dev/random" c 1 8; mknod -m 666 "$R/dev/urandom" c 1 9; mknod -m 666 "$R/dev/tty" c 5 0
 ln -s /proc/self/fd "$R/dev/fd"; ln -s fd/0 "$R/dev/stdin"; ln -s fd/1 "$R/dev/stdout"; ln -s fd/2 "$R/dev/stderr"
 mkdir "$R/dev/pts" "$R/dev/shm"
+# A private pty instance, so a test can give a script a terminal (script(1)); no host ttys.
+mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 rear-sandbox-pts "$R/dev/pts" && ln -s pts/ptmx "$R/dev/ptmx" || true
 # Hide the harness's own temp dir (it is part of the lower /) from rear.
 if [ -d "$R$H" ]; then mount -t tmpfs -o ro,size=4k rear-sandbox-hide "$R$H"; fi
 # The rescue system's /etc/rear holds only what the test gives (contents deleted, dir kept).
