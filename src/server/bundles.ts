@@ -17,6 +17,7 @@ import type { PrivateKey } from '../core/signature.ts';
 import type { BlobStore } from '../core/store/blobs.ts';
 import type { Host, MetadataStore, PublishResult, VersionRecord } from '../core/store/metadata.ts';
 import { readBundle } from '../adapters/tar/bundle-reader.ts';
+import { TtlCache } from './cache.ts';
 import { bufferPayload, metaTarBytes, payloadMember, seal, type PayloadSource, type Sealed } from '../adapters/tar/served-bundle.ts';
 
 export interface BundleServiceOptions {
@@ -30,9 +31,13 @@ export interface BundleServiceOptions {
   readonly now: () => Date;
 }
 
+/** A cached payload unused this long may make room for another. */
+const IDLE_MS = 60_000;
+
 export class BundleService {
   readonly #o: BundleServiceOptions;
-  readonly #cache = new Map<string, Buffer>();
+  readonly #cache = new Map<string, { data: Buffer; used: number }>();
+  readonly #sealings = new TtlCache<string, Sealed>(2000, 1024);
   #cached = 0;
 
   constructor(o: BundleServiceOptions) {
@@ -117,9 +122,17 @@ export class BundleService {
   }
 
   /** A sealed copy of a version, served at `served` (whole seconds). */
+  /**
+   * A sealed copy of a version, served at `served` (whole seconds). Sealing is deterministic,
+   * so answers within the same second share one sealing (a memo of two seconds): the bytes are
+   * exactly those a fresh sealing would give.
+   */
   async sealed(host: Host, rec: VersionRecord, served: Date): Promise<Sealed> {
-    const m = decodeManifest(Buffer.from(rec.manifest));
-    return this.#sealWith({ ...m, host: host.id, class: host.class }, rec.version, rec.blob, rec.size, served);
+    const key = `${host.id}\0${host.class ?? ''}\0${rec.version}\0${rec.blob}\0${served.getTime()}`;
+    return this.#sealings.get(key, async () => {
+      const m = decodeManifest(Buffer.from(rec.manifest));
+      return this.#sealWith({ ...m, host: host.id, class: host.class }, rec.version, rec.blob, rec.size, served);
+    });
   }
 
   async #sealWith(m: Manifest, version: number, blob: string, size: number, served: Date): Promise<Sealed> {
@@ -127,13 +140,18 @@ export class BundleService {
     return seal(manifest, this.#o.key, await this.payload(blob, size));
   }
 
-  /** The stored payload member; small ones stay in memory (least recently used leave first). */
+  /**
+   * The stored payload member. Small ones stay in memory, up to cacheBytes. When it is full, a
+   * new payload displaces only entries unused for IDLE_MS; otherwise it is served from disk
+   * without being kept: a fleet slightly larger than the cache, fetched in turn, would
+   * otherwise evict every entry just before it is needed again (an LRU's worst case).
+   */
   async payload(sha256: string, size: number): Promise<PayloadSource> {
     const hit = this.#cache.get(sha256);
+    const now = Date.now();
     if (hit) {
-      this.#cache.delete(sha256);
-      this.#cache.set(sha256, hit);
-      return bufferPayload(hit, sha256);
+      hit.used = now;
+      return bufferPayload(hit.data, sha256);
     }
     const blobs = this.#o.blobs;
     const open = async (): Promise<Readable> => {
@@ -141,18 +159,15 @@ export class BundleService {
       if (!got) throw new RuError('BLOB_MISSING', `bundle data ${sha256} is missing from the blob store`, { blob: sha256 });
       return got.stream;
     };
-    if (size <= this.#o.cacheBytes / 4) {
+    if (size <= this.#o.cacheBytes / 4 && this.#makeRoom(size, now)) {
       const parts: Buffer[] = [];
       for await (const c of await open()) parts.push(c as Buffer);
-      const b = Buffer.concat(parts);
-      this.#cache.set(sha256, b);
-      this.#cached += b.length;
-      for (const [k, v] of this.#cache) {
-        if (this.#cached <= this.#o.cacheBytes) break;
-        this.#cache.delete(k);
-        this.#cached -= v.length;
+      const data = Buffer.concat(parts);
+      if (!this.#cache.has(sha256)) {
+        this.#cache.set(sha256, { data, used: now });
+        this.#cached += data.length;
       }
-      return bufferPayload(b, sha256);
+      return bufferPayload(data, sha256);
     }
     return {
       size,
@@ -161,6 +176,18 @@ export class BundleService {
         yield* (await open()) as AsyncIterable<Uint8Array>;
       },
     };
+  }
+
+  /** Frees `size` bytes of the payload cache from idle entries; false if it cannot. */
+  #makeRoom(size: number, now: number): boolean {
+    if (this.#cached + size <= this.#o.cacheBytes) return true;
+    const idle = [...this.#cache].filter(([, e]) => now - e.used >= IDLE_MS).sort((a, b) => a[1].used - b[1].used);
+    for (const [k, e] of idle) {
+      if (this.#cached + size <= this.#o.cacheBytes) break;
+      this.#cache.delete(k);
+      this.#cached -= e.data.length;
+    }
+    return this.#cached + size <= this.#o.cacheBytes;
   }
 }
 

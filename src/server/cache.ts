@@ -9,9 +9,12 @@ export const TTL_MS = 1000;
 export class TtlCache<K, V> {
   readonly #m = new Map<K, { at: number; v: Promise<V> }>();
   readonly #ttl: number;
+  readonly #max: number;
 
-  constructor(ttl = TTL_MS) {
+  /** Expired entries are dropped once more than `max` are held (and the oldest if all are fresh). */
+  constructor(ttl = TTL_MS, max = 10_000) {
     this.#ttl = ttl;
+    this.#max = max;
   }
 
   get(k: K, load: () => Promise<V>): Promise<V> {
@@ -22,7 +25,14 @@ export class TtlCache<K, V> {
     this.#m.set(k, { at: now, v });
     // A failed load is not remembered.
     v.catch(() => this.#m.delete(k));
-    if (this.#m.size > 10_000) for (const [key, e] of this.#m) if (now - e.at >= this.#ttl) this.#m.delete(key);
+    if (this.#m.size > this.#max) {
+      for (const [key, e] of this.#m) if (now - e.at >= this.#ttl) this.#m.delete(key);
+      // Insertion order is age order: drop the oldest until within bounds.
+      for (const key of this.#m.keys()) {
+        if (this.#m.size <= this.#max) break;
+        this.#m.delete(key);
+      }
+    }
     return v;
   }
 

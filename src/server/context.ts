@@ -4,6 +4,7 @@
 import type { PrivateKey } from '../core/signature.ts';
 import type { BlobStore } from '../core/store/blobs.ts';
 import type { MetadataStore } from '../core/store/metadata.ts';
+import type { AuditQueue } from './audit-queue.ts';
 import type { BundleService } from './bundles.ts';
 import type { TtlCache } from './cache.ts';
 import type { Host, TokenRecord, VersionRecord } from '../core/store/metadata.ts';
@@ -16,6 +17,8 @@ export interface ServerContext {
   readonly blobs: BlobStore;
   readonly bundles: BundleService;
   readonly logs: LogService;
+  /** Batches the records of successful downloads (audit-queue.ts). */
+  readonly auditQueue: AuditQueue;
   readonly key: PrivateKey;
   /** PEM text of the server's public key, as in DATA/server.pub. */
   readonly publicPem: string;

@@ -11,6 +11,7 @@ import type { ServerConfig } from './config.ts';
 import { ensureAdminToken, layout, prepareDataDir } from './data-dir.ts';
 import { LogService } from './logs.ts';
 import { TtlCache } from './cache.ts';
+import { AuditQueue } from './audit-queue.ts';
 import type { Host, TokenRecord, VersionRecord } from '../core/store/metadata.ts';
 import { createMetrics } from './metrics.ts';
 import type { FastifyInstance } from 'fastify';
@@ -47,6 +48,7 @@ export async function startServer(cfg: ServerConfig, opts: { now?: () => Date; l
       metrics: createMetrics(),
       bundles: new BundleService({ meta, blobs, key, tmpDir: data.tmp, maxUpload: cfg.maxUpload, cacheBytes: cfg.payloadCache, now }),
       logs: new LogService(meta, data.logs),
+      auditQueue: new AuditQueue(meta),
       cache: { tokens: new TtlCache<string, TokenRecord | null>(), served: new TtlCache<string, { host: Host; rec: VersionRecord } | null>() },
     };
     ctx.metrics.pending.set((await meta.listPending({ unassigned: true })).length);
@@ -64,6 +66,7 @@ export async function startServer(cfg: ServerConfig, opts: { now?: () => Date; l
       url: `${https ? 'https' : 'http'}://${host}:${port}`,
       close: async () => {
         await app.close();
+        await ctx.auditQueue.flush();
         await meta.close();
         await blobs.close();
       },

@@ -292,6 +292,21 @@ export function metadataContract(name: string, factory: MetadataFactory): void {
       await rejectsWith(s.queryAudit({ limit: 0 }), 'STORE_INVALID');
     }));
 
+    test('audit: a batch is stored in order, after what came before; a malformed event refuses the whole batch', withStore(async (s) => {
+      await s.appendAudit({ kind: 'publish', host: 'h', result: 'ok' });
+      await s.appendAudits([
+        { kind: 'fetch', token: 't1', host: 'h', version: 1, bytes: 10, result: 'ok', address: '10.0.0.9' },
+        { kind: 'fetch', token: 't2', host: 'h', version: 1, bytes: 20, result: 'ok' },
+      ]);
+      const got = await s.queryAudit();
+      assert.deepEqual(got.map((e) => [e.kind, e.token, e.bytes]), [['fetch', 't2', 20], ['fetch', 't1', 10], ['publish', null, null]]);
+      assert.ok(got[0]!.id > got[1]!.id && got[1]!.id > got[2]!.id);
+      assert.equal(got[1]!.address, '10.0.0.9');
+      await rejectsWith(s.appendAudits([{ kind: 'fetch', result: 'ok' }, { kind: 'fetch', result: '' }]), 'STORE_INVALID');
+      assert.equal((await s.queryAudit()).length, 3);
+      await s.appendAudits([]);
+    }));
+
     test('audit: the default limit is 100, at most 1000', withStore(async (s) => {
       for (let i = 0; i < 120; i++) await s.appendAudit({ kind: 'fetch', result: 'ok', bytes: i });
       assert.equal((await s.queryAudit()).length, 100);

@@ -213,6 +213,11 @@ export class MemoryMetadataStore implements MetadataStore {
     return rec;
   }
 
+  async appendAudits(es: readonly NewAuditEvent[]): Promise<void> {
+    for (const e of es) checkAuditEvent(e);
+    for (const e of es) await this.appendAudit(e);
+  }
+
   async queryAudit(q: AuditQuery = {}): Promise<AuditEvent[]> {
     const limit = auditLimit(q);
     const out: AuditEvent[] = [];

@@ -385,6 +385,19 @@ export class SqliteMetadataStore implements MetadataStore {
     });
   }
 
+  async appendAudits(es: readonly NewAuditEvent[]): Promise<void> {
+    for (const e of es) checkAuditEvent(e);
+    if (es.length === 0) return;
+    const time = this.#time();
+    // One multi-row INSERT: one statement, one commit, all or nothing.
+    await this.#read('recording audit events', async (db) => {
+      await db.insertInto('audit').values(es.map((e) => ({
+        time, kind: e.kind, token_id: e.token ?? null, address: e.address ?? null, host_id: e.host ?? null,
+        version: e.version ?? null, bytes: e.bytes ?? null, result: e.result, detail: e.detail ?? null,
+      }))).execute();
+    });
+  }
+
   async queryAudit(q: AuditQuery = {}): Promise<AuditEvent[]> {
     const limit = auditLimit(q);
     return this.#read('querying the audit log', async (db) => {

@@ -187,6 +187,11 @@ export interface AuditQuery {
 export interface AuditStore {
   /** The host need not exist: refusals for unknown hosts are recorded too. */
   appendAudit(e: NewAuditEvent): Promise<AuditEvent>;
+  /**
+   * Several events in one step (the server batches its download records), in order; all or
+   * none are stored (a malformed one refuses the batch with STORE_INVALID).
+   */
+  appendAudits(es: readonly NewAuditEvent[]): Promise<void>;
   /** Newest first. */
   queryAudit(q?: AuditQuery): Promise<AuditEvent[]>;
 }

@@ -336,6 +336,7 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
       ...(set(q.before) ? { beforeId: intParam(q.before, 'before')! } : {}),
       ...(limit !== null ? { limit } : {}),
     };
+    await ctx.auditQueue.flush(); // downloads of the last moments are in the answer too
     const events = await ctx.meta.queryAudit(query);
     const full = events.length === (limit ?? 100);
     return { events, next: full ? (events.at(-1)?.id ?? null) : null };

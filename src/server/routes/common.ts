@@ -34,6 +34,11 @@ export async function hostOr404(ctx: ServerContext, id: string): Promise<Host> {
 
 /** Audit never fails a request: a store error is logged instead. */
 export async function audit(ctx: ServerContext, req: FastifyRequest, e: Omit<NewAuditEvent, 'address'>): Promise<void> {
+  // Completed downloads are the bulk: batched (audit-queue.ts). Everything else at once.
+  if (e.kind === 'fetch' && e.result === 'ok') {
+    ctx.auditQueue.add({ ...e, address: req.ip });
+    return;
+  }
   try {
     await ctx.meta.appendAudit({ ...e, address: req.ip });
   } catch (err) {
