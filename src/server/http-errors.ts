@@ -49,7 +49,7 @@ export function sendError(e: unknown, req: FastifyRequest, reply: FastifyReply):
   const err = toRuError(e);
   const status = statusOf(err.code);
   if (status >= 500) req.log.error({ err: e }, 'request failed');
-  else req.log.info({ code: err.code, msg: err.message }, 'request refused');
+  else req.log.info({ code: err.code, reason: err.message }, 'request refused');
   if (status === 401) reply.header('www-authenticate', 'Basic realm="rear-update", charset="UTF-8"');
   return reply.code(status).type('application/json').send({ error: err.toJSON() });
 }
