@@ -4,6 +4,7 @@
 // a matching If-Range is answered with the whole bundle (RFC 9110 allows ignoring Range),
 // because two sealings differ and must never be spliced.
 
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import parseRange from 'range-parser';
@@ -20,23 +21,28 @@ import { audit, hostOr404, idParam, intParam, listParam } from './common.ts';
 /** How long a sealed copy can be asked for again by If-Range. */
 const RESUME_WINDOW_S = 24 * 3600;
 
-const etagOf = (ctx: ServerContext, host: string, version: number, served: number): string =>
-  `"ru-${host}-${version}-${served}-${ctx.key.publicKey.fingerprint.slice(8, 16)}"`;
+/**
+ * Names everything a sealing depends on besides the stored version: the serving time, the
+ * key, and the host's class (named in the manifest), so a resumed download gets the same
+ * bytes or, if any of them changed, the whole new bundle.
+ */
+const etagOf = (ctx: ServerContext, host: Host, version: number, served: number): string =>
+  `"ru-${host.id}-${version}-${served}-${ctx.key.publicKey.fingerprint.slice(8, 16)}-${createHash('sha256').update(host.class ?? '').digest('hex').slice(0, 6)}"`;
 
 /** The served time of a previous sealing the client wants to resume, if its If-Range names one. */
-function resumedTime(ctx: ServerContext, req: FastifyRequest, host: string, version: number, now: number): number | null {
+function resumedTime(ctx: ServerContext, req: FastifyRequest, host: Host, version: number, now: number): number | null {
   const ir = req.headers['if-range'];
   if (typeof ir !== 'string' || req.headers.range === undefined) return null;
-  const m = /^"ru-(.+)-(\d+)-(\d+)-([0-9a-f]{8})"$/.exec(ir.trim());
+  const m = /-(\d+)-[0-9a-f]{8}-[0-9a-f]{6}"$/.exec(ir.trim());
   if (!m) return null;
-  const t = Number(m[3]);
+  const t = Number(m[1]);
   if (etagOf(ctx, host, version, t) !== ir.trim() || t > now || now - t > RESUME_WINDOW_S) return null;
   return t;
 }
 
 export async function sendBundle(ctx: ServerContext, req: FastifyRequest, reply: FastifyReply, host: Host, rec: VersionRecord, token: TokenRecord, protocol: 'api' | 'rear'): Promise<FastifyReply> {
   const now = Math.floor(ctx.now().getTime() / 1000);
-  const resumed = resumedTime(ctx, req, host.id, rec.version, now);
+  const resumed = resumedTime(ctx, req, host, rec.version, now);
   const served = resumed ?? now;
   const sealed = await ctx.bundles.sealed(host, rec, new Date(served * 1000));
   let start = 0;
@@ -57,7 +63,7 @@ export async function sendBundle(ctx: ServerContext, req: FastifyRequest, reply:
   // HEAD (which Fastify answers with this handler) sends no body: neither a fetch nor bytes.
   if (req.method !== 'HEAD') recordFetch(ctx, req, reply, token, host, rec, protocol, start, bytes);
   return reply
-    .header('etag', etagOf(ctx, host.id, rec.version, served))
+    .header('etag', etagOf(ctx, host, rec.version, served))
     .header('accept-ranges', 'bytes')
     .header('cache-control', 'no-store')
     .header('content-length', bytes)
