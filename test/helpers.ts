@@ -1,7 +1,7 @@
 // Shared test helpers: run the built CLI, build trees and archives from code (no committed
 // binary fixtures), and snapshot a directory tree so "byte-for-byte unchanged" is one assert.
 
-import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -156,4 +156,32 @@ export function resealed(tar: Buffer, keyFile: string): Buffer {
   const key = parsePrivateKey(readFileSync(keyFile, 'utf8'), keyFile);
   const digest = { split: body.length, part1: createHash(CONTAINER_DIGEST).update(body).digest(), part2: EMPTY_DIGEST };
   return Buffer.concat([signedGzipHeader(signContainer(digest, key), body.length), body]);
+}
+
+/**
+ * A test CA and a server certificate for 127.0.0.1 (IP SAN) made with openssl in `dir`, as an
+ * admin would make them: { caPem, cert, key } (the last two are file paths).
+ */
+export function testCa(dir: string, cn: string): { caPem: string; cert: string; key: string } {
+  mkdirSync(dir, { recursive: true });
+  const ossl = (...args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
+    '-keyout', 'ca.key', '-out', 'ca.pem', '-subj', `/CN=${cn}`,
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+  ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'srv.key', '-out', 'srv.csr', '-subj', '/CN=127.0.0.1');
+  writeFileSync(join(dir, 'srv.ext'), 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n');
+  ossl('x509', '-req', '-in', 'srv.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'srv.ext', '-out', 'srv.pem');
+  return { caPem: readFileSync(join(dir, 'ca.pem'), 'utf8'), cert: join(dir, 'srv.pem'), key: join(dir, 'srv.key') };
+}
+
+/** A sysfs/procfs below `root` with PCI NICs of these MACs and this hostname (rear-update facts --sys-root). */
+export function fakeSysRoot(root: string, macs: readonly string[], hostname: string): string {
+  macs.forEach((mac, i) => {
+    const rel = `devices/pci0000:00/0000:00:0${i + 3}.0/net/eth${i}`;
+    makeTree(join(root, 'sys', rel), { address: `${mac}\n` });
+    mkdirSync(join(root, 'sys/class/net'), { recursive: true });
+    symlinkSync(`../../${rel}`, join(root, 'sys/class/net', `eth${i}`));
+  });
+  makeTree(join(root, 'proc/sys/kernel'), { hostname: `${hostname}\n` });
+  return root;
 }

@@ -18,7 +18,7 @@ import type { BlobStore } from '../core/store/blobs.ts';
 import type { Host, MetadataStore, PublishResult, VersionRecord } from '../core/store/metadata.ts';
 import { readBundle } from '../adapters/tar/bundle-reader.ts';
 import { TtlCache } from './cache.ts';
-import { bufferPayload, metaTarBytes, payloadMember, seal, type PayloadSource, type Sealed } from '../adapters/tar/served-bundle.ts';
+import { bufferPayload, metaTarBytes, payloadMember, seal, sealedBytes, type PayloadSource, type Sealed } from '../adapters/tar/served-bundle.ts';
 
 export interface BundleServiceOptions {
   readonly meta: MetadataStore;
@@ -95,7 +95,7 @@ export class BundleService {
       const stored: Manifest = { ...read.manifest, host: host.id, class: host.class, version: null, served: null };
       // The proof that what will be served is sound: seal it and read it as a client would.
       const probe = await this.#sealWith(stored, 0, blob.sha256, blob.size, this.#o.now());
-      await readBundle(Readable.from(sealedChunks(probe)), {
+      await readBundle(Readable.from(sealedBytes(probe)), {
         trusted: [this.#o.key.publicKey], allowUnsigned: false, enforceTrust: true, limits: DEFAULT_LIMITS,
       }).catch((e: unknown) => {
         throw e instanceof RuError ? new RuError(e.code, `the bundle does not survive serving: ${e.message}`, e.context) : e;
@@ -189,9 +189,4 @@ export class BundleService {
     }
     return this.#cached + size <= this.#o.cacheBytes;
   }
-}
-
-async function* sealedChunks(s: Sealed): AsyncGenerator<Uint8Array> {
-  yield s.head;
-  yield* s.payload.chunks();
 }

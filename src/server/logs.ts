@@ -51,7 +51,7 @@ export class TokenRedactor {
 export class LogService {
   readonly #meta: MetadataStore;
   readonly #dir: string;
-  /** 'grow:<id>' after bytes were written, 'done:<id>' at the end of an upload. */
+  /** 'grow:<id>' after bytes were written and at the end of an upload. */
   readonly #events = new EventEmitter().setMaxListeners(0);
   /** Logs whose upload is in progress in this process: only those can still grow. */
   readonly #active = new Set<number>();
@@ -106,7 +106,6 @@ export class LogService {
     this.#active.delete(id);
     const done = await this.#meta.updateLog(id, bytes, complete);
     this.#events.emit(`grow:${id}`);
-    this.#events.emit(`done:${id}`);
     return done;
   }
 

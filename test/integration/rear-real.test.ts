@@ -13,14 +13,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../../src/server/config.ts';
 import { startServer, type Running } from '../../src/server/serve.ts';
-import { cleanup, CLI, cliAsync, makeTree, tempDir } from '../helpers.ts';
+import { cleanup, CLI, cliAsync, fakeSysRoot, tempDir, testCa } from '../helpers.ts';
 import { runRearRecoverInit, STOPPED_STATUS, type RearSandboxResult } from '../support/rear-sandbox.ts';
 
 const work = tempDir('ru-rear-real-');
@@ -59,13 +59,7 @@ function hostTree(host: string): string {
 /** A /sys with one NIC of the given MAC, and a hostname, so a publish records chosen facts. */
 function sysRoot(host: string, mac: string): string {
   const root = join(work, `sys-${host}`);
-  if (existsSync(root)) return root;
-  const dev = join(root, 'sys/devices/pci0000:00/0000:00:03.0/net/eth0');
-  makeTree(dev, { address: `${mac}\n` });
-  mkdirSync(join(root, 'sys/class/net'), { recursive: true });
-  symlinkSync('../../devices/pci0000:00/0000:00:03.0/net/eth0', join(root, 'sys/class/net/eth0'));
-  makeTree(join(root, 'proc/sys/kernel'), { hostname: `${host}.example.com\n` });
-  return root;
+  return existsSync(root) ? root : fakeSysRoot(root, [mac], `${host}.example.com`);
 }
 
 interface Srv {
@@ -150,18 +144,10 @@ describe('real ReaR 2.7 against our server on 127.0.0.1', { timeout: 300_000, co
     realBefore = realState();
 
     // A CA and a server certificate for 127.0.0.1 (IP SAN), as an admin would make them.
-    const t = join(work, 'tls');
-    mkdirSync(t);
-    const ossl = (...args: string[]): void => void execFileSync('openssl', args, { cwd: t, stdio: 'pipe' });
-    ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
-      '-keyout', 'ca.key', '-out', 'ca.pem', '-subj', '/CN=rear-real test CA',
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
-    ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'srv.key', '-out', 'srv.csr', '-subj', '/CN=127.0.0.1');
-    writeFileSync(join(t, 'srv.ext'), 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n');
-    ossl('x509', '-req', '-in', 'srv.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'srv.ext', '-out', 'srv.pem');
-    caPem = readFileSync(join(t, 'ca.pem'), 'utf8');
+    const ca = testCa(join(work, 'tls'), 'rear-real test CA');
+    caPem = ca.caPem;
 
-    [plain, tls] = await Promise.all([start('http'), start('https', { cert: join(t, 'srv.pem'), key: join(t, 'srv.key'), ca: Buffer.from(caPem) })]);
+    [plain, tls] = await Promise.all([start('http'), start('https', { cert: ca.cert, key: ca.key, ca: Buffer.from(caPem) })]);
     assert.match(plain.running.url, /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.match(tls.running.url, /^https:\/\/127\.0\.0\.1:\d+$/);
     await Promise.all([publish(plain, 'e229', MAC_E229), publish(tls, 'e229', MAC_E229), publish(tls, 'e230', '52:54:00:00:22:30')]);

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { runRearRecoverInit, STOP_SCRIPT, STOPPED_STATUS, type RearSandboxResult } from '../support/rear-sandbox.ts';
+import { testCa } from '../helpers.ts';
 
 /** One request as a test server saw it, including the raw request head as sent on the wire. */
 interface Seen {
@@ -287,16 +288,8 @@ describe('rear sandbox: Debian rear 2.7 up to its update step', { timeout: 300_0
     };
 
     before(async () => {
-      const t = join(dir, 'tls');
-      mkdirSync(t);
-      const ossl = (...args: string[]): void => void execFileSync('openssl', args, { cwd: t, stdio: 'pipe' });
-      ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
-        '-keyout', 'ca.key', '-out', 'ca.pem', '-subj', '/CN=rear-sandbox test CA',
-        '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
-      ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'srv.key', '-out', 'srv.csr', '-subj', '/CN=127.0.0.1');
-      writeFileSync(join(t, 'srv.ext'), 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n');
-      ossl('x509', '-req', '-in', 'srv.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'srv.ext', '-out', 'srv.pem');
-      caPem = readFileSync(join(t, 'ca.pem'), 'utf8');
+      const ca = testCa(join(dir, 'tls'), 'rear-sandbox test CA');
+      caPem = ca.caPem;
       srv = await startServer(
         (req, res) => {
           const m = /^\/clients\/([^/]+)\/(config|log\/recover\/\d{14})$/.exec(req.url ?? '');
@@ -308,7 +301,7 @@ describe('rear sandbox: Debian rear 2.7 up to its update step', { timeout: 300_0
           } else if (req.method === 'PUT' && m[2] !== 'config') req.on('end', () => res.writeHead(200).end());
           else res.writeHead(405).end();
         },
-        { key: readFileSync(join(t, 'srv.key')), cert: readFileSync(join(t, 'srv.pem')) },
+        { key: readFileSync(ca.key), cert: readFileSync(ca.cert) },
       );
     });
     after(() => srv.close());

@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -12,7 +12,7 @@ import { encodeManifest, type Manifest } from '../../src/core/manifest.ts';
 import { MANIFEST_MEMBER } from '../../src/core/paths.ts';
 import { loadConfig } from '../../src/server/config.ts';
 import { startServer, type Running } from '../../src/server/serve.ts';
-import { cleanup, CLI, cli, cliAsync, errorCode, makeTree, rawTarGz, tempDir } from '../helpers.ts';
+import { cleanup, CLI, cli, cliAsync, errorCode, fakeSysRoot, makeTree, rawTarGz, tempDir } from '../helpers.ts';
 
 const work = tempDir('ru-server-');
 const data = join(work, 'data');
@@ -20,19 +20,7 @@ let srv: Running;
 let admin: string;
 
 /** A sysfs with the given NIC MACs and hostname, so a test machine has chosen facts. */
-function sysRoot(name: string, macs: string[], hostname: string): string {
-  const root = join(work, `sys-${name}`);
-  macs.forEach((mac, i) => {
-    const dev = join(root, `sys/devices/pci0000:00/0000:00:0${i + 3}.0/net/eth${i}`);
-    mkdirSync(dev, { recursive: true });
-    writeFileSync(join(dev, 'address'), `${mac}\n`);
-    mkdirSync(join(root, 'sys/class/net'), { recursive: true });
-    symlinkSync(`../../devices/pci0000:00/0000:00:0${i + 3}.0/net/eth${i}`, join(root, 'sys/class/net', `eth${i}`));
-  });
-  mkdirSync(join(root, 'proc/sys/kernel'), { recursive: true });
-  writeFileSync(join(root, 'proc/sys/kernel/hostname'), `${hostname}\n`);
-  return root;
-}
+const sysRoot = (name: string, macs: string[], hostname: string): string => fakeSysRoot(join(work, `sys-${name}`), macs, hostname);
 
 async function req(method: string, path: string, opts: { token?: string | null; body?: Buffer | string; headers?: Record<string, string> } = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
   const u = new URL(path, srv.url);
