@@ -45,3 +45,31 @@ test('ancestors and canonical order: a directory sorts before its contents', () 
   const sorted = ['etc/rear/x', 'etc/rear-old', 'etc/rear', 'etc'].sort(comparePaths);
   assert.deepEqual(sorted, ['etc', 'etc/rear', 'etc/rear/x', 'etc/rear-old']);
 });
+
+test('canonical order is component-wise UTF-8 byte order, for ASCII, non-ASCII and prefixes alike', () => {
+  // The reference definition, written the slow and obvious way.
+  const reference = (a: string, b: string): number => {
+    const pa = a.split('/');
+    const pb = b.split('/');
+    for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
+      const c = Buffer.compare(Buffer.from(pa[i] as string), Buffer.from(pb[i] as string));
+      if (c !== 0) return c;
+    }
+    return pa.length - pb.length;
+  };
+  const alphabet = ['a', 'b', '-', '.', '0', 'Z', '~', 'é', 'ß', '\u{e000}', '😀', '/'];
+  let seed = 7;
+  const rnd = (n: number): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
+  const path = (): string => {
+    let s = '';
+    for (let i = 1 + rnd(8); i > 0; i--) s += alphabet[rnd(alphabet.length)];
+    return s.replace(/\/+/g, '/').replace(/^\/|\/$/g, '') || 'x';
+  };
+  const paths = Array.from({ length: 400 }, path);
+  for (let i = 0; i + 1 < paths.length; i++) {
+    const [a, b] = [paths[i] as string, paths[i + 1] as string];
+    assert.equal(Math.sign(comparePaths(a, b)), Math.sign(reference(a, b)), `${a} vs ${b}`);
+  }
+  assert.ok(comparePaths('a/b', 'ab') < 0 && comparePaths('ab', 'a/b') > 0);
+  assert.ok(comparePaths('\u{e000}', '😀') < 0, 'U+E000 is 3 UTF-8 bytes EE.., U+1F600 is F0..: byte order, not UTF-16 order');
+});

@@ -80,6 +80,25 @@ export const isReserved = (path: string): boolean => path === STATE_DIR || path.
  * precedes its contents, independent of locale and of the order a directory was read in.
  */
 export function comparePaths(a: string, b: string): number {
+  // One pass over the characters, no splitting: plans sort thousands of paths. A component
+  // that ends where the other goes on ('/' against anything) is a prefix, so it comes first.
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x === SLASH) return -1;
+    if (y === SLASH) return 1;
+    // For ASCII, UTF-16 order is byte order; only other names need the (slower) byte compare.
+    if (x < 0x80 && y < 0x80) return x - y;
+    return compareComponentBytes(a, b);
+  }
+  return a.length - b.length;
+}
+
+const SLASH = 0x2f;
+
+function compareComponentBytes(a: string, b: string): number {
   const pa = a.split('/');
   const pb = b.split('/');
   const n = Math.min(pa.length, pb.length);
@@ -87,12 +106,8 @@ export function comparePaths(a: string, b: string): number {
     const x = pa[i] as string;
     const y = pb[i] as string;
     if (x === y) continue;
-    // For ASCII, UTF-16 order is byte order; only other names need the (slower) byte compare.
-    if (ASCII.test(x) && ASCII.test(y)) return x < y ? -1 : 1;
     return Buffer.compare(Buffer.from(x), Buffer.from(y));
   }
   return pa.length - pb.length;
 }
 
-// eslint-disable-next-line no-control-regex
-const ASCII = /^[\x00-\x7f]*$/;
