@@ -100,12 +100,11 @@ function doOp(root: string, txn: string, op: Op, owners: boolean): void {
     case 'chmeta':
       setMeta(target, op.to, owners);
       return;
-    case 'put': {
-      const staged = join(txn, op.staged);
-      if (!exists(staged)) return; // already renamed into place
-      if (op.backup && exists(target) && !exists(join(txn, op.backup))) linkSync(target, join(txn, op.backup));
-      renameSync(staged, target);
-    }
+    case 'put':
+      // A commit runs once, forwards; an interrupted one is undone, never resumed, so the
+      // staged file is known to be there (no lstat per file: 5,000 of them cost ~40 ms).
+      if (op.backup && exists(target)) linkSync(target, join(txn, op.backup));
+      renameSync(join(txn, op.staged), target);
   }
 }
 
