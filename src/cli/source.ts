@@ -1,14 +1,15 @@
 // Where a bundle comes from: a local path, a file:// URL, or an http(s):// URL downloaded
 // (resumably) to a temporary file first. Returns a stream to read and a cleanup to call.
 
-import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync, type ReadStream } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PooledFileStream } from '../adapters/tar/buffer-pools.ts';
 import { RuError } from '../core/errors.ts';
 
 export interface OpenedSource {
-  readonly stream: ReadStream;
+  readonly stream: PooledFileStream;
   readonly size: number;
   readonly label: string;
   cleanup(): void;
@@ -17,7 +18,7 @@ export interface OpenedSource {
 export function openFile(path: string): OpenedSource {
   const st = statSync(path, { throwIfNoEntry: false });
   if (!st?.isFile()) throw new RuError('SOURCE_NOT_FOUND', `${path}: ${st ? 'not a regular file' : 'no such file'}`, { path });
-  return { stream: createReadStream(path, { highWaterMark: 1 << 20 }), size: st.size, label: path, cleanup: () => undefined };
+  return { stream: new PooledFileStream(path), size: st.size, label: path, cleanup: () => undefined };
 }
 
 /** The URL without user:password, for messages and records. */

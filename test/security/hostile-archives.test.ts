@@ -503,6 +503,13 @@ describe('broken archives', () => {
     refuses(f, { codes: ['BUNDLE_CORRUPT'], names: [] });
   });
 
+  it('parser differential: a tar.gz gzipped once more is refused (GNU tar -xzf does not unpack it twice): BUNDLE_CORRUPT', () => {
+    // node-tar's Parser sniffs for gzip and zstd magic and would unpack the inner archive:
+    // files GNU tar never shows an admin checking the same file would be installed.
+    const f = fixture(() => gzipSync(rawTarGz([file('etc/rear/local.conf', 'INNER=1\n')])));
+    refuses(f, { codes: ['BUNDLE_CORRUPT'], names: [] });
+  });
+
   it('garbage inside a valid gzip stream (not tar) is refused: BUNDLE_CORRUPT', () => {
     const f = fixture(() => gzipSync(Buffer.from('#!/bin/sh\nrm -rf /\n'.repeat(200))));
     refuses(f, { codes: ['BUNDLE_CORRUPT'], names: [] });

@@ -15,6 +15,7 @@ import type { StagedEntry } from '../../core/plan.ts';
 import { checkTypeAndMode, LimitCounter, type Limits } from '../../core/policy.ts';
 import { checkSignature, decodeSignature, requireTrusted, type PublicKey, type SignatureRecord, type SignatureStatus } from '../../core/signature.ts';
 import { checkGzipHeader, ContainerHasher, gzipHeaderLength, splitOf, verifyContainer } from '../../core/container.ts';
+import { isRecycling, OutputPool } from './buffer-pools.ts';
 
 export interface StageMeta {
   readonly mode: number;
@@ -70,10 +71,15 @@ export interface ReadResult {
 
 const MAX_META_BYTES = 64 * 1024 * 1024;
 
-// A deep buffer after gunzip (16 KiB by default) lets zlib, on the thread pool, run ahead
-// while this thread hashes and writes: the two overlap instead of taking turns.
-const HWM = 8 << 20;
+// A buffer after gunzip (16 KiB by default) lets zlib, on the thread pool, run ahead while
+// this thread hashes and writes: the two overlap instead of taking turns. Its output buffers
+// are reused (buffer-pools.ts): enough of them to cover what can be in flight.
+const CHUNK = 1 << 20;
+const HWM = 2 << 20;
+const OUT_BUFFERS = 8;
 const BLOCK = 512;
+// What GNU tar -xzf would not unpack a second time, but node-tar's Parser would (it sniffs).
+const NESTED_MAGIC = [Buffer.from([0x1f, 0x8b]), Buffer.from([0x28, 0xb5, 0x2f, 0xfd])];
 
 function mismatch(path: string, field: string, expected: unknown, actual: unknown): RuError {
   return new RuError('BUNDLE_MEMBER_MISMATCH', `${path}: ${field} is ${String(actual)} in the archive but ${String(expected)} in the manifest`, {
@@ -103,7 +109,7 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
   const seen = new Map<string, StagedEntry>();
   const order: string[] = [];
 
-  const parser = new Parser({ maxMetaEntrySize: 1024 * 1024 });
+  const parser = new Parser({ maxMetaEntrySize: 1024 * 1024, zstd: false, brotli: false });
   const fail = (e: unknown): void => {
     if (failure === null) failure = e;
     // Stop reading: nothing after the first refusal is looked at.
@@ -145,7 +151,8 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
       throw new RuError('BUNDLE_MANIFEST_INVALID', `${entry.path} must be a regular file of at most ${MAX_META_BYTES} bytes`);
     }
     const chunks: Buffer[] = [];
-    entry.on('data', (c: Buffer) => chunks.push(c));
+    // A copy: the chunk's buffer is reused once the parser returns (buffer-pools.ts).
+    entry.on('data', (c: Buffer) => chunks.push(Buffer.from(c)));
     entry.on('end', () => {
       try {
         then(Buffer.concat(chunks));
@@ -294,7 +301,33 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
 
   let streamError: unknown = null;
   // zlib streams pass options on to Transform, but the typings do not say so.
-  const gunzip = createGunzip({ chunkSize: 1 << 20, ...({ highWaterMark: HWM } as object) });
+  const gunzip = createGunzip({ chunkSize: CHUNK, ...({ highWaterMark: HWM } as object) });
+  const outPool = new OutputPool(gunzip, CHUNK, OUT_BUFFERS);
+  if (isRecycling(input)) {
+    // Once gunzip has consumed a chunk of the file, its buffer can be read into again.
+    const transform = gunzip._transform.bind(gunzip);
+    gunzip._transform = (chunk: Buffer, enc, cb) => transform(chunk, enc, (e?: Error | null, data?: unknown) => {
+      input.recycle(chunk);
+      cb(e, data);
+    });
+  }
+  // The parser copies nothing it keeps (aligned chunks leave no partial block behind), so
+  // once write() returns with the entry flowing, nothing refers to the chunk any more.
+  const parserWrite = parser.write.bind(parser) as (chunk: Buffer) => boolean;
+  parser.write = ((chunk: Buffer): boolean => {
+    const ok = parserWrite(chunk);
+    if (ok) outPool.done(chunk);
+    else outPool.retire(chunk);
+    return ok;
+  }) as typeof parser.write;
+  let first = true;
+  /** Looks at the first bytes handed to the parser only. */
+  const nested = (head: Buffer): RuError | null => {
+    if (!first) return null;
+    first = false;
+    if (!NESTED_MAGIC.some((m) => head.subarray(0, m.length).equals(m))) return null;
+    return new RuError('BUNDLE_CORRUPT', 'the archive inside the gzip stream is compressed once more; GNU tar would not unpack it, so neither does rear-update');
+  };
   // Counting by listening, not by extra pipeline stages: each stage costs a copy of the data flow.
   input.on('data', (c: Buffer) => {
     // The header is kept for judge(); every byte after it is hashed for the container signature.
@@ -333,24 +366,37 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
         const need = BLOCK - tail.length;
         if (c.length < need) {
           tail = Buffer.concat([tail, c]);
+          outPool.done(chunk);
           cb();
           return;
         }
         out.push(Buffer.concat([tail, c.subarray(0, need)]));
+        outPool.done(chunk, need);
         c = c.subarray(need);
         tail = null;
       }
       const aligned = c.length - (c.length % BLOCK);
       if (aligned > 0) out.push(c.subarray(0, aligned));
-      if (aligned < c.length) tail = Buffer.from(c.subarray(aligned));
+      if (aligned < c.length) {
+        tail = Buffer.from(c.subarray(aligned));
+        outPool.done(chunk, c.length - aligned);
+      }
+      if (out.length > 0) {
+        const e = nested(out[0] as Buffer);
+        if (e) {
+          cb(e);
+          return;
+        }
+      }
       setImmediate(() => {
         for (const o of out) this.push(o);
         cb();
       });
     },
     flush(cb) {
-      if (tail) this.push(tail);
-      cb();
+      const e = tail ? nested(tail) : null;
+      if (tail && !e) this.push(tail);
+      cb(e);
     },
   });
   try {
