@@ -117,10 +117,16 @@ test('OutputPool: a buffer comes back only when all of its bytes are done, count
   const size = 4096;
   const gunzip = createGunzip({ chunkSize: size });
   const pool = new OutputPool(gunzip, size, 1);
-  // Stand in for zlib's processCallback: it assigns a fresh buffer each time one is full.
-  const z = gunzip as unknown as { _outBuffer: Buffer };
+  // Stand in for zlib's processCallback, statement by statement, each time a buffer is full.
+  const z = gunzip as unknown as { _outBuffer: Buffer; _outOffset: number; _chunkSize: number };
   const next = (): ArrayBufferLike => {
-    z._outBuffer = Buffer.allocUnsafe(size);
+    assert.equal(z._chunkSize, size, 'handle.availOutBefore = self._chunkSize');
+    z._outOffset = 0;
+    const asked = z._chunkSize;
+    assert.equal(asked, 0, 'zlib\'s own allocation is made free');
+    z._outBuffer = Buffer.allocUnsafe(asked);
+    assert.equal(z._outBuffer.length, size, 'whatever is assigned, zlib gets a whole buffer');
+    assert.equal(z._chunkSize, size, 'every other read sees the real size');
     return z._outBuffer.buffer;
   };
   const slice = (ab: ArrayBufferLike, from: number, to: number): Buffer => Buffer.from(ab, from, to - from);
