@@ -2,7 +2,8 @@
 // next to GNU `tar -xzf` of the same bundle, on the same machine in the same run, as ratios.
 // (a) a typical config bundle (~200 files, ~1 MB), with the one-file executable, start-up
 // included; (b) a large driver/script layer (~5,000 files, ~200 MB). Each is measured on a
-// tmpfs (what a rescue system's root is) and on the disk holding the temp directory.
+// tmpfs (what a rescue system's root is) and on the disk holding the temp directory; on disk
+// also against tar followed by a flush, since apply flushes and tar does not.
 // Prints medians of several runs; asserts nothing (these machines are shared and noisy).
 
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -48,26 +49,38 @@ function time(cmd: string, args: string[]): number {
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
-function measure(where: string, bundle: string, pub: string): { tar: number; apply: number } {
+/**
+ * On disk, apply flushes the file system before and after its commit (power-loss safety); tar
+ * does not, so there `tar -xzf` is also measured followed by `sync -f` of the same file
+ * system, the like-for-like figure. On tmpfs a flush costs nothing and neither does one.
+ */
+function measure(where: string, bundle: string, pub: string, durable: boolean): { tar: number; tarSync: number | null; apply: number } {
   const tar: number[] = [];
+  const tarSync: number[] = [];
   const apply: number[] = [];
+  const runTar = (a: string): void => {
+    const t = time('tar', ['-xzf', bundle, '-C', a]);
+    tar.push(t);
+    if (durable) tarSync.push(t + time('sync', ['-f', a]));
+  };
   for (let i = 0; i < RUNS; i++) {
     const a = join(where, `tar-${i}`);
     const b = join(where, `apply-${i}`);
     mkdirSync(a);
     mkdirSync(b);
+    if (durable) time('sync', ['-f', where]); // start each pair with nothing dirty
     // Alternate the order so neither always runs with a warmer cache.
     if (i % 2 === 0) {
-      tar.push(time('tar', ['-xzf', bundle, '-C', a]));
+      runTar(a);
       apply.push(time(EXE, ['apply', bundle, '--root', b, '--pubkey', pub, '--quiet']));
     } else {
       apply.push(time(EXE, ['apply', bundle, '--root', b, '--pubkey', pub, '--quiet']));
-      tar.push(time('tar', ['-xzf', bundle, '-C', a]));
+      runTar(a);
     }
     rmSync(a, { recursive: true, force: true });
     rmSync(b, { recursive: true, force: true });
   }
-  return { tar: median(tar), apply: median(apply) };
+  return { tar: median(tar), tarSync: durable ? median(tarSync) : null, apply: median(apply) };
 }
 
 const work = mkdtempSync(join(tmpdir(), 'ru-bench-'));
@@ -88,7 +101,7 @@ try {
     { name: '(a) config bundle', files: 200, bytes: 1 << 20, top: 'etc/rear', target: '< 500 ms wall' },
     { name: '(b) large layer', files: 5000, bytes: 200 << 20, top: 'usr/share/rear', target: '<= 1.5x tar' },
   ];
-  const rows: string[][] = [['case', 'where', 'tar -xzf ms', 'apply ms', 'ratio', 'target']];
+  const rows: string[][] = [['case', 'where', 'tar -xzf ms', 'apply ms', 'ratio', 'target', 'tar -xzf + sync -f ms', 'ratio to that']];
   for (const c of cases) {
     const src = join(work, `src-${c.files}`);
     makeTree(src, c.files, c.bytes, c.top);
@@ -97,8 +110,11 @@ try {
     rmSync(src, { recursive: true, force: true });
     for (const [label, where] of [['tmpfs', ram], ['disk', work]] as const) {
       if (label === 'tmpfs' && !mounted) continue;
-      const m = measure(where, bundle, pub);
-      rows.push([c.name, label, m.tar.toFixed(0), m.apply.toFixed(0), `${(m.apply / m.tar).toFixed(2)}x`, c.target]);
+      const m = measure(where, bundle, pub, label === 'disk');
+      rows.push([
+        c.name, label, m.tar.toFixed(0), m.apply.toFixed(0), `${(m.apply / m.tar).toFixed(2)}x`, c.target,
+        m.tarSync === null ? '-' : m.tarSync.toFixed(0), m.tarSync === null ? '-' : `${(m.apply / m.tarSync).toFixed(2)}x`,
+      ]);
     }
   }
   const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] as string).length)));
