@@ -14,7 +14,7 @@ import { RuError } from '../../core/errors.ts';
 import { normalizeMac } from '../../core/store/facts.ts';
 import type { Host, TokenRecord, TokenStore, VersionRecord } from '../../core/store/metadata.ts';
 import { resolveHost } from '../../core/store/resolve.ts';
-import { sealedBytes } from '../../adapters/tar/served-bundle.ts';
+import { SEAL_FORMAT, sealedBytes } from '../../adapters/tar/served-bundle.ts';
 import { authenticate } from '../auth.ts';
 import type { ServerContext } from '../context.ts';
 import { audit, hostOr404, idParam, intParam, listParam } from './common.ts';
@@ -24,11 +24,11 @@ const RESUME_WINDOW_S = 24 * 3600;
 
 /**
  * Names everything a sealing depends on besides the stored version: the serving time, the
- * key, and the host's class (named in the manifest), so a resumed download gets the same
- * bytes or, if any of them changed, the whole new bundle.
+ * key, the host's class (named in the manifest) and how seal() lays out bytes, so a resumed
+ * download gets the same bytes or, if any of them changed, the whole new bundle.
  */
 const etagOf = (ctx: ServerContext, host: Host, version: number, served: number): string =>
-  `"ru-${host.id}-${version}-${served}-${ctx.key.publicKey.fingerprint.slice(8, 16)}-${createHash('sha256').update(host.class ?? '').digest('hex').slice(0, 6)}"`;
+  `"ru-${SEAL_FORMAT}-${host.id}-${version}-${served}-${ctx.key.publicKey.fingerprint.slice(8, 16)}-${createHash('sha256').update(host.class ?? '').digest('hex').slice(0, 6)}"`;
 
 /** The served time of a previous sealing the client wants to resume, if its If-Range names one. */
 function resumedTime(ctx: ServerContext, req: FastifyRequest, host: Host, version: number, now: number): number | null {
