@@ -129,6 +129,12 @@ test('a download resumed with If-Range gets the same bytes; a Range without it g
   assert.notEqual(noIfRange.headers.etag, etag);
   const forged = await req('GET', '/api/v1/hosts/e229/bundle', { headers: { range: 'bytes=100-', 'if-range': etag.replace(/-\d+-/, '-0-') } });
   assert.equal(forged.status, 200);
+  // An ETag from a server that sealed in another format (before "z1": no format named) must
+  // not get a splice of two sealings, even for the same serving time.
+  assert.match(etag, /^"ru-z1-e229-/);
+  const otherFormat = await req('GET', '/api/v1/hosts/e229/bundle', { headers: { range: 'bytes=100-', 'if-range': etag.replace('"ru-z1-', '"ru-') } });
+  assert.equal(otherFormat.status, 200);
+  assert.equal(otherFormat.body.length, full.body.length);
 });
 
 test('ReaR URL forms and DRLM config route serve the host (Basic password / raw Authorization token)', async () => {
