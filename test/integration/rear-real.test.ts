@@ -21,7 +21,7 @@ import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../../src/server/config.ts';
 import { startServer, type Running } from '../../src/server/serve.ts';
 import { cleanup, CLI, cliAsync, fakeSysRoot, tempDir, testCa } from '../helpers.ts';
-import { runRearRecoverInit, STOPPED_STATUS, type RearSandboxResult } from '../support/rear-sandbox.ts';
+import { drlmLocalConf, runRearRecoverInit, STOPPED_STATUS, type RearSandboxResult } from '../support/rear-sandbox.ts';
 
 const work = tempDir('ru-rear-real-');
 const tag = randomBytes(6).toString('hex');
@@ -289,13 +289,7 @@ describe('real ReaR 2.7 against our server on 127.0.0.1', { timeout: 300_000, co
     test('a token of another host (e230) asking for e229\'s config: 403, rear fails before sourcing anything', async () => {
       const { token, id } = await fetchToken(tls, 'e230');
       const r = await runRearRecoverInit({
-        localConf: [
-          'DRLM_MANAGED=y',
-          `DRLM_SERVER=127.0.0.1:${tls.port}`,
-          'DRLM_ID=e229',
-          `DRLM_REST_OPTS="--cacert ${caFile} -H Authorization:${token}"`,
-          '',
-        ].join('\n'),
+        localConf: drlmLocalConf(tls.port, 'e229', `"--cacert ${caFile} -H Authorization:${token}"`),
         files: { [caFile]: caPem },
         vars: DRLM_VARS,
       });

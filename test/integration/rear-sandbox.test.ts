@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { runRearRecoverInit, STOP_SCRIPT, STOPPED_STATUS, type RearSandboxResult } from '../support/rear-sandbox.ts';
+import { drlmLocalConf, runRearRecoverInit, STOP_SCRIPT, STOPPED_STATUS, type RearSandboxResult } from '../support/rear-sandbox.ts';
 import { testCa } from '../helpers.ts';
 
 /** One request as a test server saw it, including the raw request head as sent on the wire. */
@@ -364,13 +364,7 @@ describe('rear sandbox: Debian rear 2.7 up to its update step', { timeout: 300_0
 
     test('DRLM_REST_OPTS in local.conf with -H @file: a header line with spaces and glob characters arrives intact', async () => {
       const r = await runRearRecoverInit({
-        localConf: [
-          'DRLM_MANAGED=y',
-          `DRLM_SERVER=127.0.0.1:${srv.port}`,
-          'DRLM_ID=e230',
-          `DRLM_REST_OPTS="--cacert ${caFile} -H @/etc/rear/drlm.headers"`,
-          '',
-        ].join('\n'),
+        localConf: drlmLocalConf(srv.port, 'e230', `"--cacert ${caFile} -H @/etc/rear/drlm.headers"`),
         files: { [caFile]: caPem, '/etc/rear/drlm.headers': { content: `Authorization: ${tokens.e230}\n`, mode: 0o600 } },
         vars: DRLM_VARS,
       });
@@ -382,13 +376,7 @@ describe('rear sandbox: Debian rear 2.7 up to its update step', { timeout: 300_0
 
     test('-H "Authorization: TOKEN" does not survive ReaR\'s unquoted $DRLM_REST_OPTS: no header is sent and rear fails', async () => {
       const r = await runRearRecoverInit({
-        localConf: [
-          'DRLM_MANAGED=y',
-          `DRLM_SERVER=127.0.0.1:${srv.port}`,
-          'DRLM_ID=e231',
-          `DRLM_REST_OPTS='--cacert ${caFile} -H "Authorization: ${tokens.e231}"'`,
-          '',
-        ].join('\n'),
+        localConf: drlmLocalConf(srv.port, 'e231', `'--cacert ${caFile} -H "Authorization: ${tokens.e231}"'`),
         files: { [caFile]: caPem },
       });
       assert.equal(r.stopped, false);

@@ -89,6 +89,13 @@ export const STOP_SCRIPT = '/usr/share/rear/init/default/031_rear_update_test_st
 /** Where the stop script writes its marker and the dumped variables, inside the sandbox. */
 export const DUMP_DIR = '/var/lib/rear-sandbox';
 
+/**
+ * local.conf of a DRLM-managed client: server, id, and DRLM_REST_OPTS exactly as given (its
+ * quoting is part of what a test checks, so it is passed through verbatim).
+ */
+export const drlmLocalConf = (port: number, id: string, restOpts: string): string =>
+  ['DRLM_MANAGED=y', `DRLM_SERVER=127.0.0.1:${port}`, `DRLM_ID=${id}`, `DRLM_REST_OPTS=${restOpts}`, ''].join('\n');
+
 export type SandboxFile = string | Buffer | { readonly content: string | Buffer; readonly mode: number };
 
 export interface RearSandboxOptions {
