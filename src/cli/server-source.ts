@@ -2,16 +2,19 @@
 // bundle URL; no id means "ask the server who I am" by this machine's facts, and wait while
 // the machine is pending until an admin assigns it. The result is a URL plus the headers the
 // resumable downloader sends, so every path ends in the same verified, transactional apply.
+// The facts sent are those core/store/rescue-facts.ts lets through (in a rescue system not the
+// template's); each one left out is named with its reason, and so is the fact that resolved.
 
 import { existsSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RuError } from '../core/errors.ts';
 import { isValidId } from '../core/store/facts.ts';
 import { ApiClient } from '../adapters/http/api-client.ts';
-import { readMachineFacts } from '../adapters/fs/machine-facts.ts';
+import { reportMachineFacts } from '../adapters/fs/machine-facts.ts';
+import { leftOutLines } from '../core/store/rescue-facts.ts';
 import { note } from './output.ts';
 import { serverFrom, tokenFrom, type ServerFlags } from './server-options.ts';
-import { effectiveEnv } from './settings.ts';
+import { effectiveEnv, factSettings } from './settings.ts';
 
 export interface SourceChoice {
   readonly url: string;
@@ -35,23 +38,35 @@ interface Resolved {
   status: 'resolved' | 'pending';
   host?: string;
   by?: string;
+  /** The value of the fact that resolved the machine (null for an assignment). */
+  value?: string | null;
   version?: number | null;
-  pending?: { id: number; facts: { macs: string[]; uuid: string | null; serial: string | null; hostname: string | null } };
+  pending?: { id: number; facts: { macs: string[]; uuid: string | null; serial: string | null; hostname: string | null } } | number | null;
   message?: string;
 }
 
-async function resolveSelf(api: ApiClient, sysRoot: string, waitS: number): Promise<string> {
-  const facts = readMachineFacts(sysRoot);
+/** "by hostname e229", "by mac 52:54:00:12:34:56", "by assignment". */
+const byWhat = (r: Resolved): string => `by ${r.by ?? '?'}${r.value ? ` ${r.value}` : ''}`;
+
+async function resolveSelf(api: ApiClient, sysRoot: string, waitS: number, hostname: string | undefined): Promise<string> {
+  const report = reportMachineFacts(sysRoot, factSettings({ ...(hostname !== undefined ? { hostname } : {}) }));
+  for (const l of leftOutLines(report)) note(l);
+  const facts = report.facts;
   const query = { mac: facts.macs, uuid: facts.uuid, serial: facts.serial, hostname: facts.hostname };
   const deadline = Date.now() + waitS * 1000;
   let told = false;
   for (;;) {
     const r = await api.request<Resolved>('GET', '/api/v1/resolve', { query, okStatuses: [202] });
     if (r.status === 200 && r.body.host) {
-      note(`the server resolved this machine to host ${r.body.host} (by ${r.body.by})`);
+      note(r.body.by === 'assignment'
+        ? `the server resolved this machine to host ${r.body.host} (by assignment)`
+        : `the server resolved this machine to host ${r.body.host} (${byWhat(r.body)})`);
+      if (r.body.by === 'hostname') {
+        note(`  WARNING: a hostname-only match is weak: no MAC, UUID or serial of this machine identified a host, and a hostname is easily wrong (${report.hostnameFrom === 'explicit' ? 'this one was given explicitly' : 'this one is the running system\'s, e.g. from DHCP'}). Check that this machine really is ${r.body.host}, and register its MACs (rear-update admin host set ${r.body.host} --mac ...)`);
+      }
       return r.body.host;
     }
-    const p = r.body.pending;
+    const p = typeof r.body.pending === 'object' ? r.body.pending : null;
     if (!told) {
       told = true;
       note(`the server does not know this machine: it is PENDING as machine ${p?.id ?? '?'}`);
@@ -66,7 +81,7 @@ async function resolveSelf(api: ApiClient, sysRoot: string, waitS: number): Prom
   }
 }
 
-export async function sourceFor(source: string | undefined, o: ServerFlags & { cacert?: string; wait?: number; sysRoot: string }): Promise<SourceChoice> {
+export async function sourceFor(source: string | undefined, o: ServerFlags & { cacert?: string; wait?: number; sysRoot: string; hostname?: string }): Promise<SourceChoice> {
   const env = effectiveEnv();
   const server = serverFrom(o, env);
   const token = tokenFrom(o, env);
@@ -83,7 +98,7 @@ export async function sourceFor(source: string | undefined, o: ServerFlags & { c
   if (!server) throw new RuError('USAGE', 'nothing to apply: give a bundle file or URL, or --server (REAR_UPDATE_SERVER) with an optional host id');
   const api = new ApiClient({ server, token, cacert: caFile ? readFileSync(caFile, 'utf8') : null });
   if (source !== undefined && !isValidId(source)) throw new RuError('USAGE', `${source}: no such file, and not a host id`);
-  const id = source ?? (await resolveSelf(api, o.sysRoot, wait));
+  const id = source ?? (await resolveSelf(api, o.sysRoot, wait, o.hostname));
   return {
     url: api.url(`/api/v1/hosts/${encodeURIComponent(id)}/bundle`).href,
     host: id,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { encodeSettings, parseSettings, shellQuote } from './settings.ts';
+import { effectiveEnv, encodeSettings, factSettings, parseSettings, shellQuote } from './settings.ts';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,4 +24,20 @@ test('bash sourcing the file sees exactly the same values (no expansion)', () =>
 
 test('unknown keys and comments are ignored; plain unquoted values are read', () => {
   assert.deepEqual(parseSettings('# c\nFOO=1\nREAR_UPDATE_WAIT=90s\n  REAR_UPDATE_ID_FROM=mac # how\n'), { REAR_UPDATE_WAIT: '90s', REAR_UPDATE_ID_FROM: 'mac' });
+});
+
+test('template hostname: REAR_UPDATE_HOSTNAME describes one machine: never written into an image, ignored when an image\'s settings.conf has it', () => {
+  assert.throws(() => encodeSettings({ REAR_UPDATE_HOSTNAME: 'e229' }, 'h'), /must not be written into an image/);
+  const file = join(mkdtempSync(join(tmpdir(), 'ru-settings-')), 'settings.conf');
+  writeFileSync(file, "REAR_UPDATE_HOSTNAME='e229'\nREAR_UPDATE_IMAGE_HOSTNAME='e229'\nREAR_UPDATE_IMAGE_UUID='4c4c4544-0033-3010-8044-b2c04f4e3232'\n");
+  try {
+    const env = effectiveEnv({ REAR_UPDATE_SETTINGS: file });
+    assert.equal(env.REAR_UPDATE_HOSTNAME, undefined);
+    assert.deepEqual(factSettings({}, env), { hostname: null, imageHostname: 'e229', imageUuid: '4c4c4544-0033-3010-8044-b2c04f4e3232', imageSerial: null });
+    // From the environment or a flag (flag first) it counts.
+    assert.equal(factSettings({}, { ...env, REAR_UPDATE_HOSTNAME: 'e230' }).hostname, 'e230');
+    assert.equal(factSettings({ hostname: 'e231' }, { ...env, REAR_UPDATE_HOSTNAME: 'e230' }).hostname, 'e231');
+  } finally {
+    rmSync(dirname(file), { recursive: true });
+  }
 });

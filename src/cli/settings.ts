@@ -1,23 +1,44 @@
 // The settings install-rear bakes into the rescue image (/etc/rear-update/settings.conf): a
 // shell file the boot hook sources, and the defaults this CLI falls back to, so that an
 // operator in the rescue shell types only `rear-update apply e229`. Precedence everywhere:
-// flags, then the environment, then this file.
+// flags, then the environment, then this file. It also records the template's facts
+// (REAR_UPDATE_IMAGE_*), which machines booting the image must not send as their own.
 
 import { readFileSync } from 'node:fs';
+import type { FactSettings } from '../core/store/rescue-facts.ts';
 
 export const SETTINGS_FILE = '/etc/rear-update/settings.conf';
 
-export const SETTING_KEYS = [
-  'REAR_UPDATE_SERVER', 'REAR_UPDATE_TOKEN', 'REAR_UPDATE_CACERT', 'REAR_UPDATE_ID_FROM',
-  'REAR_UPDATE_CLASS', 'REAR_UPDATE_WAIT', 'REAR_UPDATE_KEEP', 'REAR_UPDATE_RETRY_FOR',
-] as const;
-export type SettingKey = (typeof SETTING_KEYS)[number];
+/**
+ * Every setting, declared once. `image: false` marks a setting that must never come from the
+ * image's settings.conf: it describes one machine, and the image serves many.
+ */
+export const SETTING_SPECS = {
+  REAR_UPDATE_SERVER: { image: true, about: 'the server\'s URL' },
+  REAR_UPDATE_TOKEN: { image: true, about: 'the fetch token' },
+  REAR_UPDATE_CACERT: { image: true, about: 'CA certificate(s) for https' },
+  REAR_UPDATE_ID_FROM: { image: true, about: 'how the boot hook finds the host: mac, uuid, hostname, ask' },
+  REAR_UPDATE_CLASS: { image: true, about: 'the image\'s hardware class' },
+  REAR_UPDATE_WAIT: { image: true, about: 'how long a pending machine waits for an assignment' },
+  REAR_UPDATE_KEEP: { image: true, about: 'globs apply never removes below owned paths' },
+  REAR_UPDATE_RETRY_FOR: { image: true, about: 'how long the boot hook retries (seconds)' },
+  REAR_UPDATE_HOSTNAME: { image: false, about: 'this machine\'s hostname, stated explicitly (apply --hostname, kernel option rear_update=hostname=NAME)' },
+  REAR_UPDATE_IMAGE_HOSTNAME: { image: true, about: 'hostname of the machine the image was made on (the template), never sent by a machine booting it' },
+  REAR_UPDATE_IMAGE_UUID: { image: true, about: 'DMI UUID of the template, never sent by a machine booting the image' },
+  REAR_UPDATE_IMAGE_SERIAL: { image: true, about: 'DMI serial of the template, never sent by a machine booting the image' },
+} as const satisfies Record<string, { image: boolean; about: string }>;
+
+export type SettingKey = keyof typeof SETTING_SPECS;
+export const SETTING_KEYS = Object.keys(SETTING_SPECS) as SettingKey[];
 
 /** Single-quoted for the shell: the one quoting with no expansions inside. */
 export const shellQuote = (v: string): string => `'${v.replace(/'/g, `'\\''`)}'`;
 
 export function encodeSettings(values: Partial<Record<SettingKey, string>>, header: string): string {
   const lines = [`# ${header}`];
+  for (const k of SETTING_KEYS) {
+    if (values[k] !== undefined && !SETTING_SPECS[k].image) throw new Error(`${k} describes one machine and must not be written into an image's settings`);
+  }
   for (const k of SETTING_KEYS) if (values[k] !== undefined) lines.push(`${k}=${shellQuote(values[k] as string)}`);
   return `${lines.join('\n')}\n`;
 }
@@ -39,16 +60,31 @@ export function parseSettings(text: string): Partial<Record<SettingKey, string>>
 
 let cached: Partial<Record<SettingKey, string>> | null = null;
 
-/** The image's settings (REAR_UPDATE_SETTINGS names another file); none when absent. */
+/**
+ * The image's settings (REAR_UPDATE_SETTINGS names another file); none when absent. A
+ * machine's own setting found there is ignored: every machine booting the image would claim it.
+ */
 export function imageSettings(env: NodeJS.ProcessEnv = process.env): Partial<Record<SettingKey, string>> {
   if (cached) return cached;
+  let all: Partial<Record<SettingKey, string>> = {};
   try {
-    cached = parseSettings(readFileSync(env.REAR_UPDATE_SETTINGS ?? SETTINGS_FILE, 'utf8'));
+    all = parseSettings(readFileSync(env.REAR_UPDATE_SETTINGS ?? SETTINGS_FILE, 'utf8'));
   } catch {
-    cached = {};
+    // no settings file: not a rescue image made by install-rear
   }
+  cached = Object.fromEntries(Object.entries(all).filter(([k]) => SETTING_SPECS[k as SettingKey].image));
   return cached;
 }
 
 /** The environment with the image's settings underneath. */
 export const effectiveEnv = (env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv => ({ ...imageSettings(env), ...env });
+
+/** What decides which facts this machine sends: the explicit hostname (flag, then environment) and the template's facts. */
+export function factSettings(flags: { hostname?: string }, env: NodeJS.ProcessEnv = effectiveEnv()): FactSettings {
+  return {
+    hostname: flags.hostname ?? env.REAR_UPDATE_HOSTNAME ?? null,
+    imageHostname: env.REAR_UPDATE_IMAGE_HOSTNAME ?? null,
+    imageUuid: env.REAR_UPDATE_IMAGE_UUID ?? null,
+    imageSerial: env.REAR_UPDATE_IMAGE_SERIAL ?? null,
+  };
+}

@@ -35,14 +35,59 @@ test('facts: physical MACs (bond slaves by permanent address), DMI uuid/serial, 
 
   const r = cli(['facts', '--sys-root', root, '--json']);
   assert.equal(r.status, 0, r.stderr);
-  assert.deepEqual(JSON.parse(r.stdout), {
+  const j = JSON.parse(r.stdout);
+  assert.deepEqual({ macs: j.macs, uuid: j.uuid, serial: j.serial, hostname: j.hostname }, {
     macs: ['52:54:00:aa:bb:01', '52:54:00:aa:bb:02'],
     uuid: '4c4c4544-0042-3510-8052-b4c04f4a4b32',
     serial: null,
     hostname: 'e229.example.com',
   });
+  assert.equal(j.rescue, false);
+  assert.deepEqual(j.leftOut.map((l: { kind: string; value: string; rule: string }) => [l.kind, l.value, l.rule]), [
+    ['mac', '02:11:22:33:44:55', 'bond-address'],
+    ['serial', 'To be filled by O.E.M.', 'placeholder'],
+  ]);
   const human = cli(['facts', '--sys-root', root]);
   assert.match(human.stdout, /^macs: +52:54:00:aa:bb:01 52:54:00:aa:bb:02$/m);
+  assert.match(human.stdout, /^left out:\n {2}mac 02:11:22:33:44:55: eth1 is a bond slave/m);
+  assert.match(human.stdout, /^ {2}serial To be filled by O\.E\.M\.: a placeholder/m);
+  assert.equal(cli(['facts', '--sys-root', root, '--value', 'macs']).stdout, '52:54:00:aa:bb:01 52:54:00:aa:bb:02\n');
+});
+
+test('random MAC: facts leaves out an address the kernel made up (addr_assign_type 1), and says so', () => {
+  nic('usb0', 'pci0000:00/0000:00:14.0/usb1/1-1/1-1:1.0', '6a:1f:00:3c:9e:21', { addr_assign_type: '1' });
+  const r = cli(['facts', '--sys-root', root, '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.deepEqual(j.macs, ['52:54:00:aa:bb:01', '52:54:00:aa:bb:02']);
+  assert.ok(j.leftOut.some((l: { value: string; rule: string }) => l.value === '6a:1f:00:3c:9e:21' && l.rule === 'random-mac'), r.stdout);
+});
+
+test('template hostname: in a rescue system (etc/rear-release) facts leaves out the image\'s hostname; --value hostname prints an empty line; --hostname states one', () => {
+  const rescue = tempDir('ru-facts-rescue-');
+  try {
+    mkdirSync(join(rescue, 'proc/sys/kernel'), { recursive: true });
+    writeFileSync(join(rescue, 'proc/sys/kernel/hostname'), 'e229\n');
+    mkdirSync(join(rescue, 'etc'));
+    writeFileSync(join(rescue, 'etc/rear-release'), 'Relax-and-Recover release 2.7\n');
+    writeFileSync(join(rescue, 'etc/HOSTNAME'), 'e229\n');
+    const env = { REAR_UPDATE_SETTINGS: join(rescue, 'none.conf') };
+    const j = JSON.parse(cli(['facts', '--sys-root', rescue, '--json'], { env }).stdout);
+    assert.equal(j.rescue, true);
+    assert.equal(j.hostname, null);
+    assert.deepEqual(j.leftOut.map((l: { kind: string; value: string; rule: string }) => [l.kind, l.value, l.rule]), [['hostname', 'e229', 'template']]);
+    const human = cli(['facts', '--sys-root', rescue], { env });
+    assert.match(human.stdout, /^hostname: +-$/m);
+    assert.match(human.stdout, /^ {2}hostname e229: it is the rescue image's own \(the template's\), not this machine's$/m);
+    assert.equal(cli(['facts', '--sys-root', rescue, '--value', 'hostname'], { env }).stdout, '\n');
+    assert.equal(cli(['facts', '--sys-root', rescue, '--value', 'hostname'], { env: { ...env, REAR_UPDATE_HOSTNAME: 'e230' } }).stdout, 'e230\n');
+    const given = JSON.parse(cli(['facts', '--sys-root', rescue, '--json', '--hostname', 'e230'], { env }).stdout);
+    assert.deepEqual([given.hostname, given.hostnameFrom], ['e230', 'explicit']);
+    const bad = cli(['facts', '--sys-root', rescue, '--value', 'colour'], { env });
+    assert.equal(bad.status, 2);
+  } finally {
+    cleanup(rescue);
+  }
 });
 
 test('facts on this machine: runs, and reports at least a hostname', () => {

@@ -1,7 +1,77 @@
+// The boot hook as bash runs it: sourced, with a stub rear-update on PATH that records how it
+// was called (arguments, REAR_UPDATE_HOSTNAME) and exits as the test says, and a stub sleep.
+// Apply never succeeds here: the success path starts the log stream into this machine's
+// /var/log, and what these tests look at is how apply is called.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { test } from 'node:test';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { encodeSettings, type SettingKey } from '../../cli/settings.ts';
 import { BOOT_HOOK } from './boot-hook.ts';
+
+const work = mkdtempSync(join(tmpdir(), 'ru-boot-hook-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+
+const STUB = `#!/bin/bash
+echo "$* | REAR_UPDATE_HOSTNAME=\${REAR_UPDATE_HOSTNAME-<unset>}" >>"$RU_LOG"
+case "$1" in
+    (apply)
+        n=$(( $(cat "$RU_COUNT" 2>/dev/null || echo 0) + 1 ))
+        echo $n >"$RU_COUNT"
+        codes=( $RU_APPLY_CODES )
+        exit \${codes[$(( n - 1 ))]:-\${codes[-1]}} ;;
+    (facts) echo "$RU_FACTS_HOSTNAME" ;;
+esac
+exit 0
+`;
+
+let runs = 0;
+
+interface HookRun {
+  readonly status: number | null;
+  readonly output: string;
+  /** The stub's calls, one line each: "apply e230 | REAR_UPDATE_HOSTNAME=<unset>". */
+  readonly calls: string[];
+  readonly sleeps: number;
+}
+
+/** Sources the hook as ReaR's system-setup does; `tty` runs it on a pseudo-terminal (script(1)). */
+function runHook(o: { cmdline: string; settings?: Partial<Record<SettingKey, string>>; rawSettings?: string; applyCodes?: string; factsHostname?: string; tty?: boolean; input?: string }): HookRun {
+  const dir = join(work, `run-${++runs}`);
+  mkdirSync(join(dir, 'bin'), { recursive: true });
+  writeFileSync(join(dir, 'bin/rear-update'), STUB, { mode: 0o755 });
+  writeFileSync(join(dir, 'bin/sleep'), `#!/bin/bash\necho "$*" >>"${join(dir, 'sleeps')}"\n`, { mode: 0o755 });
+  writeFileSync(join(dir, 'hook.sh'), BOOT_HOOK);
+  writeFileSync(join(dir, 'settings.conf'), (o.rawSettings ?? '') + encodeSettings({ REAR_UPDATE_SERVER: 'http://127.0.0.1:9', REAR_UPDATE_RETRY_FOR: '0', ...o.settings }, 'test'));
+  const env = {
+    PATH: `${join(dir, 'bin')}:${process.env.PATH ?? '/usr/bin:/bin'}`,
+    REAR_UPDATE_SETTINGS: join(dir, 'settings.conf'),
+    REAR_UPDATE_CMDLINE: o.cmdline,
+    RU_LOG: join(dir, 'calls'),
+    RU_COUNT: join(dir, 'count'),
+    RU_APPLY_CODES: o.applyCodes ?? '7',
+    RU_FACTS_HOSTNAME: o.factsHostname ?? '',
+    TERM: 'dumb',
+  };
+  const script = `source ${join(dir, 'hook.sh')}; echo "hook-status=$?"`;
+  const r = o.tty
+    ? spawnSync('script', ['-qec', `bash -c '${script}'`, '/dev/null'], { env, input: o.input ?? '', encoding: 'utf8', timeout: 20_000 })
+    : spawnSync('bash', ['-c', script], { env, input: o.input ?? '', encoding: 'utf8', timeout: 20_000 });
+  const read = (f: string): string => {
+    try {
+      return readFileSync(join(dir, f), 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  const calls = read('calls').split('\n').filter((l) => l !== '');
+  const m = /hook-status=(\d+)/.exec(r.stdout);
+  return { status: m ? Number(m[1]) : null, output: r.stdout + r.stderr, calls, sleeps: read('sleeps').split('\n').filter((l) => l !== '').length };
+}
+
+const applies = (r: HookRun): string[] => r.calls.filter((c) => c.startsWith('apply'));
 
 test('the boot hook is valid bash', () => {
   const r = spawnSync('bash', ['-n'], { input: BOOT_HOOK, encoding: 'utf8' });
@@ -11,4 +81,60 @@ test('the boot hook is valid bash', () => {
 test('the boot hook has no command substitution by backquotes outside comments (a message once ran `rear recover`)', () => {
   const code = BOOT_HOOK.split('\n').filter((l) => !/^\s*#/.test(l));
   assert.deepEqual(code.filter((l) => l.includes('`')), []);
+});
+
+test('kernel option rear_update=hostname=NAME reaches apply as REAR_UPDATE_HOSTNAME', () => {
+  const r = runHook({ cmdline: 'quiet rear_update=hostname=e230', applyCodes: '2' });
+  assert.equal(r.status, 1, r.output);
+  assert.deepEqual(applies(r), ['apply | REAR_UPDATE_HOSTNAME=e230']);
+});
+
+test('template hostname: a REAR_UPDATE_HOSTNAME in the image\'s settings.conf is not passed on (every booting machine would claim it)', () => {
+  const r = runHook({ cmdline: 'quiet', rawSettings: "REAR_UPDATE_HOSTNAME='e229'\n", applyCodes: '2' });
+  assert.equal(r.status, 1, r.output);
+  assert.deepEqual(applies(r), ['apply | REAR_UPDATE_HOSTNAME=<unset>']);
+});
+
+test('template hostname: with REAR_UPDATE_ID_FROM=hostname the id is the hostname apply would send, never the image\'s own', () => {
+  const own = runHook({ cmdline: 'quiet', settings: { REAR_UPDATE_ID_FROM: 'hostname' }, factsHostname: 'e230', applyCodes: '2' });
+  assert.deepEqual(applies(own), ['apply e230 | REAR_UPDATE_HOSTNAME=<unset>']);
+  // `facts --value hostname` prints nothing when the only hostname is the image's (the template's).
+  const image = runHook({ cmdline: 'quiet', settings: { REAR_UPDATE_ID_FROM: 'hostname' }, factsHostname: '', applyCodes: '2' });
+  assert.deepEqual(applies(image), ['apply | REAR_UPDATE_HOSTNAME=<unset>']);
+  assert.match(image.output, /resolving it by its facts instead/);
+  assert.ok(image.calls.some((c) => c.startsWith('facts --value hostname')), image.calls.join('\n'));
+});
+
+test('kernel option rear_update=retry=SECONDS overrides REAR_UPDATE_RETRY_FOR in both directions', () => {
+  // Settings say retry for 300 s; retry=0 on the kernel command line: one try only.
+  const none = runHook({ cmdline: 'rear_update=retry=0', settings: { REAR_UPDATE_RETRY_FOR: '300' }, applyCodes: '7' });
+  assert.equal(none.status, 1, none.output);
+  assert.equal(applies(none).length, 1, none.output);
+  assert.equal(none.sleeps, 0);
+  // Settings say 0; retry=300: a failure with exit 7 is tried again (then a final failure, exit 2).
+  const again = runHook({ cmdline: 'rear_update=retry=300', settings: { REAR_UPDATE_RETRY_FOR: '0' }, applyCodes: '7 2' });
+  assert.equal(again.status, 1, again.output);
+  assert.equal(applies(again).length, 2, again.output);
+  assert.equal(again.sleeps, 1);
+  // Not a number: ignored, said so.
+  const bad = runHook({ cmdline: 'rear_update=retry=soon', settings: { REAR_UPDATE_RETRY_FOR: '0' } });
+  assert.match(bad.output, /ignoring rear_update=\.\.\.retry=soon/);
+  assert.equal(applies(bad).length, 1);
+});
+
+test('on a console the failure menu asks what now; with `unattended` on the kernel command line it never reads, says what to do and returns 1', () => {
+  const asked = runHook({ cmdline: 'quiet', applyCodes: '2', tty: true, input: '4\n' });
+  assert.match(asked.output, /What now\?/, asked.output);
+  assert.equal(asked.status, 1, asked.output);
+  const unattended = runHook({ cmdline: 'quiet unattended', applyCodes: '2', tty: true });
+  assert.doesNotMatch(unattended.output, /What now\?|choice \[1-4\]/, unattended.output);
+  assert.match(unattended.output, /unattended boot: not asking/);
+  assert.match(unattended.output, /rear-update apply HOST/);
+  assert.equal(unattended.status, 1, unattended.output);
+});
+
+test('with `unattended`, REAR_UPDATE_ID_FROM=ask does not prompt for a host id', () => {
+  const r = runHook({ cmdline: 'unattended', settings: { REAR_UPDATE_ID_FROM: 'ask' }, applyCodes: '2', tty: true });
+  assert.doesNotMatch(r.output, /host id to recover/, r.output);
+  assert.deepEqual(applies(r), ['apply | REAR_UPDATE_HOSTNAME=<unset>']);
 });

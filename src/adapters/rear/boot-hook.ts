@@ -25,17 +25,22 @@ export const BOOT_HOOK = `# ${HOOK_NAME}: written by \`rear-update install-rear\
 # after networking and before an automatic \`rear recover\`: fetches this machine's host
 # configuration from the rear-update server and installs it (verified, all or nothing), so
 # the recovery that follows is the right host's. Settings: /etc/rear-update/settings.conf,
-# overridden by the kernel command line: rear_update=server=URL,id=HOST,token=T or rear_update=off.
+# overridden by the kernel command line: rear_update=server=URL,id=HOST,token=T,hostname=NAME,retry=SECONDS
+# or rear_update=off. With ReaR's \`unattended\` boot option it never waits for an answer.
 
 rear_update_boot_hook() {
     local REAR_UPDATE_SERVER='' REAR_UPDATE_TOKEN='' REAR_UPDATE_CACERT='' REAR_UPDATE_ID_FROM=mac
     local REAR_UPDATE_CLASS='' REAR_UPDATE_WAIT=15m REAR_UPDATE_KEEP=etc/rear/rescue.conf REAR_UPDATE_RETRY_FOR=300
+    local REAR_UPDATE_IMAGE_HOSTNAME='' REAR_UPDATE_IMAGE_UUID='' REAR_UPDATE_IMAGE_SERIAL='' REAR_UPDATE_HOSTNAME=''
     local settings=\${REAR_UPDATE_SETTINGS:-/etc/rear-update/settings.conf}
     test -r "$settings" && source "$settings"
-    local id='' word item key value rc choice
+    # A hostname in the image's settings would be every booting machine's: only the kernel command line gives one.
+    REAR_UPDATE_HOSTNAME=''
+    local id='' word item key value rc choice unattended=''
     local cmdline=\${REAR_UPDATE_CMDLINE:-$(cat /proc/cmdline 2>/dev/null)}
     for word in $cmdline ; do
         case "$word" in
+            (unattended) unattended=yes ;;
             (rear_update=off)
                 echo "rear-update: disabled on the kernel command line (rear_update=off); the image's own configuration is used"
                 return 0 ;;
@@ -49,6 +54,12 @@ rear_update_boot_hook() {
                         (server) REAR_UPDATE_SERVER=$value ;;
                         (id) id=$value ;;
                         (token) REAR_UPDATE_TOKEN=$value ;;
+                        (hostname) REAR_UPDATE_HOSTNAME=$value ;;
+                        (retry)
+                            case "$value" in
+                                (''|*[!0-9]*) echo "rear-update: ignoring rear_update=...retry=$value... (seconds expected)" ;;
+                                (*) REAR_UPDATE_RETRY_FOR=$value ;;
+                            esac ;;
                         (*) echo "rear-update: ignoring unknown kernel option rear_update=...$key=..." ;;
                     esac
                 done
@@ -59,16 +70,20 @@ rear_update_boot_hook() {
         echo "rear-update: no server configured (settings.conf or rear_update=server=URL); nothing fetched"
         return 0
     fi
+    export REAR_UPDATE_SERVER REAR_UPDATE_TOKEN REAR_UPDATE_CACERT REAR_UPDATE_WAIT REAR_UPDATE_KEEP
+    test -n "$REAR_UPDATE_HOSTNAME" && export REAR_UPDATE_HOSTNAME
     if test -z "$id" ; then
         case "$REAR_UPDATE_ID_FROM" in
-            (hostname) id=$(hostname) ;;
+            (hostname)
+                # Not the rescue system's own hostname: that is the image's, the template's.
+                id=$(rear-update facts --value hostname 2>/dev/null)
+                test -n "$id" || echo "rear-update: this machine has no hostname of its own (the rescue system runs with the image's); resolving it by its facts instead" ;;
             (ask)
-                if test -t 0 ; then
+                if test -z "$unattended" && test -t 0 ; then
                     read -r -p "rear-update: host id to recover (empty: let the server resolve this machine): " id
                 fi ;;
         esac
     fi
-    export REAR_UPDATE_SERVER REAR_UPDATE_TOKEN REAR_UPDATE_CACERT REAR_UPDATE_WAIT REAR_UPDATE_KEEP
 
     local rescue_conf=/etc/rear/rescue.conf
     rear-update guard --on "$rescue_conf" || echo "rear-update: could not write the guard into $rescue_conf"
@@ -93,10 +108,15 @@ rear_update_boot_hook() {
             continue
         fi
         echo "rear-update: FAILED (exit $rc): this machine's configuration is NOT installed."
-        if ! test -t 0 ; then
-            echo "rear-update: no console to ask: 'rear recover' will refuse to run until you log in and either"
+        if test -n "$unattended" || ! test -t 0 ; then
+            if test -n "$unattended" ; then
+                echo "rear-update: unattended boot: not asking. 'rear recover' will refuse to run until you log in and either"
+            else
+                echo "rear-update: no console to ask: 'rear recover' will refuse to run until you log in and either"
+            fi
             echo "  run 'rear-update apply HOST' (or 'rear-update apply' to be resolved by facts), or"
             echo "  remove the rear-update guard from $rescue_conf to recover with the image's own configuration."
+            echo "  (Or boot again with rear_update=id=HOST on the kernel command line.)"
             return 1
         fi
         echo "What now?"

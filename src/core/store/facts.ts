@@ -17,56 +17,102 @@ export function checkId(s: string, what: string): string {
   return s;
 }
 
-/** aa:bb:cc:dd:ee:ff from colon, dash, Cisco-dot or bare hex; null for malformed or all-zero/broadcast. */
-export function normalizeMac(s: string): string | null {
+/** aa:bb:cc:dd:ee:ff from colon, dash, Cisco-dot or bare hex; null when malformed. */
+function macShape(s: string): string | null {
   const t = s.trim().toLowerCase();
   let hex: string;
   if (/^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$/.test(t)) hex = t.replace(/[:-]/g, '');
   else if (/^[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}$/.test(t)) hex = t.replace(/\./g, '');
   else if (/^[0-9a-f]{12}$/.test(t)) hex = t;
   else return null;
-  if (hex === '000000000000' || hex === 'ffffffffffff') return null;
   return hex.match(/../g)!.join(':');
+}
+
+const JUNK_MACS = new Set(['00:00:00:00:00:00', 'ff:ff:ff:ff:ff:ff']);
+
+function uuidShape(s: string): string | null {
+  const t = s.trim().toLowerCase();
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(t) ? t : null;
 }
 
 /** Firmware UUIDs that many boards share, so they identify nothing. */
 const JUNK_UUIDS = new Set([
-  '00000000-0000-0000-0000-000000000000',
-  'ffffffff-ffff-ffff-ffff-ffffffffffff',
+  // An AMI default, seen as written (mixed-endian) and as some kernels/tools print it.
   '03000200-0400-0500-0006-000700080009',
+  '00020003-0004-0005-0006-000700080009',
+  // Another board default reported on many machines at once.
+  '12345678-1234-5678-90ab-cddeefaabbcc',
 ]);
 
-export function normalizeUuid(s: string): string | null {
-  const t = s.trim().toLowerCase();
-  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(t)) return null;
-  return JUNK_UUIDS.has(t) ? null : t;
-}
-
+/** Placeholders firmware ships in the DMI serial fields (compared upper-case). */
 const JUNK_SERIALS = new Set([
-  '', '0', '00000000', '0123456789', '1234567890', 'NONE', 'N/A', 'NA', 'DEFAULT STRING', 'NOT SPECIFIED',
-  'NOT APPLICABLE', 'TO BE FILLED BY O.E.M.', 'SYSTEM SERIAL NUMBER', 'CHASSIS SERIAL NUMBER', 'SERIAL', 'UNKNOWN',
+  '', '0', '-', '.', 'NONE', 'N/A', 'NA', 'NULL', 'EMPTY', 'UNKNOWN', 'INVALID', 'DEFAULT', 'DEFAULT STRING',
+  'NOT SPECIFIED', 'NOT APPLICABLE', 'NOT AVAILABLE', 'NOT DEFINED', 'UNDEFINED',
+  'OEM', 'O.E.M.', 'TO BE FILLED BY O.E.M.', 'TO BE FILLED BY O.E.M',
+  'SYSTEM SERIAL NUMBER', 'CHASSIS SERIAL NUMBER', 'BASE BOARD SERIAL NUMBER', 'SERIAL NUMBER', 'SERIALNUMBER', 'SERIAL',
+  '0123456789', '1234567890', '123456789', '12345678', '1234567',
 ]);
 
-/** Serials compare case-insensitively (kept upper-case); placeholders and control characters give null. */
-export function normalizeSerial(s: string): string | null {
+/** One character repeated ("00000000", "FFFFFFFF", "XXXXXXXXXX", "........"). */
+const oneCharRepeated = (t: string): boolean => /^(.)\1+$/su.test(t);
+
+function serialShape(s: string): string | null {
   const t = s.trim().toUpperCase();
   // eslint-disable-next-line no-control-regex
-  if (t.length > 128 || /[\u0000-\u001f\u007f]/.test(t)) return null;
-  return JUNK_SERIALS.has(t) ? null : t;
+  return t.length > 128 || /[\u0000-\u001f\u007f]/.test(t) ? null : t;
+}
+
+function hostnameShape(s: string): string | null {
+  const t = s.trim().toLowerCase().replace(/\.$/, '');
+  if (t === '(none)') return t; // what the kernel says before anyone set a name: a placeholder
+  if (t.length === 0 || t.length > 253) return null;
+  const label = /^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/;
+  return t.split('.').every((l) => label.test(l)) ? t : null;
 }
 
 const JUNK_HOSTNAMES = new Set(['localhost', 'localhost.localdomain', '(none)', 'none']);
 
-/** Lower-case DNS name without a trailing dot; null for malformed names and localhost. */
-export function normalizeHostname(s: string): string | null {
-  const t = s.trim().toLowerCase().replace(/\.$/, '');
-  if (t.length === 0 || t.length > 253) return null;
-  const label = /^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$/;
-  if (!t.split('.').every((l) => label.test(l))) return null;
-  return JUNK_HOSTNAMES.has(t) ? null : t;
+export type FactKind = 'mac' | 'uuid' | 'serial' | 'hostname';
+
+/** Why a value is no fact: not of the kind's form at all, or a placeholder many machines share. */
+export type FactProblem = 'malformed' | 'placeholder';
+
+export type Classified =
+  | { readonly value: string; readonly problem: null }
+  | { readonly value: null; readonly problem: FactProblem };
+
+const SHAPE: Readonly<Record<FactKind, (s: string) => string | null>> = {
+  mac: macShape,
+  uuid: uuidShape,
+  serial: serialShape,
+  hostname: hostnameShape,
+};
+
+const JUNK: Readonly<Record<FactKind, (canonical: string) => boolean>> = {
+  mac: (v) => JUNK_MACS.has(v),
+  uuid: (v) => JUNK_UUIDS.has(v) || oneCharRepeated(v.replace(/-/g, '')),
+  serial: (v) => JUNK_SERIALS.has(v) || oneCharRepeated(v),
+  hostname: (v) => JUNK_HOSTNAMES.has(v),
+};
+
+/** The canonical form of a value, or why it has none. */
+export function classifyFact(kind: FactKind, s: string): Classified {
+  const v = SHAPE[kind](s);
+  if (v === null) return { value: null, problem: 'malformed' };
+  return JUNK[kind](v) ? { value: null, problem: 'placeholder' } : { value: v, problem: null };
 }
 
-export type FactKind = 'mac' | 'uuid' | 'serial' | 'hostname';
+/** aa:bb:cc:dd:ee:ff from colon, dash, Cisco-dot or bare hex; null for malformed or all-zero/broadcast. */
+export const normalizeMac = (s: string): string | null => classifyFact('mac', s).value;
+
+/** Lower-case; null for malformed and placeholder UUIDs (all one digit, known board defaults). */
+export const normalizeUuid = (s: string): string | null => classifyFact('uuid', s).value;
+
+/** Serials compare case-insensitively (kept upper-case); placeholders and control characters give null. */
+export const normalizeSerial = (s: string): string | null => classifyFact('serial', s).value;
+
+/** Lower-case DNS name without a trailing dot; null for malformed names and localhost. */
+export const normalizeHostname = (s: string): string | null => classifyFact('hostname', s).value;
 
 /** The normalizer of each fact kind, for lookups and for the resolution order. */
 export const NORMALIZE: Readonly<Record<FactKind, (s: string) => string | null>> = {

@@ -189,7 +189,10 @@ export function fetchRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const facts = { macs: listParam(q.mac), uuid: one('uuid'), serial: one('serial'), hostname: one('hostname') };
     const r = await resolveHost(ctx.meta, facts);
     let host: Host | null = r.host;
+    // The fact and value that resolved the machine: an admin must see a hostname-only match
+    // (the weakest fact; a rescue image carries its template's hostname) for what it is.
     let by: string = r.host ? r.by : '';
+    let value: string | null = r.host ? r.value : null;
     let pendingId: number | null = null;
     if (!host) {
       const p = await ctx.meta.recordPending(facts, req.ip);
@@ -197,6 +200,7 @@ export function fetchRoutes(app: FastifyInstance, ctx: ServerContext): void {
       if (p.assignedHost) {
         host = await hostOr404(ctx, p.assignedHost);
         by = 'assignment';
+        value = null;
       } else {
         ctx.metrics.pending.set((await ctx.meta.listPending({ unassigned: true })).length);
         await audit(ctx, req, { kind: 'resolve', token: token.id, result: 'PENDING', detail: `pending ${p.id}${r.host === null && r.ambiguous.length ? `; ambiguous: ${r.ambiguous.join(', ')}` : ''}` });
@@ -208,12 +212,13 @@ export function fetchRoutes(app: FastifyInstance, ctx: ServerContext): void {
         });
       }
     }
+    const detail = by === 'assignment' ? `by assignment of pending machine ${pendingId}` : `by ${by} ${value}`;
     if (!mayFetch(token, host)) {
-      await audit(ctx, req, { kind: 'resolve', token: token.id, host: host.id, result: 'FORBIDDEN' });
+      await audit(ctx, req, { kind: 'resolve', token: token.id, host: host.id, result: 'FORBIDDEN', detail });
       throw new RuError('FORBIDDEN', `this machine resolves to a host the token ${token.id} may not fetch`, { token: token.id });
     }
     const rec = await ctx.meta.servedVersion(host.id);
-    await audit(ctx, req, { kind: 'resolve', token: token.id, host: host.id, version: rec?.version ?? null, result: 'ok', detail: `by ${by}` });
-    return { status: 'resolved', host: host.id, class: host.class, by, pending: pendingId, version: rec?.version ?? null };
+    await audit(ctx, req, { kind: 'resolve', token: token.id, host: host.id, version: rec?.version ?? null, result: 'ok', detail });
+    return { status: 'resolved', host: host.id, class: host.class, by, value, pending: pendingId, version: rec?.version ?? null };
   });
 }
