@@ -1,12 +1,13 @@
 // apply from http:// against a real server on loopback that misbehaves the way networks do.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { cleanup, cli, cliAsync, errorCode, makeTree, snapshot, tempDir } from '../helpers.ts';
+import { CLI, cleanup, cli, cliAsync, errorCode, makeTree, snapshot, tempDir } from '../helpers.ts';
 
 describe('apply over HTTP', () => {
   let dir: string;
@@ -118,5 +119,40 @@ describe('apply over HTTP', () => {
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /^rear-update: downloading http:\/\/127\.0\.0\.1:\d+\/rear\/e229\.tar\.gz: .*done, 3\.\d MiB$/ms);
     cleanup(root);
+  });
+
+  const ESC = String.fromCharCode(27);
+  // util-linux `script` gives the CLI a pseudo terminal as stdout and stderr; what it wrote comes back on script's stdout.
+  const onTerminal = (env: Record<string, string>): Promise<{ status: number | null; output: string }> => {
+    const q = (v: string): string => `'${v.replace(/'/g, `'\\''`)}'`;
+    const root = tempDir();
+    const cmd = [process.execPath, CLI, 'apply', `${base}/rear/e229.tar.gz`, '--root', root, '--pubkey', pub].map(q).join(' ');
+    return new Promise((res) => {
+      const p = spawn('script', ['-qec', cmd, '/dev/null'], { env: { ...process.env, REAR_UPDATE_PROGRESS: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      p.stdout.on('data', (d: Buffer) => (output += d.toString()));
+      p.on('close', (status) => {
+        cleanup(root);
+        res({ status, output });
+      });
+    });
+  };
+
+  test('on a terminal a bar; TERM=dumb or REAR_UPDATE_PROGRESS=plain give plain lines without escape codes (as a serial console needs); none gives no progress', async () => {
+    requests = [];
+    handler = (req, res) => serveWithRanges(req, res);
+    const bar = await onTerminal({ TERM: 'xterm' });
+    assert.equal(bar.status, 0, bar.output);
+    assert.ok(bar.output.includes(`${ESC}[`), 'the bar moves the cursor');
+    for (const env of [{ TERM: 'dumb' }, { TERM: 'xterm', REAR_UPDATE_PROGRESS: 'plain' }] as Record<string, string>[]) {
+      const plain = await onTerminal(env);
+      assert.equal(plain.status, 0, plain.output);
+      assert.ok(!plain.output.includes(ESC), `no escape codes with ${JSON.stringify(env)}`);
+      assert.match(plain.output, /rear-update: downloading http:\S+: .*done, 3\.\d MiB/s, JSON.stringify(env));
+    }
+    const none = await onTerminal({ TERM: 'xterm', REAR_UPDATE_PROGRESS: 'none' });
+    assert.equal(none.status, 0, none.output);
+    assert.ok(!none.output.includes(ESC) && !none.output.includes('downloading'), none.output);
+    assert.match(none.output, /applied http:/);
   });
 });

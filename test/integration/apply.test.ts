@@ -136,6 +136,43 @@ describe('apply, rollback, status', () => {
     assert.match(human, /extra +etc\/rear\/new\.conf/);
   });
 
+  test('status after apply --keep: the kept file, edited afterwards (the boot hook lifts its guard), is kept, not drift; a real change still is', () => {
+    const root = isoRoot('r4k');
+    // The rescue image's rescue.conf, which the host's bundle lacks, and a kept directory's file.
+    makeTree(join(root, 'etc/rear'), { 'rescue.conf': 'USE_DHCLIENT=y\n# guard block\n', 'rescue.d': { 'net.conf': 'x\n' } });
+    const r = cli(['apply', join(dir, 'host.tgz'), '--root', root, '--pubkey', pub, '--keep', 'etc/rear/rescue.conf'], { env: { REAR_UPDATE_KEEP: 'ignored/because/--keep/wins' } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(!existsSync(join(root, 'etc/rear/rescue.d')), 'not kept: removed like any stale path');
+    writeFileSync(join(root, 'etc/rear/rescue.conf'), 'USE_DHCLIENT=y\n');
+    writeFileSync(join(root, 'etc/rear/local.conf'), 'edited by hand\n');
+    const s = JSON.parse(cli(['status', '--root', root, '--json']).stdout) as { installed: { keep: string[] }; drift: { path: string; problem: string }[]; kept: { path: string; glob: string }[] };
+    assert.deepEqual(s.installed.keep, ['etc/rear/rescue.conf'], 'the installed record remembers the keep globs');
+    assert.deepEqual(s.drift, [{ path: 'etc/rear/local.conf', problem: 'content', detail: 'content changed since it was installed' }]);
+    assert.deepEqual(s.kept, [{ path: 'etc/rear/rescue.conf', glob: 'etc/rear/rescue.conf' }]);
+    const human = cli(['status', '--root', root]).stdout;
+    assert.match(human, /kept: +1 path\(s\) not in the bundle, kept by --keep etc\/rear\/rescue\.conf/);
+    assert.match(human, /kept +etc\/rear\/rescue\.conf/);
+    assert.doesNotMatch(human, /extra +etc\/rear\/rescue\.conf/);
+    // A new file beside the kept one is drift as before.
+    writeFileSync(join(root, 'etc/rear/other.conf'), 'new\n');
+    const s2 = JSON.parse(cli(['status', '--root', root, '--json']).stdout) as { drift: { path: string; problem: string }[] };
+    assert.deepEqual(s2.drift.map((d) => `${d.problem} ${d.path}`).sort(), ['content etc/rear/local.conf', 'extra etc/rear/other.conf']);
+  });
+
+  test('status after a keep from REAR_UPDATE_KEEP (as the boot hook passes it), with a glob below a directory the bundle lacks', () => {
+    const root = isoRoot('r4e');
+    makeTree(join(root, 'etc/rear'), { 'rescue.conf': 'x\n', 'site.d': { 'a.conf': 'a\n', 'b.txt': 'b\n' } });
+    const r = cli(['apply', join(dir, 'host.tgz'), '--root', root, '--pubkey', pub], { env: { REAR_UPDATE_KEEP: 'etc/rear/rescue.conf etc/rear/site.d/*.conf' } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(!existsSync(join(root, 'etc/rear/site.d/b.txt')), 'not matched: removed');
+    writeFileSync(join(root, 'etc/rear/rescue.conf'), 'y\n');
+    writeFileSync(join(root, 'etc/rear/site.d/a.conf'), 'changed\n');
+    writeFileSync(join(root, 'etc/rear/site.d/c.txt'), 'new\n');
+    const s = JSON.parse(cli(['status', '--root', root, '--json']).stdout) as { drift: { path: string; problem: string }[]; kept: { path: string }[] };
+    assert.deepEqual(s.kept.map((k) => k.path).sort(), ['etc/rear/rescue.conf', 'etc/rear/site.d/a.conf']);
+    assert.deepEqual(s.drift.map((d) => `${d.problem} ${d.path}`), ['extra etc/rear/site.d/c.txt'], 'the directory leading to a kept file is not drift; a new file in it is');
+  });
+
   test('an unsigned plain tar.gz needs --unsigned, and then installs with the same rules', () => {
     const root = isoRoot('r5');
     const before = snapshot(root);

@@ -19,6 +19,12 @@ export interface Installed {
   /** Fingerprint of the key whose valid signature was checked, or null when applied --unsigned. */
   readonly key: string | null;
   readonly owns: readonly string[];
+  /**
+   * The --keep globs of that apply: paths below owned directories it left in place although
+   * the bundle lacks them, which status therefore reports as kept, not as drift. Absent in
+   * records written before keep was recorded.
+   */
+  readonly keep?: readonly string[];
   readonly entries: readonly ManifestEntry[];
 }
 

@@ -11,10 +11,10 @@ import { StateDir, type Installed } from '../../adapters/fs/state.ts';
 import { Transactions } from '../../adapters/fs/transaction.ts';
 import { readBundle, type ReadOptions, type ReadResult } from '../../adapters/tar/bundle-reader.ts';
 import { fromSystemError, RuError } from '../../core/errors.ts';
+import { keepMatcher, splitKeep } from '../../core/keep.ts';
 import { manifestBytes, type Manifest } from '../../core/manifest.ts';
 import { ancestors, parentOf, ROOT_PATH, STATE_DIR } from '../../core/paths.ts';
 import { planApply, type Plan, type PlanOptions } from '../../core/plan.ts';
-import { minimatch } from 'minimatch';
 import { byteSize, collect, limitsFrom, positiveInt, type LimitFlags } from '../options.ts';
 import { formatBytes, note, out, printJson, table } from '../output.ts';
 import { openSource, type OpenedSource } from '../source.ts';
@@ -29,6 +29,7 @@ export interface ApplyFlags extends LimitFlags {
   tokenFile?: string;
   wait?: number;
   sysRoot: string;
+  hostname?: string;
   keep?: string[];
   pubkey?: string[];
   keysDir?: string;
@@ -78,7 +79,7 @@ function hostCheck(m: Manifest | null, expected: string | undefined): void {
   }
 }
 
-function installedRecord(r: ReadResult, source: string): Installed {
+function installedRecord(r: ReadResult, source: string, keep: readonly string[]): Installed {
   return {
     host: r.manifest?.host ?? null,
     class: r.manifest?.class ?? null,
@@ -88,6 +89,7 @@ function installedRecord(r: ReadResult, source: string): Installed {
     source,
     key: r.signature.status === 'valid' ? r.signature.key.fingerprint : null,
     owns: r.manifest?.owns ?? [],
+    keep: [...keep],
     entries: r.entries.map(({ staged: _s, ...e }) => e),
   };
 }
@@ -132,8 +134,9 @@ export async function apply(source: string | undefined, o: ApplyFlags): Promise<
   const owners = process.getuid?.() === 0;
   const allowUnsigned = o.unsigned === true;
   const state = new StateDir(root);
-  const keep = o.keep ?? (effectiveEnv().REAR_UPDATE_KEEP ?? '').split(/\s+/).filter((g) => g !== '');
-  const planOpts: PlanOptions = { owners, ...(keep.length ? { keep: (p: string) => keep.some((g) => minimatch(p, g, { dot: true })) } : {}) };
+  const keep = o.keep ?? splitKeep(effectiveEnv().REAR_UPDATE_KEEP);
+  const keepPath = keepMatcher(keep);
+  const planOpts: PlanOptions = { owners, ...(keepPath ? { keep: keepPath } : {}) };
 
   if (o.dryRun) {
     const txns = new Transactions(state);
@@ -176,7 +179,7 @@ export async function apply(source: string | undefined, o: ApplyFlags): Promise<
     if (r.signature.status !== 'valid') note(`applying an UNVERIFIED bundle (--unsigned): ${r.signature.status === 'unknown-key' ? `signed by unknown key ${r.signature.fingerprint}` : 'no signature'}`);
     crossDeviceCheck(plan, scan.devs, statSync(state.dir).dev);
     const previous = state.readInstalled();
-    const next = installedRecord(r, src.label);
+    const next = installedRecord(r, src.label, keep);
     txns.commit(txn.id, plan.ops, previous, next, { owners, beforeOp: testHooks().beforeOp });
     committed = true;
     if (o.json) {
@@ -215,7 +218,8 @@ export function registerApply(program: Command): void {
     .option('--token <token>', 'fetch token for the server (env REAR_UPDATE_TOKEN)')
     .option('--token-file <file>', 'read the token from a file')
     .option('--wait <duration>', 'with --server and no id: how long to wait for an admin to assign a pending machine (e.g. 90s, 15m, 0; default 15m or REAR_UPDATE_WAIT)', duration)
-    .option('--sys-root <dir>', 'read this machine\'s facts (MACs, DMI) below this directory', '/')
+    .option('--sys-root <dir>', 'read this machine\'s facts below this directory: sys/, proc/, and etc/rear-release and etc/HOSTNAME (a rescue system, and the hostname its image was made with)', '/')
+    .option('--hostname <name>', 'with --server and no id: send this as the machine\'s hostname (env REAR_UPDATE_HOSTNAME; kernel option rear_update=hostname=NAME)')
     .option('--json', 'print the executed (or, with --dry-run, the planned) changes as JSON')
     .option('-v, --verbose', 'print every changed path')
     .option('-q, --quiet', 'no progress output')
@@ -235,6 +239,19 @@ one, the server resolves this machine by its facts (MACs, DMI UUID and serial, h
 unknown machine is recorded as pending: the command shows its facts and waits (--wait) until
 an admin runs \`rear-update admin assign PENDING-ID HOST\`, then proceeds. The server signs
 what it serves: trust its key (DATA/server.pub) with --pubkey or the keys directory.
+
+Download progress: a bar on a terminal; a plain line every 5 s on anything else, and also on
+a serial or IPMI console (stderr on /dev/ttyS*, ttyAMA*, ttyUSB*, hvc*, ttysclp*, or on
+/dev/console while the kernel's active console is one of those) and with TERM=dumb.
+REAR_UPDATE_PROGRESS=bar|plain|none overrides that choice (none: no progress, retries are
+still reported); -q prints neither.
+
+In a ReaR rescue system (etc/rear-release exists) the image's own values are not sent: the
+hostname it was made with (etc/HOSTNAME, REAR_UPDATE_IMAGE_HOSTNAME), the template's DMI UUID
+and serial (REAR_UPDATE_IMAGE_UUID, _SERIAL). A hostname is sent only when it differs from
+the image's (DHCP) or is given (--hostname). Each fact left out is printed with its reason,
+and so is the fact that resolved the machine. \`rear-update facts\` shows both beforehand;
+docs/resolution.md has the rules.
 
 Examples:
   rear-update apply --server http://rear-server:8080 --token ru_... --pubkey server.pub

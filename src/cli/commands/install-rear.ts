@@ -8,8 +8,10 @@ import type { Command } from 'commander';
 import { RuError } from '../../core/errors.ts';
 import { parsePublicKey, type PublicKey } from '../../core/signature.ts';
 import { CONF_DIR, installRear, uninstallRear } from '../../adapters/rear/install.ts';
+import { readMachineFacts } from '../../adapters/fs/machine-facts.ts';
 import { collect } from '../options.ts';
 import { note, out } from '../output.ts';
+import { checkRescueNetwork, RESCUE_NETWORK_HELP } from '../rescue-network.ts';
 import { addServerOptions, clientFrom, serverFrom, tokenFrom, type ServerFlags } from '../server-options.ts';
 import { duration } from '../server-source.ts';
 import { encodeSettings, type SettingKey } from '../settings.ts';
@@ -23,7 +25,32 @@ interface InstallFlags extends ServerFlags {
   exe?: string;
   root: string;
   rearShare: string;
+  sysRoot: string;
   uninstall?: boolean;
+}
+
+/**
+ * This machine's hostname, DMI UUID and serial, recorded in the image's settings as the
+ * template's: a machine booting the image must not send them as its own (it would be
+ * resolved to this host). See core/store/rescue-facts.ts.
+ */
+function templateFacts(sysRoot: string): { values: Partial<Record<SettingKey, string>>; line: string } {
+  const f = readMachineFacts(sysRoot);
+  const named = [
+    f.hostname ? `hostname ${f.hostname}` : null,
+    f.uuid ? `DMI UUID ${f.uuid}` : null,
+    f.serial ? `serial ${f.serial}` : null,
+  ].filter((x): x is string => x !== null);
+  return {
+    values: {
+      ...(f.hostname ? { REAR_UPDATE_IMAGE_HOSTNAME: f.hostname } : {}),
+      ...(f.uuid ? { REAR_UPDATE_IMAGE_UUID: f.uuid } : {}),
+      ...(f.serial ? { REAR_UPDATE_IMAGE_SERIAL: f.serial } : {}),
+    },
+    line: named.length
+      ? `recorded this machine's ${named.join(', ')} as the template's (REAR_UPDATE_IMAGE_*): machines booting the image will not send them`
+      : 'this machine shows no hostname, DMI UUID or serial to record as the template\'s (the image\'s /etc/HOSTNAME still names it)',
+  };
 }
 
 /** The one-file executable to put into the image: this very program when it is one. */
@@ -62,29 +89,38 @@ export function registerInstallRear(program: Command): void {
   addServerOptions(cmd)
     .option('--pubkey <file>', 'key the image trusts, repeatable (default: the server\'s, fetched from --server)', collect)
     .option('--class <name>', 'hardware class of the image (recorded in the settings)')
-    .option('--id-from <how>', 'how the rescue system finds its host: mac, uuid (both: the server resolves all facts), hostname, ask', 'mac')
+    .option('--id-from <how>', 'how the rescue system finds its host: mac, uuid (both: the server resolves all facts), hostname (its own, from DHCP or rear_update=hostname=NAME; never the image\'s, else resolved by facts), ask', 'mac')
     .option('--wait <duration>', 'how long a pending machine waits for an admin\'s assignment (default 15m)')
     .option('--keep <glob>', 'paths apply never removes below owned directories (default etc/rear/rescue.conf), repeatable', collect)
     .option('--exe <file>', 'the one-file rear-update executable to put into the image (default: this one)')
     .option('--root <dir>', 'the system to set up (for images built from a chroot)', '/')
     .option('--rear-share <dir>', 'ReaR\'s share directory below the root', 'usr/share/rear')
+    .option('--sys-root <dir>', 'read this machine\'s facts (the template\'s hostname, DMI UUID and serial) below this directory', '/')
     .option('--uninstall', 'remove everything install-rear installed, and its block in local.conf')
     .addHelpText('after', `
 What it installs (idempotently; run it again to change settings):
   /usr/local/sbin/rear-update                the one-file executable   -> REQUIRED_PROGS
   /etc/rear-update/keys/*.pub                trusted keys              -> COPY_AS_IS (this dir)
-  /etc/rear-update/settings.conf (0600)      server, token, id source  -> COPY_AS_IS (this file)
+  /etc/rear-update/settings.conf (0600)      server, token, id source, -> COPY_AS_IS (this file)
+                                             this machine's facts as the template's
   /etc/rear-update/ca.pem                    with --cacert             -> COPY_AS_IS (this file)
   /usr/share/rear/skel/default/etc/scripts/system-setup.d/90-rear-update.sh   the boot hook
   /etc/rear/local.conf                       a marked block with the two lines above
 
 At boot the hook runs after networking and before an automatic \`rear recover\`; the kernel
-command line can override it: rear_update=server=URL,id=HOST,token=T or rear_update=off.
+command line can override it: rear_update=server=URL,id=HOST,token=T,hostname=NAME,retry=SECONDS
+or rear_update=off; with ReaR's \`unattended\` option it never waits for an answer.
 Until a bundle is installed, \`rear recover\` refuses to start with the image's own
 configuration (a guard in /etc/rear/rescue.conf) unless the operator chooses so.
 
+This machine's hostname, DMI UUID and serial are recorded in settings.conf as the template's
+(REAR_UPDATE_IMAGE_HOSTNAME, _UUID, _SERIAL): a machine booting the image does not send them,
+so it is never resolved to this host by them (docs/resolution.md).
+
 Use a fetch token: for one host (admin token create --fetch HOST) or, for one image per
 hardware type, for its class (admin token create --fetch-class CLASS).
+
+${RESCUE_NETWORK_HELP}
 
 Example:
   rear-update install-rear --server https://rear-server:8443 --token ru_... --class typeA --cacert ca.pem
@@ -110,6 +146,8 @@ Example:
         REAR_UPDATE_WAIT: o.wait ?? '15m',
         REAR_UPDATE_KEEP: (o.keep ?? ['etc/rear/rescue.conf']).join(' '),
       };
+      const template = templateFacts(o.sysRoot);
+      Object.assign(values, template.values);
       const extra: { name: string; data: string }[] = [];
       if (o.cacert) {
         extra.push({ name: 'ca.pem', data: readFileSync(o.cacert, 'utf8') });
@@ -123,6 +161,8 @@ Example:
       for (const f of r.installed) out(`installed /${f}`);
       out(`/etc/rear/local.conf: ${r.block.join('; ')}`);
       out(`trusted keys: ${keys.map((k) => k.key.fingerprint).join(', ')}`);
+      out(template.line);
       out('next: rear mkrescue (or rear mkbackup); the image fetches its host\'s configuration at boot');
+      if (o.class) for (const line of checkRescueNetwork(root, o.class)) note(line);
     });
 }

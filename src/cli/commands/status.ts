@@ -1,5 +1,7 @@
 // `rear-update status`: what is installed in a root, whether an interrupted transaction was
 // found (and rolled back), and drift: installed files that no longer match their manifest.
+// Paths the apply kept on purpose (--keep, recorded with what was installed) are listed as
+// kept, never as drift: the boot hook keeps, and then edits, the image's etc/rear/rescue.conf.
 
 import type { Command } from 'commander';
 import { existsSync, lstatSync, readdirSync, readlinkSync } from 'node:fs';
@@ -7,6 +9,7 @@ import { join } from 'node:path';
 import { hashFile } from '../../adapters/fs/source-tree.ts';
 import { StateDir, type Installed } from '../../adapters/fs/state.ts';
 import { Transactions, type InstalledSummary } from '../../adapters/fs/transaction.ts';
+import { keptBy } from '../../core/keep.ts';
 import { formatMode } from '../../core/manifest.ts';
 import { out, printJson, table } from '../output.ts';
 import { resolveRoot } from './apply.ts';
@@ -17,8 +20,26 @@ export interface Drift {
   readonly detail: string;
 }
 
-export async function findDrift(root: string, rec: Installed, owners: boolean): Promise<Drift[]> {
+/** A path below an owned directory that the apply left in place on purpose (apply --keep). */
+export interface Kept {
+  readonly path: string;
+  readonly glob: string;
+}
+
+export interface RootCheck {
+  readonly drift: Drift[];
+  readonly kept: Kept[];
+}
+
+/**
+ * Installed entries that changed, and what lies below owned paths without being installed:
+ * kept by the apply's --keep globs (with the directories leading to them, as the plan keeps
+ * them), or else drift.
+ */
+export async function checkRoot(root: string, rec: Installed, owners: boolean): Promise<RootCheck> {
   const drift: Drift[] = [];
+  const kept: Kept[] = [];
+  const keep = rec.keep ?? [];
   const known = new Set(rec.entries.map((e) => e.path));
   const byPath = new Map(rec.entries.map((e) => [e.path, e]));
   for (const e of rec.entries) {
@@ -46,19 +67,40 @@ export async function findDrift(root: string, rec: Installed, owners: boolean): 
       if (f && (st.size !== f.size || (await hashFile(abs)) !== f.sha256)) drift.push({ path: e.path, problem: 'content', detail: 'content changed since it was installed' });
     }
   }
+  const isDir = (rel: string): boolean => lstatSync(join(root, rel), { throwIfNoEntry: false })?.isDirectory() === true;
+  // A path the bundle lacks: kept when a glob matches it; a directory is also kept (not listed)
+  // when something below it is, and then what else lies below it is drift on its own.
+  const notInstalled = (p: string, owner: string): RootCheck => {
+    const glob = keptBy(keep, p);
+    const below: RootCheck = { drift: [], kept: [] };
+    if (keep.length && isDir(p)) {
+      for (const n of readdirSync(join(root, p))) {
+        const r = notInstalled(`${p}/${n}`, owner);
+        below.drift.push(...r.drift);
+        below.kept.push(...r.kept);
+      }
+    }
+    if (glob !== null) return { drift: below.drift, kept: [{ path: p, glob }, ...below.kept] };
+    if (below.kept.length) return below;
+    return { drift: [{ path: p, problem: 'extra', detail: `not in the bundle, below owned ${owner}` }], kept: [] };
+  };
   for (const o of rec.owns) {
     const walk = (rel: string): void => {
-      const abs = join(root, rel);
-      if (!lstatSync(abs, { throwIfNoEntry: false })?.isDirectory()) return;
-      for (const n of readdirSync(abs)) {
+      if (!isDir(rel)) return;
+      for (const n of readdirSync(join(root, rel))) {
         const p = `${rel}/${n}`;
-        if (!known.has(p)) drift.push({ path: p, problem: 'extra', detail: `not in the bundle, below owned ${o}` });
-        else walk(p);
+        if (known.has(p)) {
+          walk(p);
+          continue;
+        }
+        const r = notInstalled(p, o);
+        drift.push(...r.drift);
+        kept.push(...r.kept);
       }
     };
     walk(o);
   }
-  return drift;
+  return { drift, kept };
 }
 
 export function registerStatus(program: Command): void {
@@ -67,6 +109,11 @@ export function registerStatus(program: Command): void {
     .description('show the installed bundle, any interrupted transaction, and drift from what was installed')
     .option('--root <dir>', 'the root to look at', '/')
     .option('--json', 'machine-readable output')
+    .addHelpText('after', `
+Drift: installed entries whose content, mode, owner, type or link target changed, and paths
+below owned directories that the bundle lacks. Paths the apply kept on purpose (--keep or
+REAR_UPDATE_KEEP, recorded with what was installed; the boot hook keeps etc/rear/rescue.conf
+and then lifts its guard in it) are listed as kept, not as drift, changed or not.`)
     .action(async (o: { root: string; json?: boolean }) => {
       const root = resolveRoot(o.root);
       const state = new StateDir(root);
@@ -87,10 +134,10 @@ export function registerStatus(program: Command): void {
         }
       }
       const owners = process.getuid?.() === 0;
-      const drift = rec ? await findDrift(root, rec, owners) : [];
+      const { drift, kept } = rec ? await checkRoot(root, rec, owners) : { drift: [], kept: [] };
       if (o.json) {
         const { entries: _e, ...summary } = rec ?? { entries: [] };
-        printJson({ root, installed: rec ? summary : null, entries: rec?.entries.length ?? 0, recovered, rollback, drift });
+        printJson({ root, installed: rec ? summary : null, entries: rec?.entries.length ?? 0, recovered, rollback, drift, kept });
         return;
       }
       for (const line of recovered) out(`recovered: ${line}`);
@@ -109,7 +156,11 @@ export function registerStatus(program: Command): void {
         ['entries:', String(rec.entries.length)],
         ['rollback:', rollback ? `available: back to ${rollback.previous ? `host ${rollback.previous.host ?? '-'} version ${rollback.previous.version ?? '-'}` : 'the state before the first apply'}` : 'not available'],
         ['drift:', drift.length === 0 ? 'none: every installed entry matches' : `${drift.length} difference(s)`],
+        ...(rec.keep?.length ? [['kept:', `${kept.length} path(s) not in the bundle, kept by --keep ${rec.keep.join(' ')} (not drift)`]] : []),
       ])) out(l);
-      for (const l of table(drift.map((d) => [`  ${d.problem}`, d.path, d.detail]))) out(l);
+      for (const l of table([
+        ...drift.map((d) => [`  ${d.problem}`, d.path, d.detail]),
+        ...kept.map((k) => ['  kept', k.path, `matches --keep ${k.glob}`]),
+      ])) out(l);
     });
 }
