@@ -736,3 +736,44 @@ describe('a full disk (a 4 MiB tmpfs holding the root)', { timeout: 120_000 }, (
     assert.deepEqual(failures, []);
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+
+describe('a root on ramfs (a ReaR rescue system\'s initramfs: statfs says 0 blocks, 0 free)', { timeout: 120_000 }, () => {
+  // Seen when the real rescue image was booted in QEMU: the free-space check read statfs's 0
+  // available blocks as "full" and refused every bundle with NO_SPACE. A file system without
+  // a size is bounded by memory only.
+  let mnt = '';
+  let mounted = false;
+  const isRoot = process.getuid?.() === 0;
+
+  before(() => {
+    if (!isRoot) return;
+    mnt = join(work, 'ramfs');
+    mkdirSync(mnt);
+    execFileSync('mount', ['-t', 'ramfs', '-o', 'mode=0755', 'ramfs', mnt]);
+    mounted = true;
+  });
+  after(() => {
+    if (mounted) execFileSync('umount', ['-l', mnt]);
+  });
+
+  it('a signed bundle applies and rolls back on a ramfs root', { skip: !isRoot && 'needs root to mount a ramfs' }, async () => {
+    const s = statfsSync(mnt);
+    assert.equal(s.blocks * s.bavail, 0, 'the fixture must be a file system that reports no size');
+    const root = join(mnt, 'root');
+    put(root, 'etc/rear/local.conf', 'OUTPUT=ISO\nTEMPLATE=1\n');
+    execFileSync('chmod', ['0755', root]);
+    const before = snapshot(root);
+    const src = join(work, 'ramfs-src');
+    put(src, 'etc/rear/local.conf', 'OUTPUT=ISO\nHOST=e230\n');
+    const b = join(work, 'ramfs.tar.gz');
+    execFileSync(process.execPath, [CLI, 'pack', '--root', src, '--path', 'etc/rear', '--key', key, '--host', 'e230', '-o', b], { env: baseEnv() });
+    const r = await run(['apply', b, '--root', root, '--pubkey', pub]);
+    assert.equal(r.status, 0, describeRun(r));
+    assert.match(readFileSync(join(root, 'etc/rear/local.conf'), 'utf8'), /HOST=e230/);
+    const rb = await run(['rollback', '--root', root]);
+    assert.equal(rb.status, 0, describeRun(rb));
+    assert.deepEqual(snapDiff(snapshot(root), before), []);
+  });
+});

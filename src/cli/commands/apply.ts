@@ -4,6 +4,7 @@
 
 import type { Command } from 'commander';
 import { realpathSync, statfsSync, statSync } from 'node:fs';
+import { freemem } from 'node:os';
 import { loadTrustedKeys } from '../../adapters/fs/keys.ts';
 import { scanRoot, type RootScan } from '../../adapters/fs/root-view.ts';
 import { DirStager } from '../../adapters/fs/stager.ts';
@@ -64,10 +65,13 @@ export function printPlan(plan: Plan, all: boolean): void {
 function spaceCheck(dir: string, m: Manifest | null): void {
   if (!m) return; // a plain archive does not say its size; a full disk is caught while staging
   const st = statfsSync(dir);
-  const free = st.bavail * st.bsize;
-  const need = manifestBytes(m) + m.entries.length * st.bsize;
+  // A file system without a size (ramfs: a rescue system's initramfs root, where statfs says
+  // 0 blocks and 0 free) is bounded by memory only: staging there takes RAM.
+  const sized = st.blocks > 0;
+  const free = sized ? st.bavail * st.bsize : freemem();
+  const need = manifestBytes(m) + m.entries.length * (sized ? st.bsize : 4096);
   if (free < need) {
-    throw new RuError('NO_SPACE', `staging needs about ${formatBytes(need)} but only ${formatBytes(free)} is free in ${dir}`, { need, free });
+    throw new RuError('NO_SPACE', `staging needs about ${formatBytes(need)} but only ${formatBytes(free)} is free in ${dir}${sized ? '' : ' (a file system without a size, in memory: free RAM)'}`, { need, free });
   }
 }
 
