@@ -20,10 +20,13 @@ command -v getfattr >/dev/null || need+=(attr)
 command -v pidof >/dev/null || need+=(sysvinit-utils)
 # `rear mkrescue` OUTPUT=ISO (test/support/mkrescue-sandbox.ts): rear's Depends bring xorriso,
 # isolinux and syslinux-common, but cpio (in ReaR's REQUIRED_PROGS, and what packs the initrd) is
-# not among them. No kernel package: the sandbox gives KERNEL_FILE a placeholder when there is no
-# /boot/vmlinuz-$(uname -r) (linux-image-amd64 would be 70 MB to download for a file never booted).
+# not among them.
 command -v cpio >/dev/null || need+=(cpio)
 command -v xorriso >/dev/null || need+=(xorriso)
+# Booting that image (test/support/qemu-vm.ts): QEMU (TCG), and socat, which hands each guest
+# connection to the test's server on loopback.
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v socat >/dev/null || need+=(socat)
 # bench/serve.ts (npm run bench): nginx as the reference server, wrk as the load generator
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need+=(nginx)
 command -v wrk >/dev/null || need+=(wrk)
@@ -32,4 +35,21 @@ if [ "${#need[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+# The bootable rescue image's packages, installed only inside the mkrescue sandbox (never on
+# this machine): Debian's kernel, and kmod, udev and a DHCP client with exactly the dependencies
+# this machine lacks. Downloaded once into a cache that later runs reuse; apt-get answers from
+# the cache when it is complete, and the package lists are refreshed only when it is not.
+cache=/var/cache/rear-update-test/debs
+mkdir -p "$cache/partial"
+fetch_debs() {
+  apt-get install -y -qq --download-only --no-install-recommends -o Dir::Cache::archives="$cache" kmod udev isc-dhcp-client >/dev/null &&
+    { compgen -G "$cache/linux-image-*-amd64_*.deb" >/dev/null ||
+      (cd "$cache" && apt-get download -qq -o APT::Sandbox::User=root "$(apt-cache depends linux-image-amd64 | awk '/Depends:/ { print $2; exit }')"); }
+}
+if ! fetch_debs 2>/dev/null; then
+  echo "downloading the rescue image's packages into $cache"
+  apt-get update -qq
+  fetch_debs
 fi

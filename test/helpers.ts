@@ -3,6 +3,7 @@
 
 import { execFileSync, spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import http from 'node:http';
 import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -184,4 +185,17 @@ export function fakeSysRoot(root: string, macs: readonly string[], hostname: str
   });
   makeTree(join(root, 'proc/sys/kernel'), { hostname: `${hostname}\n` });
   return root;
+}
+
+/** One JSON request to a server with a bearer token (the admin API in tests); `json` is null for an empty body. */
+export function jsonRequest(base: string, token: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  return new Promise((resolve, reject) => {
+    const r = http.request(new URL(path, base), { method, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) } }, (res) => {
+      let t = '';
+      res.on('data', (c: Buffer) => (t += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: t ? JSON.parse(t) : null }));
+    });
+    r.on('error', reject);
+    r.end(body ? JSON.stringify(body) : undefined);
+  });
 }

@@ -22,7 +22,7 @@ import { BOOT_HOOK, HOOK_NAME } from '../../src/adapters/rear/boot-hook.ts';
 import { encodeSettings } from '../../src/cli/settings.ts';
 import { loadConfig } from '../../src/server/config.ts';
 import { startServer, type Running } from '../../src/server/serve.ts';
-import { cleanup, cli, cliAsync, EXE, makeTree, tempDir } from '../helpers.ts';
+import { cleanup, cli, cliAsync, EXE, jsonRequest, makeTree, tempDir } from '../helpers.ts';
 import { runRearRecoverInit, type RearSandboxResult } from '../support/rear-sandbox.ts';
 
 const work = tempDir('ru-rescue-boot-');
@@ -34,17 +34,7 @@ const exe = readFileSync(EXE);
 const HOST_CONF = 'OUTPUT=ISO\nHOST_ONLY_VAR=e229-configuration\n';
 const TEMPLATE_CONF = 'OUTPUT=ISO\nHOST_ONLY_VAR=template-configuration\n';
 
-async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  return new Promise((resolve, reject) => {
-    const r = http.request(new URL(path, srv.url), { method, headers: { authorization: `Bearer ${admin}`, ...(body ? { 'content-type': 'application/json' } : {}) } }, (res) => {
-      let t = '';
-      res.on('data', (c: Buffer) => (t += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: t ? JSON.parse(t) : null }));
-    });
-    r.on('error', reject);
-    r.end(body ? JSON.stringify(body) : undefined);
-  });
-}
+const api = (method: string, path: string, body?: unknown): ReturnType<typeof jsonRequest> => jsonRequest(srv.url, admin, method, path, body);
 
 /** The image as mkrescue would have made it (see test/integration/install-rear.test.ts for that part). */
 function image(opts: { pub?: string; token?: string; idFrom?: string } = {}): Record<string, string | Buffer | { content: string | Buffer; mode: number }> {

@@ -7,13 +7,12 @@
 
 import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { encodeSettings, parseSettings, type SettingKey } from '../../src/cli/settings.ts';
 import { loadConfig } from '../../src/server/config.ts';
 import { startServer, type Running } from '../../src/server/serve.ts';
-import { cleanup, cli, cliAsync, errorCode, fakeSysRoot, makeTree, tempDir } from '../helpers.ts';
+import { cleanup, cli, cliAsync, errorCode, fakeSysRoot, jsonRequest, makeTree, tempDir } from '../helpers.ts';
 
 const work = tempDir('ru-rescue-facts-');
 const data = join(work, 'data');
@@ -24,17 +23,7 @@ let admin: string;
 const TEMPLATE_UUID = '4c4c4544-0033-3010-8044-b2c04f4e3232';
 const MAC = { e229: '52:54:00:e2:29:01', e230: '52:54:00:e2:30:01', replacement: '52:54:00:e2:31:01', clone: '52:54:00:e2:32:01' };
 
-async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  return new Promise((resolve, reject) => {
-    const r = http.request(new URL(path, srv.url), { method, headers: { authorization: `Bearer ${admin}`, ...(body ? { 'content-type': 'application/json' } : {}) } }, (res) => {
-      let t = '';
-      res.on('data', (c: Buffer) => (t += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: t ? JSON.parse(t) : null }));
-    });
-    r.on('error', reject);
-    r.end(body ? JSON.stringify(body) : undefined);
-  });
-}
+const api = (method: string, path: string, body?: unknown): ReturnType<typeof jsonRequest> => jsonRequest(srv.url, admin, method, path, body);
 
 /** A machine: sysfs with its MACs and DMI values, its running hostname, and, booted from a ReaR image made on e229, that image's files. */
 function machine(name: string, o: { macs: string[]; hostname: string; uuid?: string; serial?: string; rescueOf?: string }): string {

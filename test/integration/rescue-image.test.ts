@@ -1,37 +1,76 @@
-// Acceptance of issue 5's first point, against Debian's real ReaR 2.7 in a throw-away copy of
-// this machine (test/support/mkrescue-sandbox.ts): `install-rear`, then `rear mkrescue`
-// (OUTPUT=ISO) builds an image whose initrd carries the one-file executable, the trusted key,
-// the settings and the boot hook; the test unpacks the ISO's initrd and checks each of them,
-// runs the image's executable in the unpacked tree, and checks that no private key went in.
-// Then: install-rear run again changes nothing, --uninstall gives back local.conf byte for byte
-// and removes every file it installed, and nothing of it reached the real system.
+// One real rescue image, built once and used twice (issues 5 and 10). Debian's real, unmodified
+// ReaR 2.7 in a throw-away copy of this machine (test/support/mkrescue-sandbox.ts) posing as the
+// template host e229 of hardware type A (its own hostname, a real Debian kernel, udev, systemd
+// and a DHCP client installed in the sandbox): `install-rear`, then `rear mkrescue` (OUTPUT=ISO).
+//
+// 1. The image as files: the test unpacks the ISO's initrd and checks the one-file executable,
+//    the trusted key, the settings (with the template's recorded facts), the boot hook and
+//    the local.conf block; no private key went in; install-rear again changes nothing,
+//    --uninstall gives back local.conf byte for byte; nothing reached the real system.
+// 2. The image booted: its kernel and initrd in QEMU (test/support/qemu-vm.ts: TCG, one vCPU,
+//    serial console, user-mode network that reaches only the test's server on loopback),
+//    against a real rear-update server holding e229 and e230:
+//      - a replacement machine (a MAC nobody knows) goes PENDING, although the rescue system
+//        runs with the template's hostname e229; assigned to e230, the hook installs e230's
+//        bundle, and status shows no drift for the kept rescue.conf;
+//      - rear_update=id=e229 on the kernel command line installs e229's bundle;
+//      - the server down: bounded retries, then ReaR's unattended `rear recover` is refused by
+//        the guard, and the console says what to do;
+//      - e230's own MAC with ReaR's `unattended` option: the hook resolves and installs e230,
+//        then `rear recover` starts and reads e230's configuration; a stop script in the
+//        image ends it in its init stage (the VM has no disk anyway).
+//    Each scenario is bounded and fails with the console's last lines.
 //
 // The signing key pair is made where `rear-update --help` tells an admin to keep it
-// (/etc/rear-update/signing), on the same machine the image is made from: the realistic case
-// for "no private key in the image".
+// (/etc/rear-update/signing), on the machine the image is made from: the realistic case for
+// "no private key in the image"; the test's server signs with that same key.
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { posix } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { join, posix } from 'node:path';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import { BOOT_HOOK, HOOK_NAME } from '../../src/adapters/rear/boot-hook.ts';
-import { CLI, EXE, REPO } from '../helpers.ts';
+import { loadConfig } from '../../src/server/config.ts';
+import { startServer, type Running } from '../../src/server/serve.ts';
+import { cleanup, CLI, cliAsync, EXE, jsonRequest, makeTree, REPO, tempDir } from '../helpers.ts';
 import {
-  ISO_DIR, mkrescueLocalConf, openMkrescueSandbox, prepareRescueKernel, runMkrescue, unpackRescueInitrd,
-  type MkrescueSandbox, type UnpackedInitrd,
+  bootableLocalConf, ISO_DIR, openMkrescueSandbox, prepareBootableSystem, runMkrescue, unpackRescueInitrd,
+  type BootableKernel, type MkrescueSandbox, type UnpackedInitrd,
 } from '../support/mkrescue-sandbox.ts';
+import { GUEST_SERVER_URL, startVm, type Vm } from '../support/qemu-vm.ts';
 
 /** Where the test puts its copies of dist/rear-update and dist/rear-update.cjs in the sandbox. */
 const STAGE = '/root/rear-update-under-test';
 const SIGNING = '/etc/rear-update/signing';
 const UNPACKED = '/root/initrd-root';
-const SERVER = 'http://127.0.0.1:9';
 const HOOK = `/usr/share/rear/skel/default/etc/scripts/system-setup.d/${HOOK_NAME}`;
 /** Everything install-rear may touch; snapshots of these prove idempotence and a clean uninstall. */
 const TOUCHED = ['/etc/rear/local.conf', '/etc/rear-update', '/usr/local/sbin', '/usr/share/rear/skel'];
 const VERSION = (JSON.parse(readFileSync(`${REPO}/package.json`, 'utf8')) as { version: string }).version;
+
+// The fleet. None of these is this machine's: the sandbox gets its own hostname, the VMs their
+// own MACs, and the template's MAC on the server is made up (the sandbox itself shares this
+// machine's network interfaces, which is why e229 is not registered with those).
+const TEMPLATE = 'e229';
+const TEMPLATE_MAC = '52:54:00:22:90:01';
+const E230_MAC = '52:54:00:23:00:01';
+/** A replacement machine: nobody knows its MAC. */
+const NEW_MAC = '52:54:00:99:00:07';
+const HOST_CONF = (host: string): string => `# ${host}'s own ReaR configuration\nOUTPUT=ISO\nBACKUP=REQUESTRESTORE\nHOST_ONLY_VAR=${host}-configuration\n`;
+
+// In the image only (ReaR copies /usr/share/rear into it): `rear recover` prints the variable
+// that only a host's own local.conf sets, then stops in its init stage, before anything could
+// touch a disk (the VM has none). Every other workflow, mkrescue included, passes through.
+const STOP_SCRIPT = '/usr/share/rear/init/default/031_rear_update_test_stop.sh';
+const STOP_SCRIPT_TEXT = `# rear-update's QEMU test: stop rear recover in its init stage
+test "$WORKFLOW" = recover || return 0
+LogPrint "rear-update-test: rear recover runs with HOST_ONLY_VAR=\${HOST_ONLY_VAR:-unset}"
+EXIT_FAIL_MESSAGE=0
+exit 42
+`;
 
 const sha256 = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
 
@@ -59,24 +98,69 @@ done`;
 /** The paths of the "installed /..." lines install-rear prints. */
 const installedPaths = (stdout: string): string[] => stdout.split('\n').flatMap((l) => /^installed (\/\S+)$/.exec(l)?.[1] ?? []);
 
+const work = tempDir('ru-rescue-image-');
+let srv: Running;
+let admin = '';
+let fetchClass = '';
+
+const api = (method: string, path: string, body?: unknown): ReturnType<typeof jsonRequest> => jsonRequest(srv.url, admin, method, path, body);
+
+/** The server the image talks to, signing with the key pair made in the sandbox; e229 and e230 published. */
+async function startFleetServer(keyPair: { pub: string; priv: string }): Promise<void> {
+  const data = join(work, 'data');
+  mkdirSync(join(data, 'signing'), { recursive: true, mode: 0o700 });
+  writeFileSync(join(data, 'signing', 'rear-update.key'), keyPair.priv, { mode: 0o600 });
+  writeFileSync(join(data, 'signing', 'rear-update.pub'), keyPair.pub);
+  srv = await startServer(loadConfig({ data, listen: '127.0.0.1:0' }, {}), { log: false });
+  admin = readFileSync(join(data, 'admin.token'), 'utf8').trim();
+  assert.equal(readFileSync(join(data, 'server.pub'), 'utf8'), keyPair.pub, 'the server signs with the sandbox\'s key');
+  for (const [id, mac] of [[TEMPLATE, TEMPLATE_MAC], ['e230', E230_MAC]] as const) {
+    const h = await api('POST', '/api/v1/hosts', { id, class: 'typeA', macs: [mac], hostnames: [id] });
+    assert.equal(h.status, 201, JSON.stringify(h.json));
+    const tree = join(work, `tree-${id}`);
+    makeTree(tree, { etc: { rear: { 'local.conf': HOST_CONF(id) } }, var: { lib: { rear: { layout: { 'disklayout.conf': `# ${id}\ndisk /dev/vda 10737418240 gpt\n` } } } } });
+    const pub = await cliAsync(['publish', '--server', srv.url, '--token', admin, '--root', tree, '--host', id, '--sys-root', join(work, 'nosys')]);
+    assert.equal(pub.status, 0, pub.stderr);
+  }
+  const t = await api('POST', '/api/v1/tokens', { scope: 'fetch-class:typeA', label: 'typeA image' });
+  assert.equal(t.status, 201);
+  fetchClass = t.json.token as string;
+}
+
+let sb: MkrescueSandbox;
+let kernel: BootableKernel;
+/** On this machine: the image's kernel and initrd, and its boot loader's kernel command line. */
+let boot: { kernel: string; initrd: string; append: string } | null = null;
+
+before(async () => {
+  assert.equal(process.getuid?.(), 0, 'the mkrescue sandbox needs root (mount namespaces, overlayfs)');
+  const version = execFileSync('rear', ['-V'], { encoding: 'utf8' });
+  assert.match(version, /^Relax-and-Recover 2\.7 /, `rear 2.7 must be installed (scripts/ensure-system-deps.sh): ${version}`);
+  for (const p of ['xorriso', 'cpio', 'qemu-system-x86_64', 'socat']) execFileSync('sh', ['-c', `command -v ${p}`], { stdio: 'pipe' });
+}, { timeout: 30_000 });
+
+after(async () => {
+  await sb?.close();
+  await srv?.close();
+  cleanup(work);
+});
+
 describe('install-rear with real ReaR 2.7: rear mkrescue carries rear-update into the image', { timeout: 30 * 60_000 }, () => {
-  let sb: MkrescueSandbox;
   const exe = readFileSync(EXE);
-  const token = `ru_${randomBytes(6).toString('hex')}_${randomBytes(32).toString('base64url')}`;
   let pub = '';
   let priv = '';
   let localConf = '';
-  let kernelFile = '';
   let before0: Record<string, string> = {};
   let afterInstall: Record<string, string> = {};
   let installOut = '';
   let unpacked: UnpackedInitrd | null = null;
   let iso = '';
   const hostBefore: Record<string, string | null> = {};
-  const hostWatch = ['/etc/rear/local.conf', '/usr/local/sbin/rear-update', '/etc/rear-update', HOOK, ISO_DIR, '/var/lib/rear/layout/disklayout.conf'];
+  const hostWatch = ['/etc/rear/local.conf', '/usr/local/sbin/rear-update', '/etc/rear-update', HOOK, ISO_DIR, '/var/lib/rear/layout/disklayout.conf', STOP_SCRIPT, '/boot', '/usr/lib/modules'];
   const hostState = (p: string): string | null => {
     if (!existsSync(p)) return null;
     try {
+      if (statSync(p).isDirectory()) return readdirSync(p).sort().join(' ');
       return sha256(readFileSync(p));
     } catch {
       return 'not a file';
@@ -84,18 +168,14 @@ describe('install-rear with real ReaR 2.7: rear mkrescue carries rear-update int
   };
 
   const installArgs = (): string[] => [
-    'node', `${STAGE}/rear-update.cjs`, 'install-rear', '--server', SERVER, '--token', token,
-    '--pubkey', `${SIGNING}/rear-update.pub`, '--class', 'typeA', '--exe', `${STAGE}/rear-update`,
+    'node', `${STAGE}/rear-update.cjs`, 'install-rear', '--server', GUEST_SERVER_URL, '--token', fetchClass,
+    '--pubkey', `${SIGNING}/rear-update.pub`, '--class', 'typeA', '--exe', `${STAGE}/rear-update`, '--wait', '10m',
   ];
 
   before(async () => {
-    assert.equal(process.getuid?.(), 0, 'the mkrescue sandbox needs root (mount namespaces, overlayfs)');
-    const version = execFileSync('rear', ['-V'], { encoding: 'utf8' });
-    assert.match(version, /^Relax-and-Recover 2\.7 /, `rear 2.7 must be installed (scripts/ensure-system-deps.sh): ${version}`);
-    for (const p of ['xorriso', 'cpio']) execFileSync('sh', ['-c', `command -v ${p}`], { stdio: 'pipe' });
     for (const p of hostWatch) hostBefore[p] = hostState(p);
 
-    sb = await openMkrescueSandbox();
+    sb = await openMkrescueSandbox({ hostname: TEMPLATE, pretendSystemd: true });
     // Copies of the build as read once here: a rebuild of dist/ while the test runs cannot mix versions.
     await sb.writeFile(`${STAGE}/rear-update`, exe, 0o755);
     await sb.writeFile(`${STAGE}/rear-update.cjs`, readFileSync(CLI), 0o644);
@@ -103,21 +183,18 @@ describe('install-rear with real ReaR 2.7: rear mkrescue carries rear-update int
     pub = await sb.readText(`${SIGNING}/rear-update.pub`);
     priv = await sb.readText(`${SIGNING}/rear-update.key`);
     assert.match(priv, /PRIVATE KEY/);
+    await startFleetServer({ pub, priv });
 
-    const kernel = await prepareRescueKernel(sb);
-    kernelFile = kernel.path;
-    localConf = mkrescueLocalConf(kernel.path, "# the host's own last line: install-rear's block goes after it");
+    kernel = await prepareBootableSystem(sb);
+    await sb.writeFile(STOP_SCRIPT, STOP_SCRIPT_TEXT, 0o644);
+    localConf = bootableLocalConf(kernel, "# the host's own last line: install-rear's block goes after it");
     await sb.writeFile('/etc/rear/local.conf', localConf, 0o644);
     before0 = await snapshot(sb, TOUCHED);
 
     const r = await sb.run(installArgs(), { cwd: '/root' });
     installOut = r.text;
     afterInstall = await snapshot(sb, TOUCHED);
-  }, { timeout: 300_000 });
-
-  after(async () => {
-    await sb?.close();
-  });
+  }, { timeout: 600_000 });
 
   test('rear mkrescue builds the ISO; its initrd holds the executable, the key, the settings, the hook and the local.conf block', async (t) => {
     assert.deepEqual(installedPaths(installOut).sort(), [
@@ -140,7 +217,23 @@ describe('install-rear with real ReaR 2.7: rear mkrescue carries rear-update int
     await sb.run(['xorriso', '-osirrox', 'on', '-indev', iso, '-extract', '/isolinux/isolinux.cfg', '/root/isolinux.cfg']);
     assert.match(await sb.readText('/root/isolinux.cfg'), new RegExp(`initrd=${posix.basename(unpacked.inIso).replace(/\./g, '\\.')}\\b`));
     await sb.run(['xorriso', '-osirrox', 'on', '-indev', iso, '-extract', '/isolinux/kernel', '/root/iso-kernel']);
-    assert.deepEqual(await sb.readFile('/root/iso-kernel'), await sb.readFile(kernelFile));
+    assert.deepEqual(await sb.readFile('/root/iso-kernel'), await sb.readFile(kernel.path));
+    // For QEMU: the kernel, the initrd and the command line of the boot loader's `label rear`
+    // entry (what an operator gets by pressing Enter), without its initrd= (QEMU loads it).
+    const cfg = await sb.readText('/root/isolinux.cfg');
+    const entry = /^label rear\n(?:.*\n)*?append (.*)$/m.exec(cfg);
+    assert.ok(entry, `no 'label rear' entry with an append line in isolinux.cfg:\n${cfg}`);
+    assert.match(entry[1]!, /console=ttyS0,115200/, 'USE_SERIAL_CONSOLE=yes gives the kernel a serial console');
+    await sb.run(['xorriso', '-osirrox', 'on', '-indev', iso, '-extract', unpacked.inIso, '/root/iso-initrd']);
+    mkdirSync(join(work, 'boot'), { recursive: true });
+    writeFileSync(join(work, 'boot', 'kernel'), await sb.readFile('/root/iso-kernel'));
+    writeFileSync(join(work, 'boot', 'initrd'), await sb.readFile('/root/iso-initrd'));
+    boot = {
+      kernel: join(work, 'boot', 'kernel'),
+      initrd: join(work, 'boot', 'initrd'),
+      append: entry[1]!.split(/\s+/).filter((w) => w && !w.startsWith('initrd=')).join(' '),
+    };
+    t.diagnostic(`boot: ${boot.append} (initrd ${(readFileSync(boot.initrd).length / 1e6).toFixed(0)} MB)`);
 
     const at = (p: string): string => `${UNPACKED}/${p}`;
     // The one-file executable: same bytes, executable, found by name on the rescue system's PATH.
@@ -162,8 +255,11 @@ describe('install-rear with real ReaR 2.7: rear mkrescue carries rear-update int
     // The settings, private to root as install-rear wrote them.
     const settings = await sb.readText(at('etc/rear-update/settings.conf'));
     assert.equal(settings, await sb.readText('/etc/rear-update/settings.conf'));
-    assert.match(settings, /^REAR_UPDATE_SERVER='http:\/\/127\.0\.0\.1:9'$/m);
-    assert.ok(settings.split('\n').includes(`REAR_UPDATE_TOKEN='${token}'`), settings);
+    assert.ok(settings.split('\n').includes(`REAR_UPDATE_SERVER='${GUEST_SERVER_URL}'`), settings);
+    assert.ok(settings.split('\n').includes(`REAR_UPDATE_TOKEN='${fetchClass}'`), settings);
+    // The template's hostname, recorded so that no machine booting the image sends it as its own.
+    assert.match(settings, new RegExp(`^REAR_UPDATE_IMAGE_HOSTNAME='${TEMPLATE}'$`, 'm'));
+    assert.equal((await sb.readText(at('etc/HOSTNAME'))).trim(), TEMPLATE, 'ReaR writes the template\'s hostname into the image');
     assert.match(settings, /^REAR_UPDATE_CLASS='typeA'$/m);
     assert.equal((await sb.stat(at('etc/rear-update/settings.conf')))?.mode, 0o600);
 
@@ -229,5 +325,100 @@ describe('install-rear with real ReaR 2.7: rear mkrescue carries rear-update int
 
   test('nothing reached the real system', () => {
     for (const p of hostWatch) assert.equal(hostState(p), hostBefore[p], `${p} changed on the host`);
+  });
+});
+
+// Two VMs at a time: each is one TCG vCPU, and this machine has two cores.
+describe('the real rescue image booted in QEMU: one image, the right host for each machine', { timeout: 40 * 60_000, concurrency: 2 }, () => {
+  /**
+   * Boots the image with a MAC and extra kernel options; its GUEST_SERVER_URL reaches `port` on
+   * loopback. The VM is killed when the test ends, passed or not.
+   */
+  const bootVm = (t: TestContext, name: string, mac: string, extra: string, port = Number(new URL(srv.url).port)): Vm => {
+    assert.ok(boot, 'the image was not built or not copied out (see the install-rear suite above)');
+    const vm = startVm({ name, kernel: boot.kernel, initrd: boot.initrd, append: `${boot.append} ${extra}`.trim(), mac, serverPort: port });
+    t.after(() => vm.close());
+    return vm;
+  };
+  /** Up to ReaR's system setup sourcing the rear-update hook (after udev, networking and DHCP). */
+  const reachHook = async (vm: Vm, t: TestContext): Promise<number> => {
+    const m = await vm.waitFor(/Running 90-rear-update\.sh\.\.\.\n/, 8 * 60_000, 'ReaR\'s system setup running the rear-update hook');
+    t.diagnostic(`${vm.name}: the hook started ${vm.elapsed().toFixed(0)} s after power-on`);
+    return m.index;
+  };
+  const DONE = /rear-update: done; 'rear recover' will use this host's configuration/;
+  const applied = (host: string): RegExp => new RegExp(`applied host ${host} from ${GUEST_SERVER_URL.replace(/[.]/g, '\\.')} to /: host ${host}, version 1, signed by ed25519:[0-9a-f]{16}`);
+  const auditOf = async (q: string): Promise<{ kind: string; host: string | null; result: string; detail: string | null }[]> =>
+    (await api('GET', `/api/v1/audit?${q}`)).json.events;
+
+  test('template hostname: a replacement machine booting e229\'s image goes PENDING instead of being resolved to e229 by hostname; assigned to e230, the hook installs e230\'s bundle', async (t) => {
+    const vm = bootVm(t, 'replacement', NEW_MAC, '');
+    const from = await reachHook(vm, t);
+    const m = await vm.waitFor(/PENDING as machine (\d+)/, 3 * 60_000, 'the machine going pending', from);
+    const hookOut = (): string => vm.console().slice(from);
+    // The rescue system runs with the template's hostname, and says why it does not send it.
+    assert.match(hookOut(), new RegExp(`hostname ${TEMPLATE} left out: it is the rescue image's own \\(the template's\\), not this machine's`));
+    assert.doesNotMatch(hookOut(), /resolved this machine to host/);
+    const pending = ((await api('GET', '/api/v1/pending')).json.pending as { id: number; facts: { macs: string[]; hostname: string | null } }[]).find((p) => p.id === Number(m[1]));
+    assert.ok(pending, `pending machine ${m[1]} is not on the server`);
+    assert.deepEqual(pending.facts.macs, [NEW_MAC]);
+    assert.equal(pending.facts.hostname, null, 'the template\'s hostname reached the server');
+    assert.ok((await auditOf('kind=resolve&result=PENDING')).some((e) => e.detail?.includes(`pending ${m[1]}`)), 'the pending resolve is audited');
+
+    const a = await cliAsync(['admin', 'assign', m[1]!, 'e230'], { env: { REAR_UPDATE_SERVER: srv.url, REAR_UPDATE_TOKEN: admin } });
+    assert.equal(a.status, 0, a.stderr);
+    await vm.waitFor(DONE, 3 * 60_000, 'the hook installing the assigned host', from);
+    t.diagnostic(`${vm.name}: installed ${vm.elapsed().toFixed(0)} s after power-on`);
+    assert.match(hookOut(), applied('e230'));
+    assert.match(hookOut(), /host {2,}e230\b|host: e230|host e230/);
+    // status right after the boot: the kept rescue.conf (the guard was written into it and
+    // lifted again) is listed as kept, not as drift.
+    assert.match(hookOut(), /drift: +none: every installed entry matches/);
+    assert.match(hookOut(), /kept: +1 path\(s\) not in the bundle, kept by --keep etc\/rear\/rescue\.conf/);
+    // A serial console gets plain progress lines, no cursor escape codes.
+    assert.ok(!hookOut().includes('\x1b[?25l') && !hookOut().includes('\x1b[2K'), 'progress bar escape codes on the serial console');
+    assert.ok((await auditOf('host=e230&kind=fetch')).some((e) => e.result === 'ok'), 'e230\'s download is audited');
+  });
+
+  test('rear_update=id=e229 on the kernel command line installs e229\'s bundle', async (t) => {
+    const vm = bootVm(t, 'by-id', NEW_MAC.replace(/07$/, '08'), `rear_update=id=${TEMPLATE}`);
+    const from = await reachHook(vm, t);
+    await vm.waitFor(DONE, 3 * 60_000, 'the hook installing e229', from);
+    const out = vm.console().slice(from);
+    assert.match(out, new RegExp(`fetching the configuration of ${TEMPLATE} from ${GUEST_SERVER_URL.replace(/[.]/g, '\\.')}`));
+    assert.match(out, applied(TEMPLATE));
+    assert.doesNotMatch(out, /PENDING/);
+  });
+
+  test('the server down at boot: bounded retries, then the guard keeps the unattended rear recover from using the template\'s configuration, and the console says what to do', async (t) => {
+    // A port on loopback where nothing listens: the guest's connections are accepted by QEMU and closed at once.
+    const closed = net.createServer();
+    await new Promise<void>((res) => closed.listen(0, '127.0.0.1', res));
+    const port = (closed.address() as net.AddressInfo).port;
+    await new Promise<void>((res) => closed.close(() => res()));
+    const vm = bootVm(t, 'server-down', NEW_MAC.replace(/07$/, '09'), 'rear_update=retry=25 unattended', port);
+    const from = await reachHook(vm, t);
+    await vm.waitFor(/retrying in 10 seconds/, 3 * 60_000, 'a retry', from);
+    await vm.waitFor(/rear-update: FAILED \(exit 7\)/, 4 * 60_000, 'the hook giving up after its retries', from);
+    t.diagnostic(`${vm.name}: the hook gave up ${vm.elapsed().toFixed(0)} s after power-on`);
+    await vm.waitFor(/unattended boot: not asking[^]*run 'rear-update apply HOST'[^]*remove the rear-update guard/, 60_000, 'the hook saying what to do instead of waiting for an answer', from);
+    const out = (): string => vm.console().slice(from);
+    // Nothing answered: the guest's connections were closed at once, never served.
+    assert.match(out(), /error SERVER_UNREACHABLE: http:\/\/10\.0\.2\.100:8080/);
+    // ReaR's unattended recovery starts, and the guard in rescue.conf stops it at once.
+    await vm.waitFor(/rear-update has not installed this host's configuration/, 3 * 60_000, 'rear recover refused by the guard', from);
+    assert.match(out(), /Launching 'rear recover' automatically in unattended mode/);
+    assert.doesNotMatch(out(), /rear-update-test: rear recover runs with/, 'rear recover went on with the template\'s configuration');
+  });
+
+  test('ReaR\'s unattended boot: the hook resolves e230 by its MAC and installs it, then rear recover reads e230\'s configuration', async (t) => {
+    const vm = bootVm(t, 'unattended', E230_MAC, 'unattended');
+    const from = await reachHook(vm, t);
+    await vm.waitFor(DONE, 3 * 60_000, 'the hook installing e230', from);
+    assert.match(vm.console().slice(from), new RegExp(`resolved this machine to host e230 \\(by mac ${E230_MAC}\\)`));
+    assert.match(vm.console().slice(from), applied('e230'));
+    const m = await vm.waitFor(/rear-update-test: rear recover runs with HOST_ONLY_VAR=(\S+)/, 3 * 60_000, 'rear recover reading its configuration', from);
+    t.diagnostic(`${vm.name}: rear recover read its configuration ${vm.elapsed().toFixed(0)} s after power-on`);
+    assert.equal(m[1], 'e230-configuration', 'rear recover did not run with e230\'s configuration');
   });
 });

@@ -30,31 +30,31 @@
 // /proc/PID/root from the host (an absolute symlink met on such a path would resolve against
 // the host's real root, and a write could reach it).
 //
-// What mkrescue needs in here (ReaR 2.7, Debian 12; see mkrescueLocalConf):
+// What a bootable mkrescue needs in here (ReaR 2.7, Debian 12; see bootableLocalConf):
 //   - Debian packages: rear pulls in xorriso (the ISO), isolinux and syslinux-common (its
 //     boot loader); `cpio` is in ReaR's REQUIRED_PROGS but NOT among the package's Depends
-//     (scripts/ensure-system-deps.sh installs it);
-//   - a kernel: ReaR only checks that KERNEL_FILE is a non-empty file (prep/GNU/Linux/
-//     400_guess_kernel.sh) and copies it into the ISO as /isolinux/kernel; nothing reads it.
-//     A machine without /boot/vmlinuz-$(uname -r) (containers, micro-VMs: this one) makes
-//     mkrescue fail with "Cannot autodetect what to use as KERNEL_FILE". prepareRescueKernel
-//     uses the host's kernel when it exists and otherwise a placeholder file, so the ISO is
-//     complete for inspection but NOT bootable. Installing Debian's linux-image-amd64 instead
-//     would cost a 70 MB download and 400 MB of modules for a file nothing here looks at (and
-//     its version would not match `uname -r`, so modules could not be used either);
-//   - MODULES=( 'no_modules' ): /lib/modules/$(uname -r) may not exist (it does not here), and
-//     without this build/GNU/Linux/400_copy_modules.sh errors out; FIRMWARE_FILES=( 'no' )
-//     keeps firmware out; both also keep the image small;
-//   - USE_SERIAL_CONSOLE=no: with no /dev/ttyS* in the sandbox, ReaR 2.7's serial console
-//     autodetection (prep/GNU/Linux/200_include_serial_console.sh) runs `ls` on an empty glob,
+//     (scripts/ensure-system-deps.sh installs it on this machine);
+//   - what the original system of a real image has and this machine lacks, installed in the
+//     sandbox only by prepareBootableSystem from packages that scripts/ensure-system-deps.sh
+//     keeps in DEB_CACHE: Debian's kernel (KERNEL_FILE, KERNEL_VERSION; this machine has no
+//     /boot/vmlinuz-$(uname -r) and its running kernel is not Debian's), kmod, udev and
+//     isc-dhcp-client; systemd is installed here already, and a stand-in process makes ReaR
+//     see it running (pretendSystemd), as on any Debian host;
+//   - a short MODULES list (VM_MODULES) instead of ReaR's default 'all_modules' (400 MB of
+//     modules for a VM with three devices), FIRMWARE_FILES=( 'no' );
+//   - USE_SERIAL_CONSOLE=yes with the devices given as text: there is no /dev/ttyS* in the
+//     sandbox, and ReaR 2.7's probing (lib/serial-functions.sh) runs `ls` on an empty glob,
 //     lists the current directory and stops with a BugError ("get_serial_device_speed() called
 //     for 'bin' which is no character device");
+//   - USE_DHCLIENT=yes: the template's own static network setup must not come up in the VM
+//     (the sandbox shares this machine's network interfaces, whose setup ReaR records);
 //   - BOOTLOADER=GRUB2: the bootloader guess (layout/save/default/445_guess_bootloader.sh)
 //     reads the first bytes of each disk, and there is no disk device here;
 //   - nothing else: OUTPUT_URL=null leaves the ISO in ISO_DIR, BACKUP=REQUESTRESTORE needs no
 //     backup program. The build area is $TMPDIR=/var/tmp/rear.* in the sandbox (its tmpfs).
-// One more difference from a real host: no systemd runs in the sandbox's PID namespace, so
-// ReaR's prep/GNU/Linux/280_include_systemd.sh leaves systemd out of the image.
+// The sandbox's hostname is its own (the `hostname` option: a UTS namespace), so the image is
+// the template's, not this machine's. What it still shares with this machine: the network
+// interfaces (their MACs and addresses are recorded in the image) and the DMI values in /sys.
 //
 // Timing: `rear -v mkrescue` takes 1.5 to 3.5 minutes on 2 CPUs, almost all of it in
 // build/GNU/Linux/390_copy_binaries_libraries.sh and build/default/990_verify_rootfs.sh (ldd
@@ -62,16 +62,15 @@
 // proves that the one-file executable's libraries made it into the image.
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 
-/** Where the sandbox keeps its mkrescue material: the ISO directory and the placeholder kernel. */
+/** Where the sandbox keeps its mkrescue material: the ISO directory. */
 export const MKRESCUE_DIR = '/var/lib/rear-mkrescue-sandbox';
 export const ISO_DIR = `${MKRESCUE_DIR}/iso`;
-/** ReaR's ISO_PREFIX in mkrescueLocalConf: the ISO is ISO_DIR/ISO_PREFIX.iso. */
+/** ReaR's ISO_PREFIX in bootableLocalConf: the ISO is ISO_DIR/ISO_PREFIX.iso. */
 export const ISO_PREFIX = 'rear-mkrescue-sandbox';
-export const PLACEHOLDER_KERNEL = `${MKRESCUE_DIR}/kernel-placeholder`;
 
 export interface ExecOptions {
   /** Extra environment (the command otherwise runs with env -i PATH=... HOME=/root LANG=C TERM=dumb). */
@@ -127,6 +126,10 @@ export interface MkrescueSandboxOptions {
   readonly tmpfsSize?: string;
   /** How long building the sandbox may take; default 60 s. */
   readonly startTimeoutMs?: number;
+  /** The sandbox's own hostname (a new UTS namespace); default: the host's, shared. */
+  readonly hostname?: string;
+  /** Run a process named systemd in the sandbox, so that ReaR puts systemd into the image as on a real host. */
+  readonly pretendSystemd?: boolean;
 }
 
 // Shell scripts are written as `sh` templates: String.raw, where `\${` stands for a literal
@@ -134,10 +137,12 @@ export interface MkrescueSandboxOptions {
 const sh = (s: TemplateStringsArray, ...v: unknown[]): string => String.raw(s, ...v).replaceAll('\\${', '${');
 
 // The holder: bash as PID 1 of the new PID namespace, in the new mount namespace.
-// $1 = the host temp dir H, $2 = the tmpfs size option (may be empty).
+// $1 = the host temp dir H, $2 = the tmpfs size option (may be empty), $3 = the hostname
+// (may be empty: the host's), $4 = 1 to pretend that systemd runs.
 const HOLDER = sh`
 set -euo pipefail
-H=$1; SIZE=$2
+H=$1; SIZE=$2; NAME=$3; SYSTEMD=$4; INIT_NAME=$5
+if [ -n "$NAME" ]; then hostname "$NAME"; fi
 T=$H/ns R=$H/ns/root
 mkdir -p "$T"
 mount -t tmpfs -o "mode=0700\${SIZE:+,size=$SIZE}" mkrescue-sandbox "$T"
@@ -156,11 +161,20 @@ mkdir "$R/dev/pts" "$R/dev/shm"
 # redirection) gives this shell's PID as the host sees it: what nsenter --target needs.
 read -r -a st </proc/self/stat
 echo "ready \${st[0]}"
+# The init stand-in (see pretendSystemd); this script's own text must not name it, since
+# ReaR greps \`ps ax\` for it, and this script is PID 1's command line.
+if [ "$SYSTEMD" = 1 ]; then (exec -a "$INIT_NAME" sleep infinity) & fi
 # Live until stdin ends (close(), or the test process is gone).
 while read -r _; do :; done
 `;
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+// ReaR includes systemd in the image only when `ps ax` shows a process named systemd
+// (prep/GNU/Linux/280_include_systemd.sh); on an original system it is PID 1. With
+// pretendSystemd the holder starts a sleeping process under this name, in the sandbox's PID
+// namespace only; it dies with the namespace.
+const SYSTEMD_STAND_IN = '/lib/systemd/systemd-stand-in';
 
 function sandboxPath(p: string): string {
   if (!p.startsWith('/')) throw new Error(`mkrescue-sandbox: not an absolute path: ${p}`);
@@ -173,7 +187,9 @@ export async function openMkrescueSandbox(opts: MkrescueSandboxOptions = {}): Pr
   if (!/^[0-9]*[kmgKMG%]?$/.test(size)) throw new Error(`mkrescue-sandbox: bad tmpfs size ${size}`);
   const h = mkdtempSync(join(tmpdir(), 'mkrescue-sandbox-'));
   const root = join(h, 'ns', 'root');
-  const holder = spawn('unshare', ['--mount', '--propagation', 'private', '--pid', '--fork', '--kill-child', '--', 'bash', '-c', HOLDER, 'mkrescue-sandbox', h, size], {
+  const name = opts.hostname ?? '';
+  if (name && !/^[a-z0-9][a-z0-9.-]{0,62}$/.test(name)) throw new Error(`mkrescue-sandbox: bad hostname ${name}`);
+  const holder = spawn('unshare', ['--mount', '--propagation', 'private', '--pid', ...(name ? ['--uts'] : []), '--fork', '--kill-child', '--', 'bash', '-c', HOLDER, 'mkrescue-sandbox', h, size, name, opts.pretendSystemd ? '1' : '0', opts.pretendSystemd ? SYSTEMD_STAND_IN : ''], {
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' },
   });
@@ -221,7 +237,7 @@ export async function openMkrescueSandbox(opts: MkrescueSandboxOptions = {}): Pr
     const timeoutMs = o.timeoutMs ?? 120_000;
     const seconds = Math.max(1, Math.ceil(timeoutMs / 1000));
     const args = [
-      '--target', String(pid), '--mount', '--pid', '--',
+      '--target', String(pid), '--mount', '--pid', ...(name ? ['--uts'] : []), '--',
       'chroot', root, '/usr/bin/timeout', '--kill-after=5', String(seconds),
       '/usr/bin/env', '-i', ...(o.cwd ? ['-C', sandboxPath(o.cwd)] : []), ...env.map(([k, v]) => `${k}=${v}`), ...argv,
     ];
@@ -290,28 +306,78 @@ export async function openMkrescueSandbox(opts: MkrescueSandboxOptions = {}): Pr
   };
 }
 
-/** The rescue kernel for KERNEL_FILE: the host's, or a placeholder written into the sandbox (see the header). */
-export async function prepareRescueKernel(sb: MkrescueSandbox): Promise<{ readonly path: string; readonly placeholder: boolean }> {
-  const release = (await sb.run(['uname', '-r'])).text.trim();
-  const real = `/boot/vmlinuz-${release}`;
-  if (existsSync(real) && (await sb.exists(real))) return { path: real, placeholder: false };
-  await sb.writeFile(PLACEHOLDER_KERNEL, `not a kernel: placeholder for ReaR's KERNEL_FILE written by test/support/mkrescue-sandbox.ts (no ${real} on this machine)\n`);
-  return { path: PLACEHOLDER_KERNEL, placeholder: true };
+/**
+ * Debian packages for a bootable rescue image, downloaded once per machine by
+ * scripts/ensure-system-deps.sh (never during a test): linux-image-*-amd64, udev and a DHCP
+ * client with exactly the dependencies this machine lacks.
+ */
+export const DEB_CACHE = '/var/cache/rear-update-test/debs';
+
+export interface BootableKernel {
+  /** /boot/vmlinuz-VERSION inside the sandbox. */
+  readonly path: string;
+  /** The kernel release, e.g. 6.1.0-57-amd64: KERNEL_VERSION for ReaR. */
+  readonly version: string;
 }
 
-/** The smallest local.conf with which Debian's ReaR 2.7 `mkrescue` completes in the sandbox (see the header). */
-export function mkrescueLocalConf(kernelFile: string, extra = ''): string {
+// Makes the sandbox an original system whose rescue image can boot: Debian's kernel (its files
+// only, unpacked with tar: no initramfs-tools run; then depmod), udev and isc-dhcp-client installed
+// with kmod, installed with apt from DEB_CACHE (no download). The kernel is not this machine's running one, and
+// ReaR 2.7's build/GNU/Linux/400_copy_modules.sh asks `modinfo MODULE` (without -k, so for
+// `uname -r`) whether a module exists before it copies it for KERNEL_VERSION: a link
+// /lib/modules/$(uname -r) -> KERNEL_VERSION in the sandbox answers that question for the
+// kernel the image carries, as it would be answered on a host running that kernel.
+const PREPARE_BOOTABLE = sh`
+set -euo pipefail
+cache=$1
+debs=( "$cache"/linux-image-*-amd64_*.deb )
+[ -f "\${debs[0]}" ] || { echo "no linux-image package in $cache: run scripts/ensure-system-deps.sh" >&2; exit 1; }
+deb=\${debs[-1]}
+version=$(dpkg-deb -f "$deb" Package); version=\${version#linux-image-}
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --no-download \
+  -o Dir::Cache::archives="$cache" -o Debug::NoLocking=1 kmod udev isc-dhcp-client >/dev/null
+# Into the merged-/usr root without replacing the /lib link by a directory (dpkg-deb -x would).
+dpkg-deb --fsys-tarfile "$deb" | tar -x --keep-directory-symlink -C /
+depmod -a "$version"
+running=$(uname -r)
+[ "$running" = "$version" ] || [ -e "/lib/modules/$running" ] || ln -s "$version" "/lib/modules/$running"
+echo "$version"
+`;
+
+/** Installs a real kernel, udev and a DHCP client in the sandbox (see PREPARE_BOOTABLE). */
+export async function prepareBootableSystem(sb: MkrescueSandbox): Promise<BootableKernel> {
+  const r = await sb.run(['bash', '-c', PREPARE_BOOTABLE, 'prepare', DEB_CACHE], { timeoutMs: 600_000 });
+  const version = r.text.trim().split('\n').pop() ?? '';
+  if (!/^[0-9][A-Za-z0-9.+_-]*$/.test(version)) throw new Error(`mkrescue-sandbox: no kernel version from the package:\n${r.text}\n${r.stderr}`);
+  return { path: `/boot/vmlinuz-${version}`, version };
+}
+
+/**
+ * The modules a QEMU guest (pc machine, virtio-net) needs on top of what ReaR adds by itself,
+ * loaded at boot through MODULES_LOAD; the rest of the 400 MB module tree stays out.
+ */
+export const VM_MODULES = ['virtio_pci', 'virtio_net', 'e1000'] as const;
+
+/** local.conf for a rescue image that boots in QEMU with a serial console and DHCP. */
+export function bootableLocalConf(kernel: BootableKernel, extra = ''): string {
   return [
-    '# Minimal mkrescue configuration for the sandbox of test/support/mkrescue-sandbox.ts',
+    '# Bootable mkrescue configuration for the sandbox of test/support/mkrescue-sandbox.ts',
     'OUTPUT=ISO',
     'OUTPUT_URL=null',
     'BACKUP=REQUESTRESTORE',
     `ISO_DIR=${ISO_DIR}`,
     `ISO_PREFIX=${ISO_PREFIX}`,
-    `KERNEL_FILE=${kernelFile}`,
-    "MODULES=( 'no_modules' )",
+    `KERNEL_FILE=${kernel.path}`,
+    `KERNEL_VERSION=${kernel.version}`,
+    `MODULES=( ${VM_MODULES.join(' ')} )`,
+    `MODULES_LOAD=( ${VM_MODULES.join(' ')} )`,
     "FIRMWARE_FILES=( 'no' )",
-    'USE_SERIAL_CONSOLE=no',
+    // No /dev/ttyS* in the sandbox (ReaR would probe them with stty): the kernel's console and
+    // the boot loader's serial directive given as text, which ReaR then takes as it is.
+    'USE_SERIAL_CONSOLE=yes',
+    "SERIAL_CONSOLE_DEVICES_KERNEL='console=ttyS0,115200'",
+    "SERIAL_CONSOLE_DEVICE_SYSLINUX='serial 0 115200'",
+    'USE_DHCLIENT=yes',
     'BOOTLOADER=GRUB2',
     extra,
   ].join('\n').replace(/\n*$/, '\n');

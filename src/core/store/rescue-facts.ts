@@ -96,7 +96,8 @@ export function factsToSend(m: ObservedMachine, s: FactSettings = {}): FactRepor
   };
   /** The canonical value, or null with the reason recorded. */
   const judged = (kind: FactKind, raw: string | null | undefined): string | null => {
-    if (typeof raw !== 'string') return null;
+    // An empty value (QEMU's default serial, a board without one) is no fact, not one left out.
+    if (typeof raw !== 'string' || raw.trim() === '') return null;
     const c = classifyFact(kind, raw);
     return c.problem === null ? c.value : drop(kind, raw.trim(), c.problem, PROBLEM[c.problem](kind));
   };
