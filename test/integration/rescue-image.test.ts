@@ -197,6 +197,8 @@ describe('install-rear with real ReaR 2.7: rear mkrescue carries rear-update int
   }, { timeout: 600_000 });
 
   test('rear mkrescue builds the ISO; its initrd holds the executable, the key, the settings, the hook and the local.conf block', async (t) => {
+    // USE_DHCLIENT=yes in local.conf: install-rear --class sees no static-address hazard.
+    assert.doesNotMatch(installOut, /WARNING: the typeA image/, installOut);
     assert.deepEqual(installedPaths(installOut).sort(), [
       '/etc/rear-update/install-rear.json', '/etc/rear-update/keys/server.pub', '/etc/rear-update/settings.conf', HOOK, '/usr/local/sbin/rear-update',
     ].sort(), installOut);
@@ -354,7 +356,10 @@ describe('the real rescue image booted in QEMU: one image, the right host for ea
   test('template hostname: a replacement machine booting e229\'s image goes PENDING instead of being resolved to e229 by hostname; assigned to e230, the hook installs e230\'s bundle', async (t) => {
     const vm = bootVm(t, 'replacement', NEW_MAC, '');
     const from = await reachHook(vm, t);
-    const m = await vm.waitFor(/PENDING as machine (\d+)/, 3 * 60_000, 'the machine going pending', from);
+    // The DHCP way for a class image (USE_DHCLIENT=yes): the rescue system asked QEMU's DHCP
+    // server for its address instead of bringing up the template's.
+    assert.match(vm.console().slice(0, from), /Running 58-start-dhclient\.sh\.\.\.\nAttempting to start the DHCP client daemon/);
+    const m = await vm.waitFor(/PENDING as machine (\d+)\n/, 3 * 60_000, 'the machine going pending', from);
     const hookOut = (): string => vm.console().slice(from);
     // The rescue system runs with the template's hostname, and says why it does not send it.
     assert.match(hookOut(), new RegExp(`hostname ${TEMPLATE} left out: it is the rescue image's own \\(the template's\\), not this machine's`));
@@ -417,7 +422,7 @@ describe('the real rescue image booted in QEMU: one image, the right host for ea
     await vm.waitFor(DONE, 3 * 60_000, 'the hook installing e230', from);
     assert.match(vm.console().slice(from), new RegExp(`resolved this machine to host e230 \\(by mac ${E230_MAC}\\)`));
     assert.match(vm.console().slice(from), applied('e230'));
-    const m = await vm.waitFor(/rear-update-test: rear recover runs with HOST_ONLY_VAR=(\S+)/, 3 * 60_000, 'rear recover reading its configuration', from);
+    const m = await vm.waitFor(/rear-update-test: rear recover runs with HOST_ONLY_VAR=(\S*)\n/, 3 * 60_000, 'rear recover reading its configuration', from);
     t.diagnostic(`${vm.name}: rear recover read its configuration ${vm.elapsed().toFixed(0)} s after power-on`);
     assert.equal(m[1], 'e230-configuration', 'rear recover did not run with e230\'s configuration');
   });

@@ -56,7 +56,9 @@ export interface Vm {
   tail(n?: number): string;
   /**
    * Waits until the console, from character `from` on (default: the start), matches `re`;
-   * throws with the console's last lines when `timeoutMs` passes or QEMU ends first.
+   * throws with the console's last lines when `timeoutMs` passes or QEMU ends first. The
+   * console arrives a few characters at a time: a pattern that captures must end with what
+   * follows the capture (a newline), or it may match half a line.
    */
   waitFor(re: RegExp, timeoutMs: number, what: string, from?: number): Promise<RegExpExecArray>;
   /** Types into the serial console. */
