@@ -1,7 +1,8 @@
 // The product server as a target of bench/serve.ts: `rear-update serve` (dist/rear-update.cjs,
-// default settings) in a child process, seeded with one host per simulated client whose
-// bundle carries that client's 1 MiB file, downloaded at /api/v1/hosts/h<i>/bundle with an
-// admin token: every answer sealed for its request, as in production.
+// default settings but no per-address connection cap: wrk's clients share one address) in a
+// child process, seeded with one host per simulated client whose bundle carries that client's
+// 1 MiB file, downloaded at /api/v1/hosts/h<i>/bundle with an admin token: every answer sealed
+// for its request, as in production.
 
 import { spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -33,7 +34,8 @@ async function seed(ctx: ServeContext, base: string, token: string): Promise<voi
 async function startProduct(ctx: ServeContext): Promise<RunningTarget> {
   const port = await freePort();
   const data = join(ctx.workDir, 'ru-data');
-  const child = track(spawn(process.execPath, [CLI, 'serve', '--data', data, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] }));
+  // The whole simulated fleet comes from one address: lift the per-address connection cap.
+  const child = track(spawn(process.execPath, [CLI, 'serve', '--data', data, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn', '--max-connections-per-address', '0'], { stdio: ['ignore', 'ignore', 'pipe'] }));
   let err = '';
   child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
   const base = `http://127.0.0.1:${port}`;

@@ -9,6 +9,7 @@ import { registerApply } from './commands/apply.ts';
 import { registerFacts } from './commands/facts.ts';
 import { registerInspect } from './commands/inspect.ts';
 import { registerKeygen } from './commands/keygen.ts';
+import { registerKey } from './commands/key.ts';
 import { registerPack } from './commands/pack.ts';
 import { registerPublish } from './commands/publish.ts';
 import { registerRollback } from './commands/rollback.ts';
@@ -39,6 +40,7 @@ Exit status: 0 success; 2 usage; 3 keys; 4 bundle integrity/trust; 5 unsafe memb
 6 limit exceeded; 7 network; 8 root/transaction; 9 pack. Every code: docs/errors.md.`);
 
 registerKeygen(program);
+registerKey(program);
 registerPack(program);
 registerInspect(program);
 registerVerify(program);

@@ -7,3 +7,7 @@ import { RuError } from '../core/errors.ts';
 export function runServe(): Promise<void> {
   return Promise.reject(new RuError('USAGE', 'this is the rescue executable, which has no server; run `rear-update serve` from the npm package (npm start) on the server machine'));
 }
+
+export function runCheck(): Promise<void> {
+  return runServe();
+}

@@ -4,15 +4,21 @@
 // resumable downloader sends, so every path ends in the same verified, transactional apply.
 // The facts sent are those core/store/rescue-facts.ts lets through (in a rescue system not the
 // template's); each one left out is named with its reason, and so is the fact that resolved.
+// Every fetch from the server sends a fresh nonce that the bundle must carry back, signed
+// (core/freshness.ts): a replayed or cached answer is refused before anything is written.
 
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { DURATION_EXAMPLES, parseDuration } from '../core/duration.ts';
 import { RuError } from '../core/errors.ts';
+import { NONCE_BYTES, NONCE_HEADER, NONCE_QUERY } from '../core/freshness.ts';
 import { isValidId } from '../core/store/facts.ts';
 import { ApiClient } from '../adapters/http/api-client.ts';
 import { reportMachineFacts } from '../adapters/fs/machine-facts.ts';
 import { leftOutLines } from '../core/store/rescue-facts.ts';
 import { note } from './output.ts';
+import { redact } from './source.ts';
 import { serverFrom, tokenFrom, type ServerFlags } from './server-options.ts';
 import { effectiveEnv, factSettings } from './settings.ts';
 
@@ -20,17 +26,23 @@ export interface SourceChoice {
   readonly url: string;
   /** From a server: the host the bundle must name (a signed bundle of another host is refused). */
   readonly host?: string;
+  /** The nonce sent with the request: the bundle's signed manifest must carry it (BUNDLE_STALE). */
+  readonly nonce?: string;
   readonly open: { cacert?: string; headers?: Record<string, string>; label?: string };
 }
 
-/** 90s, 15m, 1h, 2h30m or plain seconds. */
+/** 90s, 15m, 1h, 2h30m, 1d or plain seconds (core/duration.ts), in seconds; USAGE otherwise. */
 export function duration(v: string): number {
-  const t = v.trim();
-  if (/^\d+$/.test(t)) return Number(t);
-  const m = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(t);
-  if (!m || t === '') throw new RuError('USAGE', `not a duration: ${v} (e.g. 90s, 15m, 1h)`);
-  return Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
+  const s = parseDuration(v);
+  if (s === null) throw new RuError('USAGE', `not a duration: ${v} (e.g. ${DURATION_EXAMPLES})`);
+  return s;
 }
+
+/** The server's JSON bundle route, whose answer is sealed for the nonce the request sends. */
+const BUNDLE_ROUTE = /\/api\/v1\/hosts\/[^/]+\/bundle$/;
+
+/** 16 random bytes, base64url: new for every apply. */
+const freshNonce = (): string => randomBytes(NONCE_BYTES).toString('base64url');
 
 const POLL_MS = Number(process.env.REAR_UPDATE_POLL_MS) || 3000;
 
@@ -55,8 +67,24 @@ async function resolveSelf(api: ApiClient, sysRoot: string, waitS: number, hostn
   const query = { mac: facts.macs, uuid: facts.uuid, serial: facts.serial, hostname: facts.hostname };
   const deadline = Date.now() + waitS * 1000;
   let told = false;
+  let toldLimit = false;
   for (;;) {
-    const r = await api.request<Resolved>('GET', '/api/v1/resolve', { query, okStatuses: [202] });
+    const r = await api.request<Resolved>('GET', '/api/v1/resolve', { query, okStatuses: [202, 429] });
+    if (r.status === 429) {
+      // The server bounds new pending machines (a flood must not fill it): wait for room as for an admin.
+      const e = (r.body as { error?: { message?: string; context?: { retryAfter?: unknown } } }).error;
+      const after = typeof e?.context?.retryAfter === 'number' ? Math.min(Math.max(e.context.retryAfter * 1000, POLL_MS), 300_000) : POLL_MS;
+      if (!toldLimit) {
+        toldLimit = true;
+        note(`the server records no more pending machines for now: ${e?.message ?? 'HTTP 429'}`);
+        if (waitS > 0) note(`  asking again every ${Math.round(after / 1000)} s for up to ${waitS} s (--wait) ...`);
+      }
+      if (Date.now() + after > deadline) {
+        throw new RuError('PENDING_LIMIT', `the server refused to record this machine as pending within ${waitS} s: ${e?.message ?? 'HTTP 429'}`, { status: 429 });
+      }
+      await sleep(after);
+      continue;
+    }
     if (r.status === 200 && r.body.host) {
       note(r.body.by === 'assignment'
         ? `the server resolved this machine to host ${r.body.host} (by assignment)`
@@ -92,16 +120,28 @@ export async function sourceFor(source: string | undefined, o: ServerFlags & { c
   if (source !== undefined && (isUrl || !server || existsSync(source))) {
     // A URL on the configured server gets the token too, so the rescue shell's operator types
     // only `rear-update apply https://server/rear/e229.tar.gz`.
-    const sameOrigin = server && token && isUrl && /^https?:/i.test(source) && new URL(source).origin === new URL(server).origin;
-    return { url: source, open: { ...cacert, ...(sameOrigin ? { headers: { authorization: `Bearer ${token}` } } : {}) } };
+    const onServer = server && isUrl && /^https?:/i.test(source) && new URL(source).origin === new URL(server).origin;
+    const open = { ...cacert, ...(onServer && token ? { headers: { authorization: `Bearer ${token}` } } : {}) };
+    // The server's JSON bundle route signs a nonce given as ?nonce=: ask for one and hold the
+    // answer to it. Other URLs (ReaR's /rear/ route, a file elsewhere) are taken as they are.
+    if (onServer && BUNDLE_ROUTE.test(new URL(source).pathname)) {
+      const nonce = freshNonce();
+      const u = new URL(source);
+      u.searchParams.set(NONCE_QUERY, nonce);
+      return { url: u.href, nonce, open: { ...open, label: redact(source) } };
+    }
+    return { url: source, open };
   }
   if (!server) throw new RuError('USAGE', 'nothing to apply: give a bundle file or URL, or --server (REAR_UPDATE_SERVER) with an optional host id');
   const api = new ApiClient({ server, token, cacert: caFile ? readFileSync(caFile, 'utf8') : null });
   if (source !== undefined && !isValidId(source)) throw new RuError('USAGE', `${source}: no such file, and not a host id`);
   const id = source ?? (await resolveSelf(api, o.sysRoot, wait, o.hostname));
+  const nonce = freshNonce();
   return {
     url: api.url(`/api/v1/hosts/${encodeURIComponent(id)}/bundle`).href,
     host: id,
-    open: { ...cacert, headers: api.headers(), label: `host ${id} from ${api.base.origin}` },
+    nonce,
+    // Every attempt of the download, resumes included, sends the same nonce (and If-Range).
+    open: { ...cacert, headers: api.headers({ [NONCE_HEADER]: nonce }), label: `host ${id} from ${api.base.origin}` },
   };
 }

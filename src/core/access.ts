@@ -31,16 +31,30 @@ export function parseToken(token: string): { id: string; secret: string } {
   return { id: m[1]!, secret: m[2]! };
 }
 
-/** The record the token names, if its secret matches and it is not revoked. */
-export function checkToken(rec: TokenRecord | null, secret: string): TokenRecord {
+/** Downloads a token may still start: null for a token without a use limit. */
+export const usesLeft = (rec: Pick<TokenRecord, 'uses' | 'used'>): number | null => (rec.uses === null ? null : Math.max(rec.uses - rec.used, 0));
+
+/**
+ * The record the token names, if its secret matches, it is not revoked, not expired at `now`
+ * and, unless `allowSpent`, has uses left. Only a caller that knows the secret learns why a
+ * token is refused (expired, used up): the secret is compared first.
+ */
+export function checkToken(rec: TokenRecord | null, secret: string, opts: { now: Date; allowSpent?: boolean }): TokenRecord {
   const a = Buffer.from(rec?.secretHash ?? '0'.repeat(64), 'hex');
   const b = Buffer.from(hashSecret(secret), 'hex');
   // Compare even for an unknown id, so timing does not tell which ids exist.
   const same = a.length === b.length && timingSafeEqual(a, b);
   if (!rec || !same) throw new RuError('AUTH_INVALID', 'unknown token');
   if (rec.revoked) throw new RuError('AUTH_INVALID', `token ${rec.id} was revoked at ${rec.revoked}`, { token: rec.id });
+  if (rec.expires !== null && opts.now.toISOString() >= rec.expires) {
+    throw new RuError('AUTH_EXPIRED', `token ${rec.id} expired at ${rec.expires}`, { token: rec.id, expired: rec.expires });
+  }
+  if (!opts.allowSpent && usesLeft(rec) === 0) throw usedUp(rec);
   return rec;
 }
+
+export const usedUp = (rec: Pick<TokenRecord, 'id' | 'uses'>): RuError =>
+  new RuError('AUTH_USED_UP', `token ${rec.id} has started all of its ${rec.uses} bundle download${rec.uses === 1 ? '' : 's'}: it is used up`, { token: rec.id, uses: rec.uses });
 
 export type Action = 'admin' | 'publish' | 'fetch';
 

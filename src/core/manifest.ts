@@ -4,6 +4,7 @@
 
 import { createHash } from 'node:crypto';
 import { RuError } from './errors.ts';
+import { isNonce } from './freshness.ts';
 import { isReserved, normalizeMemberName, ROOT_PATH } from './paths.ts';
 
 export const FORMAT_VERSION = 1;
@@ -35,6 +36,11 @@ export interface Manifest {
   readonly created: string;
   /** When a server sealed this copy for serving (ISO 8601, UTC, whole seconds); null from pack. */
   readonly served: string | null;
+  /**
+   * The nonce the request for this copy sent (core/freshness.ts); absent when none was sent
+   * and in a bundle made by pack. Omitted from the encoding when absent.
+   */
+  readonly nonce?: string;
   /** Paths this bundle owns: on apply, anything below them that the bundle lacks is removed. */
   readonly owns: readonly string[];
   readonly entries: readonly ManifestEntry[];
@@ -65,6 +71,7 @@ export function encodeManifest(m: Manifest): Buffer {
     version: m.version,
     created: m.created,
     served: m.served,
+    ...(m.nonce !== undefined ? { nonce: m.nonce } : {}),
     owns: m.owns,
     entries: m.entries.map(encodeEntry),
   };
@@ -139,6 +146,7 @@ export function decodeManifest(bytes: Buffer): Manifest {
   if (r.version !== null && !isInt(r.version)) fail('version must be a non-negative integer or null');
   if (!isIsoSeconds(r.created)) fail('created must be an ISO 8601 UTC time with whole seconds');
   if (r.served !== null && !isIsoSeconds(r.served)) fail('served must be an ISO 8601 UTC time with whole seconds, or null');
+  if (r.nonce !== undefined && !isNonce(r.nonce)) fail('nonce must be 16 to 64 base64url characters (or absent)');
   if (!Array.isArray(r.owns)) fail('owns must be an array');
   const owns = r.owns.map((p, i) => canonicalPath(p, `owns[${i}]`));
   if (!Array.isArray(r.entries)) fail('entries must be an array');
@@ -152,7 +160,8 @@ export function decodeManifest(bytes: Buffer): Manifest {
   for (const o of owns) if (!dirs.has(o)) fail(`owned path ${o} is not a directory entry of the bundle`, { path: o });
   const m: Manifest = {
     format: r.format, kind: r.kind, host: r.host as string | null, class: r.class as string | null,
-    version: r.version as number | null, created: r.created as string, served: r.served as string | null, owns, entries,
+    version: r.version as number | null, created: r.created as string, served: r.served as string | null,
+    ...(r.nonce !== undefined ? { nonce: r.nonce as string } : {}), owns, entries,
   };
   // Refuse any encoding but the canonical one: what is signed must be what we reason about.
   if (!encodeManifest(m).equals(bytes)) fail('not in canonical encoding (re-create it with rear-update pack)');
@@ -166,9 +175,10 @@ export const isoSeconds = (epochSeconds: number): string =>
 
 /**
  * What decides whether a publish changed anything: the entries and owned paths, not the
- * creation time or who the bundle names (those change on every pack). sha256 hex.
+ * creation time, who the bundle names or a nonce (those change on every pack or fetch). sha256 hex.
  */
 export function contentDigest(m: Manifest): string {
-  const body = encodeManifest({ ...m, host: null, class: null, version: null, created: '1970-01-01T00:00:00Z', served: null });
+  const { nonce: _nonce, ...rest } = m;
+  const body = encodeManifest({ ...rest, host: null, class: null, version: null, created: '1970-01-01T00:00:00Z', served: null });
   return createHash('sha256').update(body).digest('hex');
 }

@@ -4,7 +4,7 @@
 
 import { RuError } from './errors.ts';
 import type { EntryType, ManifestEntry } from './manifest.ts';
-import { ancestors, comparePaths } from './paths.ts';
+import { ancestors, comparePaths, isReserved, STATE_DIR } from './paths.ts';
 
 /** A bundle entry after staging: files, symlinks and hard links point at their staged copy. */
 export interface StagedEntry extends ManifestEntry {
@@ -63,6 +63,13 @@ export interface PlanOptions {
 }
 
 export const IMPLICIT_DIR: Meta = { mode: 0o755, uid: 0, gid: 0 };
+
+/**
+ * rear-update's own state directory and the directories leading to it are never stale content
+ * of an owned path: a bundle owning `var` or `var/lib` would otherwise remove the journal and
+ * staging of the very transaction that commits it (found by the fuzz harness).
+ */
+const holdsState = (path: string): boolean => isReserved(path) || STATE_DIR.startsWith(`${path}/`);
 
 function sameMeta(a: Meta, b: Meta, owners: boolean): boolean {
   return a.mode === b.mode && (!owners || (a.uid === b.uid && a.gid === b.gid));
@@ -181,7 +188,7 @@ export function planApply(entriesIn: readonly StagedEntry[], owns: readonly stri
   }
   for (const o of owns) {
     for (const { path, node: n } of view.owned.get(o) ?? []) {
-      if (byPath.has(path) || implicit.has(path) || kept.has(path)) continue;
+      if (byPath.has(path) || implicit.has(path) || kept.has(path) || holdsState(path)) continue;
       if (ancestors(path).some((a) => removed.has(a))) {
         // Goes with an ancestor's removal: shown, but no operation of its own.
         items.push({ path, action: 'remove', type: n.type, bytes: n.type === 'file' ? n.size : 0 });

@@ -2,7 +2,8 @@
 // the stores. A publish is spooled to DATA/tmp, read with the same reader and safe-extraction
 // rules as apply, stored only if its content changed, and checked once more in the form it
 // will be served before the version exists. Serving seals a copy per request
-// (adapters/tar/served-bundle.ts) from a payload kept in memory when it is small enough.
+// (adapters/tar/served-bundle.ts) from a payload kept in memory when it is small enough, with
+// the request's nonce, if it sent one, signed into the manifest (core/freshness.ts).
 
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -10,11 +11,11 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { RuError } from '../core/errors.ts';
+import { fromSystemError, RuError } from '../core/errors.ts';
 import { contentDigest, decodeManifest, encodeManifest, isoSeconds, type Manifest } from '../core/manifest.ts';
 import { DEFAULT_LIMITS } from '../core/policy.ts';
 import type { PrivateKey } from '../core/signature.ts';
-import type { BlobStore } from '../core/store/blobs.ts';
+import type { BlobInfo, BlobStore } from '../core/store/blobs.ts';
 import type { Host, MetadataStore, PublishResult, VersionRecord } from '../core/store/metadata.ts';
 import { readBundle } from '../adapters/tar/bundle-reader.ts';
 import { TtlCache } from './cache.ts';
@@ -70,6 +71,9 @@ export class BundleService {
     } catch (e) {
       await rm(file, { force: true });
       if (e instanceof RuError) throw e;
+      // A full disk is ours to report (507 NO_SPACE); anything else came from the client's side.
+      const code = (e as NodeJS.ErrnoException)?.code;
+      if (code === 'ENOSPC' || code === 'EDQUOT') throw fromSystemError(e, 'receiving an upload');
       throw new RuError('BLOB_INPUT_FAILED', `the upload ended early: ${(e as Error).message}`);
     }
     return file;
@@ -77,11 +81,14 @@ export class BundleService {
 
   /**
    * Stores a published bundle as the next version of `host`, unless its content equals the
-   * latest version's. Any refusal leaves the store as it was (an unreferenced blob at most).
+   * latest version's. Any refusal (a full disk too: NO_SPACE) leaves the store as it was: the
+   * spooled upload is removed, and so is a blob it stored that no version names. Only kill -9
+   * can leave such a blob; the next start removes it (store-check.ts).
    */
   async publish(found: Host | { id: string; class: null; create: () => Promise<Host> }, body: Readable, opts: { announced: number | null; publisher: string | null }): Promise<PublishResult> {
     let host: Pick<Host, 'id' | 'class'> = found;
     const file = await this.#spool(body, opts.announced);
+    let blob: BlobInfo | null = null;
     try {
       const read = await readBundle(createReadStream(file, { highWaterMark: 1 << 20 }), {
         trusted: [], allowUnsigned: true, enforceTrust: false, limits: DEFAULT_LIMITS,
@@ -93,8 +100,11 @@ export class BundleService {
       const latest = 'create' in found ? null : await this.#o.meta.latestVersion(host.id);
       if (latest && latest.digest === digest) return { version: latest, created: false };
       const sigLen = read.signatureRecord ? Buffer.byteLength(`${JSON.stringify(read.signatureRecord)}\n`) : null;
-      const blob = await this.#o.blobs.put(payloadMember(file, metaTarBytes(read.manifestBytes.length, sigLen)));
-      const stored: Manifest = { ...read.manifest, host: host.id, class: host.class, version: null, served: null };
+      const payload = (): AsyncIterable<Uint8Array> => payloadMember(file, metaTarBytes(read.manifestBytes!.length, sigLen));
+      blob = await this.#o.blobs.put(payload());
+      // A nonce belongs to one fetch: one that a publisher put in its manifest is not kept.
+      const { nonce: _nonce, ...published } = read.manifest;
+      const stored: Manifest = { ...published, host: host.id, class: host.class, version: null, served: null };
       // The proof that what will be served is sound: seal it and read it as a client would.
       const probe = await this.#sealWith(stored, 0, blob.sha256, blob.size, this.#o.now());
       await readBundle(Readable.from(sealedBytes(probe)), {
@@ -104,13 +114,27 @@ export class BundleService {
       });
       // A host that an admin's publish creates exists only once its first version is sound.
       if ('create' in found) host = await found.create();
-      return await this.#o.meta.publishVersion(
+      const r = await this.#o.meta.publishVersion(
         { host: host.id, blob: blob.sha256, digest, size: blob.size, manifest: encodeManifest(stored).toString('utf8'), publisher: opts.publisher },
         { ifChanged: true },
       );
+      // A start's sweep, or a failed publish of the same bytes, may have released the blob
+      // before this version named it (releaseBlobs): then it is stored again.
+      if (r.created && !(await this.#o.blobs.has(blob.sha256))) await this.#o.blobs.put(payload(), { sha256: blob.sha256, size: blob.size });
+      if (!r.created && blob.created) await this.#release(blob.sha256);
+      return r;
+    } catch (e) {
+      // Nothing partial stays: a blob this publish stored, that no version names, goes again.
+      if (blob?.created) await this.#release(blob.sha256);
+      throw e;
     } finally {
       await rm(file, { force: true });
     }
+  }
+
+  /** Removes a blob if no version names it; a failure leaves it for the next start's sweep. */
+  async #release(sha256: string): Promise<void> {
+    await this.#o.meta.releaseBlobs([sha256], (b) => this.#o.blobs.delete(b)).catch(() => undefined);
   }
 
   /** The version served for `host` (pinned, else latest), or the one asked for. */
@@ -123,22 +147,26 @@ export class BundleService {
     return rec;
   }
 
-  /** A sealed copy of a version, served at `served` (whole seconds). */
   /**
-   * A sealed copy of a version, served at `served` (whole seconds). Sealing is deterministic,
-   * so answers within the same second share one sealing (a memo of two seconds): the bytes are
-   * exactly those a fresh sealing would give.
+   * A sealed copy of a version, served at `served` (whole seconds), carrying `nonce` when the
+   * request sent one. Sealing is deterministic, so answers within the same second share one
+   * sealing (a memo of two seconds): the bytes are exactly those a fresh sealing would give.
+   * A sealing with a nonce answers one request (and its resumes): it is not memoized, where it
+   * would only crowd out the shared ones.
    */
-  async sealed(host: Host, rec: VersionRecord, served: Date): Promise<Sealed> {
-    const key = `${host.id}\0${host.class ?? ''}\0${rec.version}\0${rec.blob}\0${served.getTime()}`;
-    return this.#sealings.get(key, async () => {
+  async sealed(host: Host, rec: VersionRecord, served: Date, nonce: string | null = null): Promise<Sealed> {
+    const make = async (): Promise<Sealed> => {
       const m = await this.#manifests.get(`${host.id}\0${rec.version}\0${rec.blob}`, async () => decodeManifest(Buffer.from(rec.manifest)));
-      return this.#sealWith({ ...m, host: host.id, class: host.class }, rec.version, rec.blob, rec.size, served);
-    });
+      return this.#sealWith({ ...m, host: host.id, class: host.class }, rec.version, rec.blob, rec.size, served, nonce);
+    };
+    if (nonce !== null) return make();
+    // The key is part of it: a rotation (key-ring.ts) must not serve a sealing by the former key.
+    return this.#sealings.get(`${host.id}\0${host.class ?? ''}\0${rec.version}\0${rec.blob}\0${served.getTime()}\0${this.#o.key.publicKey.fingerprint}`, make);
   }
 
-  async #sealWith(m: Manifest, version: number, blob: string, size: number, served: Date): Promise<Sealed> {
-    const manifest: Manifest = { ...m, version, served: isoSeconds(served.getTime() / 1000) };
+  async #sealWith(m: Manifest, version: number, blob: string, size: number, served: Date, nonce: string | null = null): Promise<Sealed> {
+    const { nonce: _stored, ...rest } = m;
+    const manifest: Manifest = { ...rest, version, served: isoSeconds(served.getTime() / 1000), ...(nonce !== null ? { nonce } : {}) };
     return seal(manifest, this.#o.key, await this.payload(blob, size));
   }
 

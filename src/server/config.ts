@@ -3,6 +3,7 @@
 // bad value names where it came from. `serve --help` is generated from this table.
 
 import { readFileSync } from 'node:fs';
+import { DURATION_EXAMPLES, parseDuration } from '../core/duration.ts';
 import { RuError } from '../core/errors.ts';
 
 export interface ServerConfig {
@@ -13,6 +14,20 @@ export interface ServerConfig {
   readonly maxUpload: number;
   readonly logLevel: string;
   readonly payloadCache: number;
+  readonly pendingPerToken: number;
+  readonly pendingPerAddress: number;
+  readonly pendingMax: number;
+  /** Milliseconds. */
+  readonly pendingWindow: number;
+  /** Slow clients (limits.ts). Milliseconds; 0: off (not for headers and keep-alive). */
+  readonly headersTimeout: number;
+  readonly idleTimeout: number;
+  readonly requestTimeout: number;
+  readonly logIdleTimeout: number;
+  readonly keepAliveTimeout: number;
+  /** 0: no limit. */
+  readonly maxConnections: number;
+  readonly maxConnectionsPerAddress: number;
 }
 
 type Key = keyof ServerConfig;
@@ -31,6 +46,34 @@ const int = (what: string) => (v: string, from: string): number => {
   if (!m) throw new RuError('CONFIG_INVALID', `${from}: ${what} ${JSON.stringify(v)} is not a size (e.g. 512MiB)`, { from });
   const unit = (m[2] ?? '').toUpperCase()[0];
   return Number(m[1]) * (unit === 'K' ? 1024 : unit === 'M' ? 1 << 20 : unit === 'G' ? 1 << 30 : 1);
+};
+
+const count = (what: string) => (v: string, from: string): number => {
+  const t = v.trim();
+  if (!/^\d{1,9}$/.test(t) || Number(t) < 1) throw new RuError('CONFIG_INVALID', `${from}: ${what} ${JSON.stringify(v)} is not a whole number of at least 1`, { from });
+  return Number(t);
+};
+
+const span = (what: string) => (v: string, from: string): number => {
+  const s = parseDuration(v);
+  if (s === null || s < 1) throw new RuError('CONFIG_INVALID', `${from}: ${what} ${JSON.stringify(v)} is not a duration of at least 1 s (${DURATION_EXAMPLES})`, { from });
+  return s * 1000;
+};
+
+/** A timeout in milliseconds; `0` turns it off when `off` is allowed. */
+const timeout = (what: string, off: boolean) => (v: string, from: string): number => {
+  const s = parseDuration(v);
+  if (s === null || (s < 1 && !(off && s === 0))) {
+    throw new RuError('CONFIG_INVALID', `${from}: ${what} ${JSON.stringify(v)} is not a duration of at least 1 s${off ? ' or 0 (off)' : ''} (${DURATION_EXAMPLES})`, { from });
+  }
+  return s * 1000;
+};
+
+/** A limit on connections; 0: none. */
+const connections = (what: string) => (v: string, from: string): number => {
+  const t = v.trim();
+  if (!/^\d{1,7}$/.test(t)) throw new RuError('CONFIG_INVALID', `${from}: ${what} ${JSON.stringify(v)} is not a whole number (0: no limit)`, { from });
+  return Number(t);
 };
 
 export function parseListen(v: string, from: string): ServerConfig['listen'] {
@@ -54,6 +97,17 @@ export const SETTINGS = [
     return v;
   }, help: 'structured log level (JSON lines on stdout)' },
   { key: 'payloadCache', flag: '--payload-cache <size>', env: 'REAR_UPDATE_PAYLOAD_CACHE', default: '256MiB', parse: int('payload cache'), help: 'memory for bundles kept ready to serve (0: read from disk each time)' },
+  { key: 'pendingPerToken', flag: '--pending-per-token <n>', env: 'REAR_UPDATE_PENDING_PER_TOKEN', default: '20', parse: count('pending limit per token'), help: 'open pending machines first reported with one token; more get 429 PENDING_LIMIT' },
+  { key: 'pendingPerAddress', flag: '--pending-per-address <n>', env: 'REAR_UPDATE_PENDING_PER_ADDRESS', default: '20', parse: count('pending limit per address'), help: 'open pending machines first reported from one client address' },
+  { key: 'pendingMax', flag: '--pending-max <n>', env: 'REAR_UPDATE_PENDING_MAX', default: '1000', parse: count('pending limit'), help: 'open pending machines in all' },
+  { key: 'pendingWindow', flag: '--pending-window <duration>', env: 'REAR_UPDATE_PENDING_WINDOW', default: '1h', parse: span('pending window'), help: 'an unassigned pending machine counts as open while it asked within this span (e.g. 30m, 1h)' },
+  { key: 'headersTimeout', flag: '--headers-timeout <duration>', env: 'REAR_UPDATE_HEADERS_TIMEOUT', default: '20s', parse: timeout('headers timeout', false), help: 'a request\'s headers must arrive within this (slowloris)' },
+  { key: 'idleTimeout', flag: '--idle-timeout <duration>', env: 'REAR_UPDATE_IDLE_TIMEOUT', default: '60s', parse: timeout('idle timeout', true), help: 'close a connection on which nothing arrives or leaves for this long while a request is received or answered (a stalled upload or download; 0: off)' },
+  { key: 'requestTimeout', flag: '--request-timeout <duration>', env: 'REAR_UPDATE_REQUEST_TIMEOUT', default: '30m', parse: timeout('request timeout', true), help: 'a request\'s body must be complete within this after its headers (a slow drip); recovery-log uploads are exempt (0: off)' },
+  { key: 'logIdleTimeout', flag: '--log-idle-timeout <duration>', env: 'REAR_UPDATE_LOG_IDLE_TIMEOUT', default: '1h', parse: timeout('log idle timeout', true), help: 'end a recovery-log upload (ReaR\'s tail -f | curl -T-) that sends nothing for this long (0: off)' },
+  { key: 'keepAliveTimeout', flag: '--keep-alive-timeout <duration>', env: 'REAR_UPDATE_KEEP_ALIVE_TIMEOUT', default: '65s', parse: timeout('keep-alive timeout', false), help: 'close an idle kept-alive connection after this' },
+  { key: 'maxConnections', flag: '--max-connections <n>', env: 'REAR_UPDATE_MAX_CONNECTIONS', default: '512', parse: connections('connection limit'), help: 'open connections in all; more are closed at once (0: no limit)' },
+  { key: 'maxConnectionsPerAddress', flag: '--max-connections-per-address <n>', env: 'REAR_UPDATE_MAX_CONNECTIONS_PER_ADDRESS', default: '64', parse: connections('connection limit per address'), help: 'open connections from one client address; more are closed at once (0: no limit)' },
 ] as const satisfies readonly Setting<Key>[];
 
 export type ConfigFlags = Partial<Record<Key, string | undefined>> & { config?: string };

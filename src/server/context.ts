@@ -7,10 +7,12 @@ import type { MetadataStore } from '../core/store/metadata.ts';
 import type { AuditQueue } from './audit-queue.ts';
 import type { BundleService } from './bundles.ts';
 import type { TtlCache } from './cache.ts';
-import type { Host, TokenRecord, VersionRecord } from '../core/store/metadata.ts';
+import type { Host, PendingLimits, TokenRecord, VersionRecord } from '../core/store/metadata.ts';
 import type { DataLayout } from './data-dir.ts';
+import type { KeyRing } from './key-ring.ts';
 import type { LogService } from './logs.ts';
 import type { Metrics } from './metrics.ts';
+import type { TokenUseRecorder } from './token-use.ts';
 
 export interface ServerContext {
   readonly meta: MetadataStore;
@@ -19,12 +21,19 @@ export interface ServerContext {
   readonly logs: LogService;
   /** Batches the records of successful downloads (audit-queue.ts). */
   readonly auditQueue: AuditQueue;
+  /** The current signing key: read it per use, a rotation (keys) switches it. */
   readonly key: PrivateKey;
+  /** Every signing key of the server over time, and the key statements it serves (key-ring.ts). */
+  readonly keys: KeyRing;
   /** PEM text of the server's public key, as in DATA/server.pub. */
   readonly publicPem: string;
   readonly data: DataLayout;
   readonly metrics: Metrics;
   readonly maxUpload: number;
+  /** Bounds on new pending machines (config.ts: --pending-per-token, ...). */
+  readonly pendingLimits: PendingLimits;
+  /** Writes each token's last use, sparingly (token-use.ts). */
+  readonly tokenUse: TokenUseRecorder;
   readonly now: () => Date;
   /** Memo of the download path (cache.ts): token records, and a host with its served version. */
   readonly cache: {

@@ -62,11 +62,13 @@ export function prepareDataDir(l: DataLayout): { key: PrivateKey; created: boole
 /**
  * The first admin token: made when DATA/admin.token is absent and no admin token is active in
  * the store. Returns the token when one was made. Deleting the file and every admin token
- * (revoking them) makes the next start issue a new one: the documented way to recover access.
+ * (revoking them, or letting them expire) makes the next start issue a new one: the documented
+ * way to recover access.
  */
-export async function ensureAdminToken(l: DataLayout, store: MetadataStore): Promise<string | null> {
+export async function ensureAdminToken(l: DataLayout, store: MetadataStore, now: Date = new Date()): Promise<string | null> {
   if (existsSync(l.adminToken)) return null;
-  const active = (await store.listTokens()).some((t) => t.scope === 'admin' && !t.revoked);
+  // An expired admin token opens nothing: it does not count as active.
+  const active = (await store.listTokens()).some((t) => t.scope === 'admin' && !t.revoked && (t.expires === null || t.expires > now.toISOString()));
   if (active) return null;
   const t = generateToken();
   await store.createToken({ id: t.id, secretHash: t.secretHash, scope: 'admin', label: 'created at first start' });

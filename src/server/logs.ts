@@ -8,7 +8,8 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { RuError } from '../core/errors.ts';
+import { finished } from 'node:stream/promises';
+import { fromSystemError, RuError } from '../core/errors.ts';
 import type { LogRecord, MetadataStore } from '../core/store/metadata.ts';
 
 const INDEX_EVERY_MS = 1000;
@@ -48,6 +49,9 @@ export class TokenRedactor {
   }
 }
 
+/** DATA/logs/<id>.log: where a recovery log's bytes are (the store check reads them too). */
+export const logPath = (dir: string, id: number): string => join(dir, `${id}.log`);
+
 export class LogService {
   readonly #meta: MetadataStore;
   readonly #dir: string;
@@ -61,52 +65,61 @@ export class LogService {
     this.#dir = dir;
   }
 
-  file = (id: number): string => join(this.#dir, `${id}.log`);
+  file = (id: number): string => logPath(this.#dir, id);
 
-  /** Stores an upload as it arrives; resolves when it ends (complete) or breaks off (incomplete). */
+  /**
+   * Stores an upload as it arrives; resolves when it ends (complete) or breaks off (incomplete).
+   * The index never counts a byte before its write finished, so it never claims more than the
+   * file holds, even after kill -9. A full disk ends the upload with NO_SPACE; what was written
+   * stays, counted, and the record stays incomplete.
+   */
   async receive(rec: LogRecord, body: Readable, maxBytes: number, onBytes: (n: number) => void): Promise<LogRecord> {
     const out = createWriteStream(this.file(rec.id), { flags: 'a', mode: 0o600 });
+    // Errors reach us through the write callbacks; unhandled, the stream's event would end the process.
+    out.on('error', () => undefined);
+    const write = (c: Buffer): Promise<void> => new Promise((resolve, reject) => {
+      out.write(c, (e) => (e ? reject(fromSystemError(e, `writing recovery log ${rec.id}`)) : resolve()));
+    });
     const redactor = new TokenRedactor();
     let bytes = rec.bytes;
+    const store = async (c: Buffer): Promise<void> => {
+      if (c.length === 0) return;
+      await write(c);
+      bytes += c.length;
+      onBytes(c.length);
+      this.#events.emit(`grow:${rec.id}`);
+    };
     let last = 0;
-    let complete = false;
     this.#active.add(rec.id);
     try {
       for await (const raw of body as AsyncIterable<Buffer>) {
         if (bytes + raw.length > maxBytes) throw new RuError('UPLOAD_TOO_LARGE', `log ${rec.id} exceeds ${maxBytes} bytes`, { limit: maxBytes });
-        const c = redactor.push(raw);
-        if (!out.write(c)) await new Promise<void>((r) => out.once('drain', () => r()));
-        bytes += c.length;
-        onBytes(c.length);
-        this.#events.emit(`grow:${rec.id}`);
+        await store(redactor.push(raw));
         if (Date.now() - last >= INDEX_EVERY_MS) {
           last = Date.now();
           await this.#meta.updateLog(rec.id, bytes, false);
         }
       }
-      complete = true;
+      await store(redactor.end());
+      return await this.#finish(rec.id, out, bytes, true);
     } catch (e) {
       // A broken-off upload keeps what arrived; only our own refusals go on to the client.
-      if (e instanceof RuError) {
-        await this.#finish(rec.id, out, bytes, false);
-        throw e;
-      }
-    } finally {
-      const tail = redactor.end();
-      if (tail.length > 0) {
-        out.write(tail);
-        bytes += tail.length;
-      }
+      await store(redactor.end()).catch(() => undefined);
+      const done = await this.#finish(rec.id, out, bytes, false).catch(() => null);
+      if (e instanceof RuError) throw e;
+      return done ?? { ...rec, bytes, complete: false };
     }
-    return this.#finish(rec.id, out, bytes, complete);
   }
 
   async #finish(id: number, out: ReturnType<typeof createWriteStream>, bytes: number, complete: boolean): Promise<LogRecord> {
-    await new Promise<void>((r) => out.end(() => r()));
+    out.end();
+    await finished(out).catch(() => undefined);
     this.#active.delete(id);
-    const done = await this.#meta.updateLog(id, bytes, complete);
-    this.#events.emit(`grow:${id}`);
-    return done;
+    try {
+      return await this.#meta.updateLog(id, bytes, complete);
+    } finally {
+      this.#events.emit(`grow:${id}`);
+    }
   }
 
   /**

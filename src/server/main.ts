@@ -5,6 +5,8 @@
 import { loadConfig, type ConfigFlags } from './config.ts';
 import { startServer } from './serve.ts';
 
+export { runCheck } from './check-command.ts';
+
 export async function runServe(flags: ConfigFlags, say: (line: string) => void): Promise<void> {
   const cfg = loadConfig(flags);
   const s = await startServer(cfg);

@@ -9,11 +9,14 @@ import { buildApp } from './app.ts';
 import { BundleService } from './bundles.ts';
 import type { ServerConfig } from './config.ts';
 import { ensureAdminToken, layout, prepareDataDir } from './data-dir.ts';
+import { KeyRing } from './key-ring.ts';
 import { LogService } from './logs.ts';
 import { TtlCache } from './cache.ts';
 import { AuditQueue } from './audit-queue.ts';
 import type { Host, TokenRecord, VersionRecord } from '../core/store/metadata.ts';
 import { createMetrics } from './metrics.ts';
+import { sweepLeftovers } from './store-check.ts';
+import { TokenUseRecorder } from './token-use.ts';
 import type { FastifyInstance } from 'fastify';
 
 export interface Running {
@@ -36,23 +39,35 @@ function readPem(path: string, what: string): Buffer {
 export async function startServer(cfg: ServerConfig, opts: { now?: () => Date; log?: boolean } = {}): Promise<Running> {
   const now = opts.now ?? (() => new Date());
   const data = layout(cfg.data);
-  const { key } = prepareDataDir(data);
+  prepareDataDir(data);
+  // The signing key over time (key-ring.ts): a rotation switches it for every route at once.
+  const keys = KeyRing.open(data);
   const meta = await openSqliteMetadata(data.database, { now });
   const blobs = await openDirBlobs(data.blobs);
   try {
-    const adminToken = await ensureAdminToken(data, meta);
+    const adminToken = await ensureAdminToken(data, meta, now());
+    // What a killed publish left (partial blobs, blobs no version names) goes before serving.
+    const swept = await sweepLeftovers({ meta, blobs });
     const https = cfg.tlsCert && cfg.tlsKey ? { cert: readPem(cfg.tlsCert, 'TLS certificate'), key: readPem(cfg.tlsKey, 'TLS key') } : null;
     const ctx = {
-      meta, blobs, key, data, now, maxUpload: cfg.maxUpload,
-      publicPem: readFileSync(data.serverPub, 'utf8'),
+      meta, blobs, keys, data, now, maxUpload: cfg.maxUpload,
+      get key() {
+        return keys.current;
+      },
+      get publicPem() {
+        return keys.publicPem;
+      },
+      pendingLimits: { perToken: cfg.pendingPerToken, perAddress: cfg.pendingPerAddress, total: cfg.pendingMax, windowMs: cfg.pendingWindow },
+      tokenUse: new TokenUseRecorder(meta),
       metrics: createMetrics(),
-      bundles: new BundleService({ meta, blobs, key, tmpDir: data.tmp, maxUpload: cfg.maxUpload, cacheBytes: cfg.payloadCache, now }),
+      bundles: new BundleService({ meta, blobs, get key() { return keys.current; }, tmpDir: data.tmp, maxUpload: cfg.maxUpload, cacheBytes: cfg.payloadCache, now }),
       logs: new LogService(meta, data.logs),
       auditQueue: new AuditQueue(meta),
       cache: { tokens: new TtlCache<string, TokenRecord | null>(), served: new TtlCache<string, { host: Host; rec: VersionRecord } | null>() },
     };
     ctx.metrics.pending.set((await meta.listPending({ unassigned: true })).length);
-    const app = buildApp(ctx, { logger: opts.log === false ? false : { level: cfg.logLevel }, https });
+    const app = buildApp(ctx, { logger: opts.log === false ? false : { level: cfg.logLevel }, https, limits: cfg });
+    if (swept.partials + swept.blobs > 0) app.log.info({ partialBlobs: swept.partials, unreferencedBlobs: swept.blobs }, 'start: removed what interrupted publishes left');
     try {
       await app.listen({ host: cfg.listen.host, port: cfg.listen.port });
     } catch (e) {
@@ -62,7 +77,7 @@ export async function startServer(cfg: ServerConfig, opts: { now?: () => Date; l
     const port = typeof addr === 'object' && addr ? addr.port : cfg.listen.port;
     const host = cfg.listen.host.includes(':') ? `[${cfg.listen.host}]` : cfg.listen.host;
     return {
-      app, adminToken, fingerprint: key.publicKey.fingerprint,
+      app, adminToken, fingerprint: keys.current.publicKey.fingerprint,
       url: `${https ? 'https' : 'http'}://${host}:${port}`,
       close: async () => {
         await app.close();

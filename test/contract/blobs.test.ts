@@ -107,6 +107,32 @@ describe('dir blobs: layout and crash safety', () => {
     assert.equal(existsSync(recent), true);
   }));
 
+  test('partials() lists tmp/*.part with size and age, sweepPartials(ms) removes those at least that old; list() skips anything not a blob', withDir(async (root) => {
+    const s = await openDirBlobs(root);
+    const stored = await s.put(chunked(randomBytes(1000)));
+    const old = join(root, 'tmp', 'aaaaaaaaaaaaaaaaaaaaaaaa.part');
+    writeFileSync(old, 'partial');
+    const hourAgo = new Date(Date.now() - 3600 * 1000);
+    utimesSync(old, hourAgo, hourAgo);
+    writeFileSync(join(root, 'tmp', 'bbbbbbbbbbbbbbbbbbbbbbbb.part'), 'in progress');
+    // Not blobs: a stray file in a fan-out directory, a name in the wrong directory, a file at the top.
+    writeFileSync(join(root, stored.sha256.slice(0, 2), stored.sha256.slice(2, 4), 'notes.txt'), 'x');
+    const misplaced = sha256(Buffer.from('misplaced'));
+    mkdirSync(join(root, 'ff', 'ff'), { recursive: true });
+    writeFileSync(join(root, 'ff', 'ff', misplaced), 'misplaced');
+    writeFileSync(join(root, 'README'), 'x');
+    const parts = await s.partials();
+    assert.deepEqual(parts.map((p) => [p.name, p.size]), [['tmp/aaaaaaaaaaaaaaaaaaaaaaaa.part', 7], ['tmp/bbbbbbbbbbbbbbbbbbbbbbbb.part', 11]]);
+    assert.ok(parts[0]!.age >= 3500 * 1000 && parts[1]!.age < 60 * 1000);
+    assert.equal(await s.sweepPartials(60 * 1000), 1);
+    assert.deepEqual((await s.partials()).map((p) => p.name), ['tmp/bbbbbbbbbbbbbbbbbbbbbbbb.part']);
+    assert.equal(await s.sweepPartials(0), 1);
+    assert.deepEqual(await s.partials(), []);
+    const listed: string[] = [];
+    for await (const b of s.list()) listed.push(b.sha256);
+    assert.deepEqual(listed, [stored.sha256]);
+  }));
+
   test('a full disk while writing is NO_SPACE and leaves nothing behind', async (t) => {
     const dir = tempDir();
     const root = join(dir, 'blobs');

@@ -27,6 +27,17 @@ export async function rejectsWith(p: Promise<unknown>, code: ErrorCode): Promise
   });
 }
 
+/** The context of the PENDING_LIMIT refusal `p` must end in. */
+async function pendingLimitOf(p: Promise<unknown>): Promise<Record<string, unknown>> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(isRuError(e) && e.code === 'PENDING_LIMIT', String(e));
+    return e.context;
+  }
+  return assert.fail('expected PENDING_LIMIT');
+}
+
 export const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
 
 /** A clock that advances one second per reading, from a fixed start. */
@@ -218,7 +229,10 @@ export function metadataContract(name: string, factory: MetadataFactory): void {
 
     test('tokens: create, list, revoke (idempotent), scopes checked', withStore(async (s) => {
       const a = await s.createToken({ id: 'adm', secretHash: 'h1', scope: 'admin', label: 'first' });
-      assert.deepEqual(a, { id: 'adm', secretHash: 'h1', scope: 'admin', label: 'first', created: a.created, revoked: null });
+      assert.deepEqual(a, {
+        id: 'adm', secretHash: 'h1', scope: 'admin', label: 'first', created: a.created, revoked: null,
+        expires: null, uses: null, used: 0, lastUsed: null, lastAddress: null,
+      });
       await s.createToken({ id: 'pub', secretHash: 'h2', scope: 'publish:web1' });
       await s.createToken({ id: 'cls', secretHash: 'h3', scope: 'fetch-class:typeA' });
       await s.createToken({ id: 'fet', secretHash: 'h4', scope: 'fetch:web1' });
@@ -236,6 +250,58 @@ export function metadataContract(name: string, factory: MetadataFactory): void {
       assert.equal((await s.getToken('adm'))!.revoked, null);
       assert.equal(await s.getToken('ghost'), null);
       await rejectsWith(s.revokeToken('ghost'), 'TOKEN_UNKNOWN');
+    }));
+
+    test('tokens: expiry and use limit are kept as given; malformed ones are refused', withStore(async (s) => {
+      const expires = '2026-02-01T00:00:00.000Z';
+      const t = await s.createToken({ id: 'once', secretHash: 'h', scope: 'fetch:web1', expires, uses: 1 });
+      assert.deepEqual([t.expires, t.uses, t.used, t.lastUsed, t.lastAddress], [expires, 1, 0, null, null]);
+      assert.deepEqual(await s.getToken('once'), t);
+      assert.deepEqual((await s.listTokens()).find((x) => x.id === 'once'), t);
+      for (const bad of [{ expires: 'tomorrow' }, { expires: '2026-02-01' }, { expires: '2026-02-01T00:00:00Z' }, { uses: 0 }, { uses: -1 }, { uses: 1.5 }, { uses: 1_000_001 }]) {
+        await rejectsWith(s.createToken({ id: 'bad', secretHash: 'h', scope: 'fetch:web1', ...bad }), 'STORE_INVALID');
+      }
+      assert.equal(await s.getToken('bad'), null, 'a refused token is not stored');
+    }));
+
+    test('tokens: noteTokenUse records when and from where a token was last used', withStore(async (s) => {
+      const t = await s.createToken({ id: 'tok', secretHash: 'h', scope: 'fetch-class:A' });
+      await s.noteTokenUse('tok', '10.0.0.5');
+      const first = (await s.getToken('tok'))!;
+      assert.equal(first.lastAddress, '10.0.0.5');
+      assert.ok(first.lastUsed && first.lastUsed > t.created);
+      await s.noteTokenUse('tok', null);
+      const second = (await s.getToken('tok'))!;
+      assert.ok(second.lastUsed! > first.lastUsed!);
+      assert.equal(second.lastAddress, null);
+      assert.deepEqual([second.used, second.revoked, second.scope], [0, null, 'fetch-class:A'], 'nothing else changes');
+      await rejectsWith(s.noteTokenUse('ghost', '10.0.0.5'), 'TOKEN_UNKNOWN');
+    }));
+
+    test('tokens: spendTokenUse counts downloads up to the limit; a resume of a spent download is free', withStore(async (s) => {
+      await s.createToken({ id: 'two', secretHash: 'h', scope: 'fetch:web1', uses: 2 });
+      await s.createToken({ id: 'free', secretHash: 'h', scope: 'fetch:web1' });
+      assert.equal((await s.spendTokenUse('two', 'sealing-A 10.0.0.5')).used, 1);
+      assert.equal((await s.spendTokenUse('two', 'sealing-A 10.0.0.5', { resume: true })).used, 1, 'a resume of download A costs nothing');
+      assert.equal((await s.spendTokenUse('two', 'sealing-A 10.0.0.5')).used, 2, 'the same download started afresh (no resume) is a new use');
+      await rejectsWith(s.spendTokenUse('two', 'sealing-B 10.0.0.5'), 'AUTH_USED_UP');
+      await rejectsWith(s.spendTokenUse('two', 'sealing-B 10.0.0.5', { resume: true }), 'AUTH_USED_UP');
+      assert.equal((await s.spendTokenUse('two', 'sealing-A 10.0.0.5', { resume: true })).used, 2, 'the spent download can still be resumed');
+      assert.equal((await s.getToken('two'))!.used, 2);
+      for (let i = 0; i < 3; i++) assert.equal((await s.spendTokenUse('free', `sealing-${i}`)).used, 0, 'a token without a limit counts nothing');
+      await rejectsWith(s.spendTokenUse('ghost', 'x'), 'TOKEN_UNKNOWN');
+      await rejectsWith(s.spendTokenUse('two', ''), 'STORE_INVALID');
+    }));
+
+    test('replayed single-use token: of 20 concurrent downloads one gets the use; of a 3-use token three', withStore(async (s) => {
+      await s.createToken({ id: 'once', secretHash: 'h', scope: 'fetch:web1', uses: 1 });
+      await s.createToken({ id: 'three', secretHash: 'h', scope: 'fetch:web1', uses: 3 });
+      for (const [id, uses] of [['once', 1], ['three', 3]] as const) {
+        const got = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => s.spendTokenUse(id, `sealing-${i} 10.0.0.${i}`)));
+        assert.equal(got.filter((r) => r.status === 'fulfilled').length, uses, `${id}: exactly ${uses} spent`);
+        for (const r of got) if (r.status === 'rejected') assert.equal((r.reason as { code?: string }).code, 'AUTH_USED_UP');
+        assert.equal((await s.getToken(id))!.used, uses);
+      }
     }));
 
     test('pending: one record per machine, found by MAC, assigned to a host', withStore(async (s) => {
@@ -264,6 +330,59 @@ export function metadataContract(name: string, factory: MetadataFactory): void {
       assert.deepEqual((await s.listPending({ unassigned: true })).map((p) => p.id), [p2.id]);
       const asking = await s.recordPending({ macs: [MAC_A], uuid: UUID_A, hostname: 'rescue' }, '10.0.0.7');
       assert.deepEqual([asking.id, asking.assignedHost, asking.address], [p1.id, 'web1', '10.0.0.7'], 'the waiting machine sees its assignment');
+    }));
+
+    test('pending flood: limits per token, per address and in all; a machine asking again is never refused', withStore(async (s) => {
+      await s.addHost({ id: 'web1' });
+      const limits = { perToken: 3, perAddress: 2, total: 5, windowMs: 3600_000 };
+      const mac = (i: number) => `02:00:00:00:01:${i.toString(16).padStart(2, '0')}`;
+      const rec = (i: number, token: string | null, address: string | null) => s.recordPending({ macs: [mac(i)] }, address, { token, limits });
+      const first = await rec(1, 'tokA', '10.0.0.1');
+      assert.equal(first.token, 'tokA', 'the record names the token that reported it');
+      await rec(2, 'tokA', '10.0.0.1');
+      await rejectsWith(rec(3, 'tokB', '10.0.0.1'), 'PENDING_LIMIT');
+      const byAddress = await pendingLimitOf(rec(3, 'tokB', '10.0.0.1'));
+      assert.deepEqual([byAddress.limit, byAddress.max, typeof byAddress.retryAfter], ['address', 2, 'number']);
+      await rec(3, 'tokA', '10.0.0.2');
+      const byToken = await pendingLimitOf(rec(4, 'tokA', '10.0.0.3'));
+      assert.deepEqual([byToken.limit, byToken.max], ['token', 3]);
+      await rec(4, 'tokB', '10.0.0.3');
+      await rec(5, null, null);
+      const total = await pendingLimitOf(rec(6, 'tokC', '10.0.0.4'));
+      assert.deepEqual([total.limit, total.max], ['total', 5]);
+      assert.equal((await s.listPending()).length, 5, 'refusals store nothing');
+
+      const again = await rec(1, 'tokA', '10.0.0.1');
+      assert.equal(again.id, first.id, 'a machine asking again with the same facts reuses its record, over every limit');
+      assert.equal((await rec(2, 'tokZ', '10.0.0.9')).token, 'tokA', 'also with another token and address; the first token stays');
+
+      await s.assignPending(first.id, 'web1');
+      assert.equal((await rec(6, 'tokC', '10.0.0.4')).token, 'tokC', 'an assigned record no longer counts');
+      await rejectsWith(rec(7, 'tokC', '10.0.0.4'), 'PENDING_LIMIT');
+      await rejectsWith(s.recordPending({ macs: [mac(9)] }, null, { limits: { ...limits, total: 0 } }), 'STORE_INVALID');
+    }));
+
+    test('pending flood: records nobody asked about within the window stop counting', withStore(async (s) => {
+      // The contract's clock advances one second per reading: a 5 s window is a few calls long.
+      const limits = { perToken: 100, perAddress: 100, total: 2, windowMs: 5000 };
+      const mac = (i: number) => `02:00:00:00:02:${i.toString(16).padStart(2, '0')}`;
+      await s.recordPending({ macs: [mac(1)] }, '10.0.0.1', { token: 't', limits });
+      await s.recordPending({ macs: [mac(2)] }, '10.0.0.1', { token: 't', limits });
+      await rejectsWith(s.recordPending({ macs: [mac(3)] }, '10.0.0.1', { token: 't', limits }), 'PENDING_LIMIT');
+      for (let i = 0; i < 3; i++) await s.appendAudit({ kind: 'resolve', result: 'ok' });
+      await s.recordPending({ macs: [mac(2)] }, '10.0.0.1', { token: 't', limits }); // still asking: stays open
+      for (let i = 0; i < 3; i++) await s.appendAudit({ kind: 'resolve', result: 'ok' });
+      const third = await s.recordPending({ macs: [mac(3)] }, '10.0.0.1', { token: 't', limits });
+      assert.ok(third.id > 0, 'machine 1 went quiet: its place is free');
+      await rejectsWith(s.recordPending({ macs: [mac(4)] }, '10.0.0.1', { token: 't', limits }), 'PENDING_LIMIT');
+    }));
+
+    test('pending flood: 30 new machines at once never exceed the limit', withStore(async (s) => {
+      const limits = { perToken: 10, perAddress: 1000, total: 1000, windowMs: 3600_000 };
+      const got = await Promise.allSettled(Array.from({ length: 30 }, (_, i) =>
+        s.recordPending({ macs: [`02:00:00:00:03:${i.toString(16).padStart(2, '0')}`] }, `10.0.1.${i}`, { token: 'flood', limits })));
+      assert.equal(got.filter((r) => r.status === 'fulfilled').length, 10);
+      assert.equal((await s.listPending()).length, 10);
     }));
 
     test('audit: newest first, filtered by kind, host, token, result, time and id', withStore(async (s) => {
@@ -338,6 +457,9 @@ export function metadataContract(name: string, factory: MetadataFactory): void {
       await s.pin('h', 1);
       await s.createToken({ id: 't', secretHash: 'x', scope: 'fetch:h' });
       await s.revokeToken('t');
+      await s.createToken({ id: 'once', secretHash: 'y', scope: 'fetch:h', uses: 1, expires: '2027-01-01T00:00:00.000Z' });
+      await s.spendTokenUse('once', 'sealing 10.0.0.1');
+      await s.noteTokenUse('once', '10.0.0.1');
       const p = await s.recordPending({ macs: [MAC_B] }, null);
       await s.assignPending(p.id, 'h');
       await s.appendAudit({ kind: 'publish', host: 'h', version: 1, result: 'ok' });
@@ -353,6 +475,59 @@ export function metadataContract(name: string, factory: MetadataFactory): void {
       }, before);
       assert.equal((await r.publishVersion(version('h', '2'))).version.version, 2);
       assert.equal((await r.recordPending({ macs: [MAC_B] }, null)).id, p.id);
+      assert.equal((await r.spendTokenUse('once', 'sealing 10.0.0.1', { resume: true })).used, 1, 'the spent download is remembered');
+      await rejectsWith(r.spendTokenUse('once', 'other 10.0.0.1'), 'AUTH_USED_UP');
+    }));
+
+    test('check: a store used through its interface has no problems', withStore(async (s, fx) => {
+      assert.deepEqual(await s.check(), []);
+      await s.addHost({ id: 'h1', macs: [MAC_A] });
+      await s.addHost({ id: 'h2' });
+      for (const c of ['a', 'b', 'c']) await s.publishVersion(version('h1', c));
+      await s.publishVersion(version('h2', 'a'));
+      await s.pin('h1', 2);
+      await s.appendAudit({ kind: 'publish', host: 'h1', result: 'ok' });
+      await s.recordPending({ macs: [MAC_B] }, '10.0.0.9');
+      const log = await s.openLog({ host: 'h2', workflow: 'recover', stamp: 's' });
+      await s.updateLog(log.id, 10, false);
+      assert.deepEqual(await s.check(), []);
+      if (fx.reopen) assert.deepEqual(await (await fx.reopen()).check(), []);
+    }));
+
+    test('releaseBlobs removes exactly the named blobs that no version names, and says which', withStore(async (s) => {
+      await s.addHost({ id: 'h' });
+      const kept = version('h', 'kept');
+      await s.publishVersion(kept);
+      const loose = [sha('loose 1'), sha('loose 2')];
+      const removed: string[] = [];
+      const got = await s.releaseBlobs([kept.blob, ...loose], async (b) => removed.push(b));
+      assert.deepEqual(got, loose);
+      assert.deepEqual(removed, loose);
+      assert.deepEqual(await s.releaseBlobs([], async () => assert.fail('nothing to remove')), []);
+    }));
+
+    test('releaseBlobs holds the write lock across the removal: a version naming the blob waits for it', withStore(async (s) => {
+      await s.addHost({ id: 'h' });
+      const v = version('h', 'racing');
+      const order: string[] = [];
+      let called!: () => void;
+      const removing = new Promise<void>((r) => (called = r));
+      let finish!: () => void;
+      const finished = new Promise<void>((r) => (finish = r));
+      const release = s.releaseBlobs([v.blob], async () => {
+        order.push('remove started');
+        called();
+        await finished;
+        order.push('removed');
+      });
+      await removing;
+      const publish = s.publishVersion(v).then((r) => order.push(`published ${r.version.version}`));
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(order, ['remove started'], 'publishVersion did not slip in between');
+      finish();
+      assert.deepEqual(await release, [v.blob]);
+      await publish;
+      assert.deepEqual(order, ['remove started', 'removed', 'published 1']);
     }));
   });
 }

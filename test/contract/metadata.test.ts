@@ -9,9 +9,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, test } from 'node:test';
 import Database from 'better-sqlite3';
+import { Kysely, Migrator, SqliteDialect } from 'kysely';
 import { MemoryMetadataStore } from '../../src/adapters/storage/memory-metadata.ts';
 import { openSqliteMetadata } from '../../src/adapters/storage/sqlite-metadata.ts';
-import { MIGRATION_TABLE, MIGRATIONS } from '../../src/adapters/storage/sqlite-schema.ts';
+import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, MIGRATIONS } from '../../src/adapters/storage/sqlite-schema.ts';
 import type { MetadataStore } from '../../src/core/store/metadata.ts';
 import { metadataContract, rejectsWith, sha } from './metadata.contract.ts';
 
@@ -66,6 +67,100 @@ describe('sqlite metadata: schema, files and processes', () => {
       db.prepare(`insert into ${MIGRATION_TABLE} (name, timestamp) values (?, ?)`).run('9999_from_the_future', new Date().toISOString());
       db.close();
       await rejectsWith(openSqliteMetadata(file), 'STORE_SCHEMA');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a database of the first schema (0001, before token limits) opens migrated and keeps its tokens and pending machines', async () => {
+    const dir = tempDir();
+    try {
+      const file = join(dir, 'meta.sqlite');
+      // What the previous release made: only the migrations it knew.
+      const old = new Kysely<unknown>({ dialect: new SqliteDialect({ database: new Database(file) }) });
+      const only0001 = { getMigrations: async () => ({ '0001_initial': MIGRATIONS['0001_initial']! }) };
+      const { error } = await new Migrator({ db: old, provider: only0001, migrationTableName: MIGRATION_TABLE, migrationLockTableName: MIGRATION_LOCK_TABLE }).migrateToLatest();
+      assert.equal(error, undefined);
+      await old.destroy();
+      const raw = new Database(file);
+      raw.prepare(`insert into tokens (id, secret_hash, scope, label, created, revoked) values ('adm', 'h1', 'admin', 'first start', '2025-06-01T00:00:00.000Z', null), ('gone', 'h2', 'fetch:h', null, '2025-06-02T00:00:00.000Z', '2025-06-03T00:00:00.000Z')`).run();
+      raw.prepare(`insert into pending (facts_key, facts, address, first_seen, last_seen, assigned_host, assigned) values ('mac=aa:bb:cc:00:00:09', '{"macs":["aa:bb:cc:00:00:09"],"uuid":null,"serial":null,"hostname":null}', '10.0.0.9', '2025-06-01T00:00:00.000Z', '2025-06-01T00:00:00.000Z', null, null)`).run();
+      raw.close();
+
+      const s = await openSqliteMetadata(file, { now: () => new Date('2025-06-01T00:10:00.000Z') });
+      try {
+        const tokens = await s.listTokens();
+        assert.deepEqual(tokens.map((t) => [t.id, t.secretHash, t.scope, t.label, t.revoked, t.expires, t.uses, t.used, t.lastUsed, t.lastAddress]), [
+          ['adm', 'h1', 'admin', 'first start', null, null, null, 0, null, null],
+          ['gone', 'h2', 'fetch:h', null, '2025-06-03T00:00:00.000Z', null, null, 0, null, null],
+        ], 'old tokens keep working: no expiry, no limit');
+        assert.equal((await s.spendTokenUse('adm', 'x')).used, 0);
+        const [p] = await s.listPending();
+        assert.deepEqual([p!.address, p!.token], ['10.0.0.9', null]);
+        // An old record counts for the address it came from.
+        await rejectsWith(s.recordPending({ macs: ['aa:bb:cc:00:00:0a'] }, '10.0.0.9', { limits: { perToken: 5, perAddress: 1, total: 5, windowMs: 3600_000 } }), 'PENDING_LIMIT');
+      } finally {
+        await s.close();
+      }
+      const db = new Database(file, { readonly: true });
+      const names = (db.prepare(`select name from ${MIGRATION_TABLE} order by name`).all() as { name: string }[]).map((r) => r.name);
+      db.close();
+      assert.deepEqual(names, Object.keys(MIGRATIONS).sort());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('the token-limits migration can run again after a crash half-way through it', async () => {
+    const dir = tempDir();
+    try {
+      const file = join(dir, 'meta.sqlite');
+      await (await openSqliteMetadata(file)).close();
+      // SQLite runs DDL outside a transaction here: a crash may leave the columns but not the record.
+      const raw = new Database(file);
+      raw.prepare(`delete from ${MIGRATION_TABLE} where name = '0002_token_limits'`).run();
+      raw.close();
+      const s = await openSqliteMetadata(file);
+      await s.createToken({ id: 't', secretHash: 'h', scope: 'fetch:h', uses: 1 });
+      assert.equal((await s.spendTokenUse('t', 'x')).used, 1);
+      await s.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('check() names what is wrong in a database changed behind the store\'s back', async () => {
+    const dir = tempDir();
+    try {
+      const file = join(dir, 'meta.sqlite');
+      const s = await openSqliteMetadata(file);
+      await s.addHost({ id: 'h' });
+      await s.addHost({ id: 'k' });
+      for (const c of ['1', '2', '3']) await s.publishVersion({ host: 'h', blob: sha(c), digest: sha(`d${c}`), size: 1, manifest: '{}' });
+      await s.publishVersion({ host: 'k', blob: sha('k'), digest: sha('dk'), size: 1, manifest: '{}' });
+      await s.pin('k', 1);
+      for (let i = 0; i < 3; i++) await s.appendAudit({ kind: 'fetch', result: 'ok' });
+      await s.close();
+      const raw = new Database(file);
+      raw.pragma('foreign_keys = OFF');
+      raw.prepare(`delete from versions where host_id = 'h' and version = 2`).run();
+      raw.prepare(`update hosts set pinned = 7 where id = 'k'`).run();
+      raw.prepare(`update versions set blob = 'not-a-sha' where host_id = 'k'`).run();
+      raw.prepare(`update sqlite_sequence set seq = 1 where name = 'audit'`).run();
+      raw.prepare(`insert into host_macs (mac, host_id) values ('aa:bb:cc:dd:ee:ff', 'ghost')`).run();
+      raw.close();
+      const r = await openSqliteMetadata(file);
+      const problems = await r.check();
+      await r.close();
+      assert.deepEqual(problems.map((p) => [p.kind, p.host ?? null, p.version ?? null]).sort(), [
+        ['damaged', null, null],
+        ['id-reused', null, null],
+        ['pin-missing', 'k', 7],
+        ['version-gap', 'h', 2],
+        ['version-invalid', 'k', 1],
+      ]);
+      assert.match(problems.find((p) => p.kind === 'damaged')!.message, /foreign key check: host_macs/);
+      assert.match(problems.find((p) => p.kind === 'id-reused')!.message, /^audit: /);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -391,12 +391,15 @@ describe('admin API and CLI', () => {
       { route: 'GET /api/v1/pending', method: 'GET', path: '/api/v1/pending?all=1' },
       { route: 'POST /api/v1/assign', method: 'POST', path: '/api/v1/assign', body: { pending: pending.json.pending.id, host: 'scope-a' } },
       { route: 'GET /api/v1/audit', method: 'GET', path: '/api/v1/audit' },
+      { route: 'GET /api/v1/keys', method: 'GET', path: '/api/v1/keys' },
+      { route: 'POST /api/v1/keys/rotate', method: 'POST', path: '/api/v1/keys/rotate', body: {} },
+      { route: 'POST /api/v1/keys/retire', method: 'POST', path: '/api/v1/keys/retire', body: { fingerprint: 'ed25519:0123456789abcdef' } },
       ...['/api/v1/hosts/scope-a', '/api/v1/hosts/scope-a/versions', '/api/v1/hosts/scope-a/versions/1', '/api/v1/hosts/scope-a/diff?from=1&to=1'].map((path) => ({ route: '', method: 'GET', path })),
       { route: '', method: 'PATCH', path: '/api/v1/hosts/scope-a', body: { class: 'classB' } },
       { route: '', method: 'PUT', path: '/api/v1/hosts/scope-a/pin', body: { version: 1 } },
       { route: '', method: 'DELETE', path: '/api/v1/hosts/scope-a/pin' },
     ];
-    const open = ['GET /healthz', 'GET /metrics', 'GET /api/v1/server-key', 'GET /api/v1/resolve'];
+    const open = ['GET /healthz', 'GET /metrics', 'GET /api/v1/server-key', 'GET /api/v1/key-statements', 'GET /api/v1/resolve'];
     const covered = new Set([...hostB, ...adminOnly].map((r) => r.route).filter((r) => r !== ''));
     assert.deepEqual([...declared].filter((r) => !covered.has(r) && !open.includes(r)), [], 'every route is in the table (or known to be open to any token)');
 

@@ -25,7 +25,15 @@ export interface Installed {
    * records written before keep was recorded.
    */
   readonly keep?: readonly string[];
+  /** How `key` was trusted: pinned, or through key statements (absent in older records). */
+  readonly trust?: InstalledTrust;
   readonly entries: readonly ManifestEntry[];
+}
+
+export interface InstalledTrust {
+  readonly via: 'pinned' | 'statement';
+  /** Fingerprints from a pinned key to the signer (just the signer when pinned). */
+  readonly chain: readonly string[];
 }
 
 /** Writes a small file so that a reader sees either the old or the new content, never a mix. */

@@ -24,7 +24,7 @@ export interface ApiResponse<T> {
 }
 
 /** Server codes a client passes on as they are; everything else is SERVER_REFUSED. */
-const PASS_THROUGH = new Set<string>(['AUTH_REQUIRED', 'AUTH_INVALID', 'FORBIDDEN', 'HOST_UNKNOWN', 'VERSION_UNKNOWN', 'TOKEN_UNKNOWN', 'PENDING_UNKNOWN', 'LOG_UNKNOWN', 'NO_BUNDLE', 'STORE_CONFLICT', 'UPLOAD_TOO_LARGE']);
+const PASS_THROUGH = new Set<string>(['AUTH_REQUIRED', 'AUTH_INVALID', 'AUTH_EXPIRED', 'AUTH_USED_UP', 'PENDING_LIMIT', 'FORBIDDEN', 'HOST_UNKNOWN', 'VERSION_UNKNOWN', 'TOKEN_UNKNOWN', 'PENDING_UNKNOWN', 'LOG_UNKNOWN', 'NO_BUNDLE', 'STORE_CONFLICT', 'UPLOAD_TOO_LARGE', 'KEY_UNKNOWN']);
 
 export function parseServerUrl(server: string): URL {
   let u: URL;

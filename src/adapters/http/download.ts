@@ -15,7 +15,7 @@ import { fromSystemError, RuError } from '../../core/errors.ts';
 
 export interface DownloadOptions {
   readonly cacert?: string;            // PEM text of extra CA(s) for https (pass as `ca` to node:https)
-  readonly headers?: Record<string, string>; // e.g. Authorization
+  readonly headers?: Record<string, string>; // e.g. Authorization, X-Rear-Update-Nonce: the same on every attempt and resume
   readonly retries?: number;           // default 5 (attempts after the first)
   readonly backoffMs?: number;         // first backoff, default 500, doubling, capped at 8000
   readonly connectTimeoutMs?: number;  // default 15000

@@ -10,7 +10,8 @@ import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'nod
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fromSystemError } from '../../core/errors.ts';
-import { checkAnnounced, checkBlobName, inputFailed, type BlobInfo, type BlobPutOptions, type BlobStore } from '../../core/store/blobs.ts';
+import { checkAnnounced, checkBlobName, inputFailed, type BlobInfo, type BlobPutOptions, type BlobStore, type PartialBlob } from '../../core/store/blobs.ts';
+import { SHA256_PATTERN } from '../../core/store/validate.ts';
 
 /** Bundles can hold secrets (ReaR configs carry passwords): owner-only by default. */
 const FILE_MODE = 0o600;
@@ -47,15 +48,24 @@ async function writeAll(fh: FileHandle, chunk: Uint8Array): Promise<void> {
 export async function openDirBlobs(root: string): Promise<DirBlobStore> {
   try {
     await mkdir(join(root, TMP), { recursive: true, mode: DIR_MODE });
-    const now = Date.now();
-    for (const name of await readdir(join(root, TMP))) {
-      const st = await statOrNull(join(root, TMP, name));
-      if (st && now - st.mtimeMs > STALE_MS) await unlink(join(root, TMP, name)).catch(() => undefined);
-    }
   } catch (e) {
     throw fromSystemError(e, `opening the blob directory ${root}`);
   }
-  return new DirBlobStore(root);
+  const store = new DirBlobStore(root);
+  await store.sweepPartials(STALE_MS);
+  return store;
+}
+
+const FAN_OUT = /^[0-9a-f]{2}$/;
+
+/** Names in a directory, [] if it does not exist. */
+async function names(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw fromSystemError(e, `listing ${dir}`);
+  }
 }
 
 export class DirBlobStore implements BlobStore {
@@ -105,7 +115,7 @@ export class DirBlobStore implements BlobStore {
         named = true;
         await fsyncDir(dir);
       }
-      return info;
+      return { ...info, created: named };
     } catch (e) {
       await it.return?.().catch(() => undefined);
       throw fromSystemError(e, 'storing a blob');
@@ -136,6 +146,49 @@ export class DirBlobStore implements BlobStore {
 
   async has(sha256: string): Promise<boolean> {
     return (await statOrNull(this.pathOf(sha256))) !== null;
+  }
+
+  /** Files under ab/cd/ whose name is a sha256 beginning with ab and cd; anything else is not a blob. */
+  async *list(): AsyncGenerator<BlobInfo> {
+    for (const a of (await names(this.root)).filter((n) => FAN_OUT.test(n)).sort()) {
+      for (const b of (await names(join(this.root, a))).filter((n) => FAN_OUT.test(n)).sort()) {
+        for (const name of (await names(join(this.root, a, b))).sort()) {
+          if (!SHA256_PATTERN.test(name) || !name.startsWith(a + b)) continue;
+          const st = await statOrNull(join(this.root, a, b, name));
+          if (st?.isFile()) yield { sha256: name, size: st.size };
+        }
+      }
+    }
+  }
+
+  async delete(sha256: string): Promise<boolean> {
+    const path = this.pathOf(sha256);
+    try {
+      await unlink(path);
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw fromSystemError(e, `removing blob ${sha256}`);
+    }
+  }
+
+  async partials(): Promise<PartialBlob[]> {
+    const out: PartialBlob[] = [];
+    const now = Date.now();
+    for (const name of (await names(join(this.root, TMP))).sort()) {
+      const st = await statOrNull(join(this.root, TMP, name));
+      if (st) out.push({ name: `${TMP}/${name}`, size: st.size, age: Math.max(0, now - st.mtimeMs) });
+    }
+    return out;
+  }
+
+  async sweepPartials(olderThanMs: number): Promise<number> {
+    let n = 0;
+    for (const p of await this.partials()) {
+      if (p.age < olderThanMs) continue;
+      await unlink(join(this.root, p.name)).then(() => n++, () => undefined);
+    }
+    return n;
   }
 
   async close(): Promise<void> {}

@@ -3,7 +3,7 @@
 
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { checkAnnounced, checkBlobName, inputFailed, type BlobInfo, type BlobPutOptions, type BlobStore } from '../../core/store/blobs.ts';
+import { checkAnnounced, checkBlobName, inputFailed, type BlobInfo, type BlobPutOptions, type BlobStore, type PartialBlob } from '../../core/store/blobs.ts';
 
 export class MemoryBlobStore implements BlobStore {
   readonly #blobs = new Map<string, Buffer>();
@@ -22,8 +22,9 @@ export class MemoryBlobStore implements BlobStore {
     const data = Buffer.concat(chunks);
     const info = { sha256: hash.digest('hex'), size: data.length };
     checkAnnounced(info, opts);
-    if (!this.#blobs.has(info.sha256)) this.#blobs.set(info.sha256, data);
-    return info;
+    const created = !this.#blobs.has(info.sha256);
+    if (created) this.#blobs.set(info.sha256, data);
+    return { ...info, created };
   }
 
   async get(sha256: string): Promise<{ size: number; stream: Readable } | null> {
@@ -33,6 +34,23 @@ export class MemoryBlobStore implements BlobStore {
 
   async has(sha256: string): Promise<boolean> {
     return this.#blobs.has(checkBlobName(sha256));
+  }
+
+  async *list(): AsyncGenerator<BlobInfo> {
+    for (const [sha256, data] of [...this.#blobs]) yield { sha256, size: data.length };
+  }
+
+  async delete(sha256: string): Promise<boolean> {
+    return this.#blobs.delete(checkBlobName(sha256));
+  }
+
+  /** Nothing is partial here: bytes are kept only once the source ended. */
+  async partials(): Promise<PartialBlob[]> {
+    return [];
+  }
+
+  async sweepPartials(): Promise<number> {
+    return 0;
   }
 
   /** How many distinct blobs are held (tests). */

@@ -2,14 +2,17 @@
 // fast store for tests of the server. Nothing survives close(). Every method body runs without
 // an await between its read and its write, which is what makes it atomic in one event loop.
 
+import { usedUp } from '../../core/access.ts';
 import { RuError } from '../../core/errors.ts';
 import { canonicalFacts, checkId, factsKey, normalizeMac, NORMALIZE, type FactKind, type MachineFacts } from '../../core/store/facts.ts';
 import type {
   AuditEvent, AuditQuery, Host, HostFields, LogRecord, MetadataOptions, MetadataStore, NewAuditEvent, NewHost, NewToken,
-  NewVersion, PendingMachine, PublishResult, TokenRecord, VersionRecord, VersionSummary,
+  NewVersion, PendingLimits, PendingMachine, PublishResult, StoreProblem, TokenRecord, VersionRecord, VersionSummary,
 } from '../../core/store/metadata.ts';
+import { versionProblems } from '../../core/store/check.ts';
 import {
-  auditLimit, checkAuditEvent, checkCount, checkHostFields, checkLogName, checkNewToken, checkNewVersion, type CheckedHostFields,
+  auditLimit, checkAuditEvent, checkCount, checkDownloadName, checkHostFields, checkLogName, checkNewToken, checkNewVersion, checkPendingLimits,
+  pendingLimitHit, type CheckedHostFields,
 } from '../../core/store/validate.ts';
 
 const freeze = <T extends object>(o: T): T => Object.freeze(o);
@@ -19,9 +22,14 @@ export class MemoryMetadataStore implements MetadataStore {
   readonly #hosts = new Map<string, Host>();
   readonly #versions = new Map<string, VersionRecord[]>();
   readonly #tokens = new Map<string, TokenRecord>();
-  readonly #pending: { key: string; rec: PendingMachine }[] = [];
+  /** Per token with a use limit: the downloads its uses were spent on. */
+  readonly #spent = new Map<string, Set<string>>();
+  /** origin: the address the machine was first reported from (what the per-address limit counts). */
+  readonly #pending: { key: string; origin: string | null; rec: PendingMachine }[] = [];
   readonly #audit: AuditEvent[] = [];
   readonly #logs: LogRecord[] = [];
+  /** A releaseBlobs in progress: publishVersion waits for it (the write lock of this store). */
+  #releasing: Promise<unknown> | null = null;
 
   constructor(opts: MetadataOptions = {}) {
     this.#now = opts.now ?? (() => new Date());
@@ -93,6 +101,8 @@ export class MemoryMetadataStore implements MetadataStore {
   }
 
   async publishVersion(n: NewVersion, opts: { ifChanged?: boolean } = {}): Promise<PublishResult> {
+    // Never between releaseBlobs' look at the references and its removal.
+    while (this.#releasing) await this.#releasing.catch(() => undefined);
     checkNewVersion(n);
     this.#host(n.host);
     const list = this.#versions.get(n.host) ?? [];
@@ -139,7 +149,10 @@ export class MemoryMetadataStore implements MetadataStore {
   async createToken(t: NewToken): Promise<TokenRecord> {
     checkNewToken(t);
     if (this.#tokens.has(t.id)) throw new RuError('STORE_CONFLICT', `token ${t.id} exists already`, { what: 'token', value: t.id });
-    const rec: TokenRecord = freeze({ id: t.id, secretHash: t.secretHash, scope: t.scope, label: t.label ?? null, created: this.#time(), revoked: null });
+    const rec: TokenRecord = freeze({
+      id: t.id, secretHash: t.secretHash, scope: t.scope, label: t.label ?? null, created: this.#time(), revoked: null,
+      expires: t.expires ?? null, uses: t.uses ?? null, used: 0, lastUsed: null, lastAddress: null,
+    });
     this.#tokens.set(t.id, rec);
     return rec;
   }
@@ -162,7 +175,33 @@ export class MemoryMetadataStore implements MetadataStore {
     return rec;
   }
 
-  async recordPending(facts: MachineFacts, address: string | null): Promise<PendingMachine> {
+  #token(id: string): TokenRecord {
+    const t = this.#tokens.get(id);
+    if (!t) throw new RuError('TOKEN_UNKNOWN', `no token ${JSON.stringify(id)}`, { token: id });
+    return t;
+  }
+
+  async noteTokenUse(id: string, address: string | null): Promise<void> {
+    const t = this.#token(id);
+    this.#tokens.set(id, freeze({ ...t, lastUsed: this.#time(), lastAddress: address }));
+  }
+
+  async spendTokenUse(id: string, download: string, opts: { resume?: boolean } = {}): Promise<TokenRecord> {
+    checkDownloadName(download);
+    const t = this.#token(id);
+    if (t.uses === null) return t;
+    const spent = this.#spent.get(id) ?? new Set<string>();
+    if (opts.resume && spent.has(download)) return t;
+    if (t.used >= t.uses) throw usedUp(t);
+    spent.add(download);
+    this.#spent.set(id, spent);
+    const rec = freeze({ ...t, used: t.used + 1 });
+    this.#tokens.set(id, rec);
+    return rec;
+  }
+
+  async recordPending(facts: MachineFacts, address: string | null, opts: { token?: string | null; limits?: PendingLimits } = {}): Promise<PendingMachine> {
+    if (opts.limits) checkPendingLimits(opts.limits);
     const c = canonicalFacts(facts);
     const key = factsKey(c);
     if (!c.macs.length && !c.uuid && !c.serial && !c.hostname) {
@@ -174,11 +213,22 @@ export class MemoryMetadataStore implements MetadataStore {
       slot.rec = freeze({ ...slot.rec, lastSeen: now, address: address ?? slot.rec.address });
       return slot.rec;
     }
+    const token = opts.token ?? null;
+    if (opts.limits) {
+      const since = new Date(Date.parse(now) - opts.limits.windowMs).toISOString();
+      const open = this.#pending.filter((p) => p.rec.assignedHost === null && p.rec.lastSeen >= since);
+      const hit = pendingLimitHit(opts.limits, {
+        byToken: token === null ? 0 : open.filter((p) => p.rec.token === token).length,
+        byAddress: address === null ? 0 : open.filter((p) => p.origin === address).length,
+        total: open.length,
+      }, { token, address });
+      if (hit) throw hit;
+    }
     const rec: PendingMachine = freeze({
       id: this.#pending.length + 1, facts: freeze({ ...c, macs: freeze([...c.macs]) }), address,
-      firstSeen: now, lastSeen: now, assignedHost: null, assigned: null,
+      firstSeen: now, lastSeen: now, assignedHost: null, assigned: null, token,
     });
-    this.#pending.push({ key, rec });
+    this.#pending.push({ key, origin: address, rec });
     return rec;
   }
 
@@ -263,6 +313,35 @@ export class MemoryMetadataStore implements MetadataStore {
 
   async listLogs(host: string): Promise<LogRecord[]> {
     return this.#logs.filter((l) => l.host === host).reverse();
+  }
+
+  async check(): Promise<StoreProblem[]> {
+    const out: StoreProblem[] = [];
+    for (const h of this.#hosts.values()) out.push(...versionProblems(h.id, this.#versions.get(h.id) ?? [], h.pinned));
+    for (const l of this.#logs) {
+      if (!Number.isSafeInteger(l.bytes) || l.bytes < 0) out.push({ kind: 'log-invalid', host: l.host, message: `log ${l.id}: size ${l.bytes} is malformed` });
+    }
+    return out;
+  }
+
+  async releaseBlobs(blobs: readonly string[], remove: (sha256: string) => Promise<unknown>): Promise<string[]> {
+    while (this.#releasing) await this.#releasing.catch(() => undefined);
+    const referenced = (b: string): boolean => [...this.#versions.values()].some((l) => l.some((v) => v.blob === b));
+    const run = (async () => {
+      const removed: string[] = [];
+      for (const b of blobs) {
+        if (referenced(b)) continue;
+        await remove(b);
+        removed.push(b);
+      }
+      return removed;
+    })();
+    this.#releasing = run;
+    try {
+      return await run;
+    } finally {
+      if (this.#releasing === run) this.#releasing = null;
+    }
   }
 
   async close(): Promise<void> {}

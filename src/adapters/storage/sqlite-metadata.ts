@@ -7,14 +7,17 @@ import Database from 'better-sqlite3';
 import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Kysely, Migrator, sql, SqliteDialect, type Selectable, type SqliteDatabase } from 'kysely';
+import { usedUp } from '../../core/access.ts';
 import { RuError } from '../../core/errors.ts';
 import { canonicalFacts, checkId, factsKey, normalizeMac, NORMALIZE, type CanonicalFacts, type FactKind, type MachineFacts } from '../../core/store/facts.ts';
 import type {
   AuditEvent, AuditKind, AuditQuery, Host, HostFields, LogRecord, MetadataOptions, MetadataStore, NewAuditEvent, NewHost,
-  NewToken, NewVersion, PendingMachine, PublishResult, TokenRecord, TokenScope, VersionRecord, VersionSummary,
+  NewToken, NewVersion, PendingLimits, PendingMachine, PublishResult, StoreProblem, TokenRecord, TokenScope, VersionRecord, VersionSummary,
 } from '../../core/store/metadata.ts';
+import { versionProblems, type VersionFacts } from '../../core/store/check.ts';
 import {
-  auditLimit, checkAuditEvent, checkCount, checkHostFields, checkLogName, checkNewToken, checkNewVersion, type CheckedHostFields,
+  auditLimit, checkAuditEvent, checkCount, checkDownloadName, checkHostFields, checkLogName, checkNewToken, checkNewVersion, checkPendingLimits,
+  pendingLimitHit, type CheckedHostFields,
 } from '../../core/store/validate.ts';
 import { fromSqliteError } from './sqlite-errors.ts';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider, type Schema } from './sqlite-schema.ts';
@@ -96,7 +99,7 @@ const toVersion = (r: VersionRow): VersionRecord => ({
 });
 const toPending = (r: PendingRow): PendingMachine => ({
   id: r.id, facts: JSON.parse(r.facts) as CanonicalFacts, address: r.address, firstSeen: r.first_seen, lastSeen: r.last_seen,
-  assignedHost: r.assigned_host, assigned: r.assigned,
+  assignedHost: r.assigned_host, assigned: r.assigned, token: r.token_id,
 });
 const toLog = (r: LogRow): LogRecord => ({
   id: r.id, host: r.host_id, workflow: r.workflow, stamp: r.stamp, address: r.address, started: r.started, updated: r.updated,
@@ -310,14 +313,23 @@ export class SqliteMetadataStore implements MetadataStore {
       if (await db.selectFrom('tokens').select('id').where('id', '=', t.id).executeTakeFirst()) {
         throw new RuError('STORE_CONFLICT', `token ${t.id} exists already`, { what: 'token', value: t.id });
       }
-      const rec: TokenRecord = { id: t.id, secretHash: t.secretHash, scope: t.scope, label: t.label ?? null, created: this.#time(), revoked: null };
-      await db.insertInto('tokens').values({ id: rec.id, secret_hash: rec.secretHash, scope: rec.scope, label: rec.label, created: rec.created, revoked: null }).execute();
+      const rec: TokenRecord = {
+        id: t.id, secretHash: t.secretHash, scope: t.scope, label: t.label ?? null, created: this.#time(), revoked: null,
+        expires: t.expires ?? null, uses: t.uses ?? null, used: 0, lastUsed: null, lastAddress: null,
+      };
+      await db.insertInto('tokens').values({
+        id: rec.id, secret_hash: rec.secretHash, scope: rec.scope, label: rec.label, created: rec.created, revoked: null,
+        expires: rec.expires, uses: rec.uses, used: 0, last_used: null, last_address: null,
+      }).execute();
       return rec;
     });
   }
 
   #token(r: Selectable<Schema['tokens']>): TokenRecord {
-    return { id: r.id, secretHash: r.secret_hash, scope: r.scope as TokenScope, label: r.label, created: r.created, revoked: r.revoked };
+    return {
+      id: r.id, secretHash: r.secret_hash, scope: r.scope as TokenScope, label: r.label, created: r.created, revoked: r.revoked,
+      expires: r.expires, uses: r.uses, used: r.used, lastUsed: r.last_used, lastAddress: r.last_address,
+    };
   }
 
   async getToken(id: string): Promise<TokenRecord | null> {
@@ -341,7 +353,34 @@ export class SqliteMetadataStore implements MetadataStore {
     });
   }
 
-  async recordPending(facts: MachineFacts, address: string | null): Promise<PendingMachine> {
+  async noteTokenUse(id: string, address: string | null): Promise<void> {
+    // One UPDATE is atomic on its own; the server calls this at most about once a minute per token.
+    const r = await this.#read('recording a token use', (db) =>
+      db.updateTable('tokens').set({ last_used: this.#time(), last_address: address }).where('id', '=', id).executeTakeFirst());
+    if (r.numUpdatedRows === 0n) throw new RuError('TOKEN_UNKNOWN', `no token ${JSON.stringify(id)}`, { token: id });
+  }
+
+  async spendTokenUse(id: string, download: string, opts: { resume?: boolean } = {}): Promise<TokenRecord> {
+    checkDownloadName(download);
+    // BEGIN IMMEDIATE: the check of what is left and the spending are one step, also across processes.
+    return this.#write('spending a token use', async (db) => {
+      const r = await db.selectFrom('tokens').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!r) throw new RuError('TOKEN_UNKNOWN', `no token ${JSON.stringify(id)}`, { token: id });
+      const rec = this.#token(r);
+      if (rec.uses === null) return rec;
+      if (opts.resume && await db.selectFrom('token_uses').select('token_id').where('token_id', '=', id).where('download', '=', download).executeTakeFirst()) return rec;
+      if (rec.used >= rec.uses) throw usedUp(rec);
+      const time = this.#time();
+      await db.insertInto('token_uses').values({ token_id: id, download, time })
+        .onConflict((oc) => oc.columns(['token_id', 'download']).doUpdateSet({ time })).execute();
+      await db.updateTable('tokens').set({ used: rec.used + 1 }).where('id', '=', id).execute();
+      return { ...rec, used: rec.used + 1 };
+    });
+  }
+
+  async recordPending(facts: MachineFacts, address: string | null, opts: { token?: string | null; limits?: PendingLimits } = {}): Promise<PendingMachine> {
+    const limits = opts.limits ? checkPendingLimits(opts.limits) : null;
+    const token = opts.token ?? null;
     const c = canonicalFacts(facts);
     if (!c.macs.length && !c.uuid && !c.serial && !c.hostname) {
       throw new RuError('STORE_INVALID', 'a pending machine needs at least one usable fact (MAC, UUID, serial or hostname)');
@@ -354,11 +393,26 @@ export class SqliteMetadataStore implements MetadataStore {
         await db.updateTable('pending').set({ last_seen: now, address: address ?? old.address }).where('id', '=', old.id).execute();
         return toPending({ ...old, last_seen: now, address: address ?? old.address });
       }
+      if (limits) {
+        // One pass over the records seen within the window (index pending_seen), in the same
+        // write transaction as the insert: concurrent floods cannot all slip under a limit.
+        const since = new Date(Date.parse(now) - limits.windowMs).toISOString();
+        const open = await db.selectFrom('pending')
+          .select((eb) => [
+            eb.fn.countAll<number>().as('total'),
+            eb.fn.sum<number>(eb.case().when('token_id', '=', token ?? '').then(1).else(0).end()).as('byToken'),
+            eb.fn.sum<number>(eb.case().when('origin', '=', address ?? '').then(1).else(0).end()).as('byAddress'),
+          ])
+          .where('assigned_host', 'is', null).where('last_seen', '>=', since)
+          .executeTakeFirstOrThrow();
+        const hit = pendingLimitHit(limits, { total: Number(open.total), byToken: Number(open.byToken ?? 0), byAddress: Number(open.byAddress ?? 0) }, { token, address });
+        if (hit) throw hit;
+      }
       const { id } = await db.insertInto('pending')
-        .values({ facts_key: key, facts: JSON.stringify(c), address, first_seen: now, last_seen: now, assigned_host: null, assigned: null })
+        .values({ facts_key: key, facts: JSON.stringify(c), address, first_seen: now, last_seen: now, assigned_host: null, assigned: null, token_id: token, origin: address })
         .returning('id').executeTakeFirstOrThrow();
       if (c.macs.length) await db.insertInto('pending_macs').values(c.macs.map((mac) => ({ pending_id: id, mac }))).execute();
-      return { id, facts: c, address, firstSeen: now, lastSeen: now, assignedHost: null, assigned: null };
+      return { id, facts: c, address, firstSeen: now, lastSeen: now, assignedHost: null, assigned: null, token };
     });
   }
 
@@ -471,6 +525,60 @@ export class SqliteMetadataStore implements MetadataStore {
   async listLogs(host: string): Promise<LogRecord[]> {
     return this.#read('listing recovery logs', async (db) =>
       (await db.selectFrom('logs').selectAll().where('host_id', '=', host).orderBy('id', 'desc').execute()).map(toLog));
+  }
+
+  /**
+   * SQLite's own integrity and foreign-key checks, the versions of every host, and the
+   * AUTOINCREMENT sequences: a sequence behind the largest id would give an id again.
+   */
+  async check(): Promise<StoreProblem[]> {
+    const out: StoreProblem[] = [];
+    try {
+      await this.#read('checking the metadata database', async (db) => {
+        const integrity = (await sql<{ integrity_check: string }>`pragma integrity_check`.execute(db)).rows.map((r) => r.integrity_check);
+        if (integrity.join() !== 'ok') for (const m of integrity.slice(0, 20)) out.push({ kind: 'damaged', message: `SQLite integrity check: ${m}` });
+        const fk = (await sql<{ table: string; rowid: number; parent: string }>`pragma foreign_key_check`.execute(db)).rows;
+        for (const r of fk.slice(0, 20)) out.push({ kind: 'damaged', message: `SQLite foreign key check: ${r.table} row ${r.rowid} refers to a missing ${r.parent} row` });
+
+        const byHost = new Map<string, VersionFacts[]>();
+        for (const v of await db.selectFrom('versions').select(['host_id', 'version', 'blob', 'size']).execute()) {
+          const list = byHost.get(v.host_id) ?? [];
+          list.push({ version: v.version, blob: v.blob, size: v.size });
+          byHost.set(v.host_id, list);
+        }
+        for (const h of await db.selectFrom('hosts').select(['id', 'pinned']).orderBy('id').execute()) {
+          out.push(...versionProblems(h.id, byHost.get(h.id) ?? [], h.pinned));
+        }
+
+        const seqs = new Map((await sql<{ name: string; seq: number }>`select name, seq from sqlite_sequence`.execute(db).catch(() => ({ rows: [] as { name: string; seq: number }[] }))).rows.map((r) => [r.name, r.seq]));
+        for (const table of ['audit', 'pending', 'logs'] as const) {
+          const max = (await db.selectFrom(table).select((eb) => eb.fn.max('id').as('max')).executeTakeFirst())?.max ?? null;
+          if (max !== null && (seqs.get(table) ?? 0) < Number(max)) {
+            out.push({ kind: 'id-reused', message: `${table}: the id sequence (${seqs.get(table) ?? 'none'}) is behind the largest id ${max}: ids could be given twice` });
+          }
+        }
+        for (const l of await db.selectFrom('logs').select(['id', 'host_id', 'bytes']).where('bytes', '<', 0).execute()) {
+          out.push({ kind: 'log-invalid', host: l.host_id, message: `log ${l.id}: size ${l.bytes} is malformed` });
+        }
+      });
+    } catch (e) {
+      if (!(e instanceof RuError) || e.code !== 'STORE_CORRUPT') throw e;
+      out.push({ kind: 'damaged', message: e.message });
+    }
+    return out;
+  }
+
+  async releaseBlobs(blobs: readonly string[], remove: (sha256: string) => Promise<unknown>): Promise<string[]> {
+    return this.#write('releasing unreferenced blobs', async (db) => {
+      const removed: string[] = [];
+      for (const b of blobs) {
+        const used = await db.selectFrom('versions').select('version').where('blob', '=', b).limit(1).executeTakeFirst();
+        if (used) continue;
+        await remove(b);
+        removed.push(b);
+      }
+      return removed;
+    });
   }
 
   async close(): Promise<void> {

@@ -42,6 +42,20 @@ export interface TokensTable {
   label: string | null;
   created: string;
   revoked: string | null;
+  // Since 0002_token_limits:
+  expires: string | null;
+  uses: number | null;
+  used: number;
+  last_used: string | null;
+  last_address: string | null;
+}
+
+/** The downloads a limited token's uses were spent on (0002_token_limits). */
+export interface TokenUsesTable {
+  token_id: string;
+  /** The server's opaque name of one download: a resume of it costs no second use. */
+  download: string;
+  time: string;
 }
 
 export interface PendingTable {
@@ -54,6 +68,10 @@ export interface PendingTable {
   last_seen: string;
   assigned_host: string | null;
   assigned: string | null;
+  // Since 0002_token_limits: who first reported the machine, for the pending limits.
+  token_id: string | null;
+  /** The address it was first reported from (address is the latest one). */
+  origin: string | null;
 }
 
 export interface PendingMacsTable {
@@ -93,6 +111,7 @@ export interface Schema {
   host_names: HostNamesTable;
   versions: VersionsTable;
   tokens: TokensTable;
+  token_uses: TokenUsesTable;
   pending: PendingTable;
   pending_macs: PendingMacsTable;
   audit: AuditTable;
@@ -202,9 +221,46 @@ const m0001: Migration = {
   },
 };
 
+/**
+ * Token expiry, use limits and last use; the pending limits' bookkeeping. Existing tokens keep
+ * working unchanged (no expiry, no limit); existing pending records count as first reported
+ * from their last address. Written to be run again after a crash half-way (SQLite runs DDL
+ * outside a transaction here): each step checks whether it is done.
+ */
+const m0002: Migration = {
+  async up(db: AnyDb) {
+    const tables = await db.introspection.getTables();
+    const has = (table: string, column: string): boolean =>
+      tables.some((t) => t.name === table && t.columns.some((c) => c.name === column));
+    const add = async (table: string, column: string, type: 'text' | 'integer', notNullDefault?: number): Promise<void> => {
+      if (has(table, column)) return;
+      await db.schema.alterTable(table)
+        .addColumn(column, type, (c) => (notNullDefault === undefined ? c : c.notNull().defaultTo(notNullDefault)))
+        .execute();
+    };
+    await add('tokens', 'expires', 'text');
+    await add('tokens', 'uses', 'integer');
+    await add('tokens', 'used', 'integer', 0);
+    await add('tokens', 'last_used', 'text');
+    await add('tokens', 'last_address', 'text');
+    await db.schema.createTable('token_uses').ifNotExists()
+      .addColumn('token_id', 'text', (c) => c.notNull().references('tokens.id').onDelete('cascade'))
+      .addColumn('download', 'text', (c) => c.notNull())
+      .addColumn('time', 'text', (c) => c.notNull())
+      .addPrimaryKeyConstraint('token_uses_pk', ['token_id', 'download'])
+      .execute();
+    await add('pending', 'token_id', 'text');
+    await add('pending', 'origin', 'text');
+    await db.updateTable('pending').set((eb) => ({ origin: eb.ref('address') })).where('origin', 'is', null).execute();
+    // The limits count open records seen lately: a range of last_seen.
+    await db.schema.createIndex('pending_seen').ifNotExists().on('pending').column('last_seen').execute();
+  },
+};
+
 /** Every migration, by name; names sort in the order they must run. */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_initial': m0001,
+  '0002_token_limits': m0002,
 };
 
 export const migrationProvider: MigrationProvider = {

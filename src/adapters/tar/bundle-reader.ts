@@ -16,6 +16,7 @@ import { checkTypeAndMode, LimitCounter, type Limits } from '../../core/policy.t
 import { checkSignature, decodeSignature, requireTrusted, type PublicKey, type SignatureRecord, type SignatureStatus } from '../../core/signature.ts';
 import { checkGzipHeader, ContainerHasher, gzipHeaderLength, splitOf, verifyContainer } from '../../core/container.ts';
 import { isRecycling, OutputPool } from './buffer-pools.ts';
+import { TarFraming } from './tar-framing.ts';
 
 export interface StageMeta {
   readonly mode: number;
@@ -162,7 +163,7 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
     });
   };
 
-  const payload = (entry: ReadEntry): void => {
+  const payload = (entry: ReadEntry, index: number): void => {
     const raw = entry.path;
     // CVE-2025-62518 (entry smuggling): a PAX size record that disagrees with the ustar size
     // makes readers that honour one or the other see different members. PAX sizes are only
@@ -214,6 +215,10 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
       if (type === 'dir' || type === 'file') {
         if (want.mode !== mode) throw mismatch(path, 'mode', want.mode.toString(8), mode.toString(8));
       }
+      // GNU tar, run as root, installs owners by name where the header names one: a bundle's
+      // members carry numeric owners only, so what tar shows is what the manifest says.
+      const names = framing.ownerNames[index];
+      if (names) throw mismatch(path, 'owner name', '(none: numeric owners)', names);
       if (want.uid !== entry.uid) throw mismatch(path, 'uid', want.uid, entry.uid);
       if (want.gid !== entry.gid) throw mismatch(path, 'gid', want.gid, entry.gid);
       if (type === 'file' && want.size !== entry.size) throw mismatch(path, 'size', want.size, entry.size);
@@ -266,7 +271,9 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
     entry.resume();
   };
 
+  let entryIndex = 0;
   parser.on('entry', (entry: ReadEntry) => {
+    const index = entryIndex++;
     if (failure !== null) {
       entry.resume();
       return;
@@ -292,7 +299,7 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
         }
         judge();
       }
-      payload(entry);
+      payload(entry, index);
     } catch (e) {
       entry.resume();
       fail(e);
@@ -321,6 +328,8 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
     return ok;
   }) as typeof parser.write;
   let first = true;
+  // GNU tar's reading of the framing, checked before node-tar's lenient one (tar-framing.ts).
+  const framing = new TarFraming();
   /** Looks at the first bytes handed to the parser only. */
   const nested = (head: Buffer): RuError | null => {
     if (!first) return null;
@@ -387,6 +396,12 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
           cb(e);
           return;
         }
+        try {
+          for (const o of out) framing.update(o);
+        } catch (err) {
+          cb(err as Error);
+          return;
+        }
       }
       setImmediate(() => {
         for (const o of out) this.push(o);
@@ -408,6 +423,12 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
     failure = isRuError(streamError) ? streamError : new RuError('BUNDLE_CORRUPT', `not a readable tar.gz: ${(streamError as Error).message}`);
   }
   if (failure !== null) throw failure;
+  // zlib skips whatever follows the last gzip member if it starts with a zero byte (padding);
+  // gzip reports anything but zeros there as trailing garbage, and `tar -xzf` fails. A bundle
+  // ends with its last member, so any such bytes are refused (found by fuzzing).
+  if (gunzip.bytesWritten < compressed) {
+    throw new RuError('BUNDLE_CORRUPT', `${compressed - gunzip.bytesWritten} bytes follow the last gzip member`);
+  }
   if (state !== 'payload') {
     // The archive ended inside the manifest or signature, or held nothing at all.
     if (decompressed === 0) throw new RuError('BUNDLE_CORRUPT', 'empty archive');

@@ -1,13 +1,13 @@
 // What the server stores and what it serves. A published bundle is kept as its manifest
 // (metadata) plus its payload — every member after manifest and signature, with the tar end
 // blocks — compressed ONCE into a gzip member of its own. Serving seals a fresh copy for each
-// request: a small first gzip member holding the manifest (naming host, version and serving
-// time) and the server's signature, then the stored payload member byte for byte. gunzip, GNU
-// tar and our reader all read concatenated members as one stream, so serving never
-// recompresses the payload; the container signature in the first header covers every byte
-// after it as two parts (core/container.ts): the fresh first member, and the payload member
-// whose sha256 is known from the blob store. A request costs a small deflate and two
-// signatures, whatever the payload's size.
+// request: a small first gzip member holding the manifest (naming host, version, serving
+// time and the request's nonce, if it sent one) and the server's signature, then the stored
+// payload member byte for byte. gunzip, GNU tar and our reader all read concatenated members
+// as one stream, so serving never recompresses the payload; the container signature in the
+// first header covers every byte after it as two parts (core/container.ts): the fresh first
+// member, and the payload member whose sha256 is known from the blob store. A request costs a
+// small deflate and two signatures, whatever the payload's size.
 
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -69,9 +69,10 @@ export interface Sealed {
 }
 
 /**
- * Signs `manifest` (its host, version and served fields already set) and the container.
+ * Signs `manifest` (its host, version, served and nonce fields already set) and the container.
  * Deterministic: the same manifest, key and payload give the same bytes, which is what lets
- * an interrupted download resume with If-Range. The payload's sha256 is trusted as given
+ * an interrupted download resume with If-Range (the ETag names the served time and a digest
+ * of the nonce, so a resume seals the very same manifest). The payload's sha256 is trusted as given
  * (the blob store verified it when storing).
  */
 export function seal(manifest: Manifest, key: PrivateKey, payload: PayloadSource): Sealed {

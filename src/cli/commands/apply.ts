@@ -5,13 +5,13 @@
 import type { Command } from 'commander';
 import { realpathSync, statfsSync, statSync } from 'node:fs';
 import { freemem } from 'node:os';
-import { loadTrustedKeys } from '../../adapters/fs/keys.ts';
 import { scanRoot, type RootScan } from '../../adapters/fs/root-view.ts';
 import { DirStager } from '../../adapters/fs/stager.ts';
 import { StateDir, type Installed } from '../../adapters/fs/state.ts';
 import { Transactions } from '../../adapters/fs/transaction.ts';
 import { readBundle, type ReadOptions, type ReadResult } from '../../adapters/tar/bundle-reader.ts';
 import { fromSystemError, RuError } from '../../core/errors.ts';
+import { freshnessCheck } from '../../core/freshness.ts';
 import { keepMatcher, splitKeep } from '../../core/keep.ts';
 import { manifestBytes, type Manifest } from '../../core/manifest.ts';
 import { ancestors, parentOf, ROOT_PATH, STATE_DIR } from '../../core/paths.ts';
@@ -22,6 +22,8 @@ import { openSource, type OpenedSource } from '../source.ts';
 import { duration, sourceFor } from '../server-source.ts';
 import { effectiveEnv } from '../settings.ts';
 import { testHooks } from '../test-hooks.ts';
+import { explainRefusal, recordTrust, serverStatements, trustFrom, trustOf } from '../key-trust.ts';
+import { trustedKeys, type Trust } from '../../core/key-statements.ts';
 
 export interface ApplyFlags extends LimitFlags {
   root: string;
@@ -34,6 +36,7 @@ export interface ApplyFlags extends LimitFlags {
   keep?: string[];
   pubkey?: string[];
   keysDir?: string;
+  statement?: string[];
   unsigned?: boolean;
   dryRun?: boolean;
   cacert?: string;
@@ -118,12 +121,13 @@ interface Planned {
 }
 
 /** The one path from bundle to plan, shared by --dry-run (no stager) and a real apply. */
-async function readAndPlan(src: OpenedSource, root: string, opts: ReadOptions, plan: PlanOptions, assumeDirs: readonly string[]): Promise<Planned> {
+async function readAndPlan(src: OpenedSource, root: string, opts: ReadOptions, plan: PlanOptions, assumeDirs: readonly string[], trust: Trust): Promise<Planned> {
   let r: ReadResult;
   try {
     r = await readBundle(src.stream, opts);
   } catch (e) {
-    throw fromSystemError(e, 'staging the bundle');
+    // A signer that a key statement retired is KEY_RETIRED, not merely untrusted.
+    throw explainRefusal(trust, fromSystemError(e, 'staging the bundle'));
   }
   const owns = r.manifest?.owns ?? [];
   const scan = await scanRoot(root, r.entries, owns, assumeDirs);
@@ -133,7 +137,14 @@ async function readAndPlan(src: OpenedSource, root: string, opts: ReadOptions, p
 export async function apply(source: string | undefined, o: ApplyFlags): Promise<void> {
   const root = resolveRoot(o.root);
   const from = await sourceFor(source, o);
-  const trusted = loadTrustedKeys(o.pubkey ?? [], o.keysDir);
+  // Is this the server's answer to this very request: the host asked for, the nonce sent?
+  const answers = (m: Manifest | null): void => {
+    hostCheck(m, from.host);
+    freshnessCheck(m, from.nonce);
+  };
+  // The pinned keys, moved by key statements: the keys directory's, --statement, the server's (docs/keys.md).
+  const trust = trustFrom(o, await serverStatements(from.url, o), o.verbose === true);
+  const trusted = trustedKeys(trust);
   const limits = limitsFrom(o);
   const owners = process.getuid?.() === 0;
   const allowUnsigned = o.unsigned === true;
@@ -149,7 +160,7 @@ export async function apply(source: string | undefined, o: ApplyFlags): Promise<
     }
     const src = await openSource(from.url, { ...from.open, quiet: o.quiet === true || o.json === true });
     try {
-      const { r, plan } = await readAndPlan(src, root, { trusted, allowUnsigned, enforceTrust: true, limits, onVerified: (m) => hostCheck(m, from.host) }, planOpts, state.missingParents());
+      const { r, plan } = await readAndPlan(src, root, { trusted, allowUnsigned, enforceTrust: true, limits, onVerified: answers }, planOpts, state.missingParents(), trust);
       if (o.json) printJson({ dryRun: true, root, source: src.label, host: r.manifest?.host ?? null, version: r.manifest?.version ?? null, items: plan.items, totals: plan.totals });
       else {
         out(`dry run: would apply ${src.label} to ${root} (host ${r.manifest?.host ?? '-'}, version ${r.manifest?.version ?? '-'})`);
@@ -176,16 +187,17 @@ export async function apply(source: string | undefined, o: ApplyFlags): Promise<
     const { r, scan, plan } = await readAndPlan(src, root, {
       trusted, allowUnsigned, enforceTrust: true, limits, stager,
       onVerified: (m) => {
-        hostCheck(m, from.host);
+        answers(m);
         spaceCheck(txn.dir, m);
       },
-    }, planOpts, []);
+    }, planOpts, [], trust);
     if (r.signature.status !== 'valid') note(`applying an UNVERIFIED bundle (--unsigned): ${r.signature.status === 'unknown-key' ? `signed by unknown key ${r.signature.fingerprint}` : 'no signature'}`);
     crossDeviceCheck(plan, scan.devs, statSync(state.dir).dev);
     const previous = state.readInstalled();
-    const next = installedRecord(r, src.label, keep);
+    const next: Installed = { ...installedRecord(r, src.label, keep), ...trustOf(trust, r.signature.status === 'valid' ? r.signature.key.fingerprint : null) };
     txns.commit(txn.id, plan.ops, previous, next, { owners, beforeOp: testHooks().beforeOp });
     committed = true;
+    recordTrust(trust, next.key, o, `by apply on ${next.appliedAt} from ${src.label}`);
     if (o.json) {
       printJson({ applied: true, root, source: src.label, host: next.host, version: next.version, key: next.key, items: plan.items, totals: plan.totals });
     } else {
@@ -210,7 +222,8 @@ export function registerApply(program: Command): void {
     .description('verify a bundle and install it into the root, all or nothing')
     .option('--root <dir>', 'install into this root', '/')
     .option('--pubkey <file>', 'a trusted public key, repeatable', collect)
-    .option('--keys-dir <dir>', 'trust every *.pub here too (default /etc/rear-update/keys, if it exists)')
+    .option('--keys-dir <dir>', 'trust every *.pub here too, moved by its *.statement files (default /etc/rear-update/keys, if it exists)')
+    .option('--statement <file>', 'a key statement to consider (a rotation or retirement made by `rear-update key rotate|retire`), repeatable', collect)
     .option('--unsigned', 'accept a bundle without a valid signature from a trusted key (plain tar.gz archives); the extraction rules still apply')
     .option('--keep <glob>', 'never remove paths matching this glob below owned directories, although the bundle lacks them (e.g. etc/rear/rescue.conf), repeatable', collect)
     .option('--dry-run', 'print the plan (create / replace / update / remove / unchanged per path) and write nothing')
@@ -243,6 +256,19 @@ one, the server resolves this machine by its facts (MACs, DMI UUID and serial, h
 unknown machine is recorded as pending: the command shows its facts and waits (--wait) until
 an admin runs \`rear-update admin assign PENDING-ID HOST\`, then proceeds. The server signs
 what it serves: trust its key (DATA/server.pub) with --pubkey or the keys directory.
+Each fetch sends a fresh random nonce (header X-Rear-Update-Nonce; ?nonce= for a URL of the
+server's /api/v1/hosts/ID/bundle route) that the server signs into the bundle it seals for
+this request; a bundle without it (a replayed or cached answer) is refused with BUNDLE_STALE
+and nothing is written. A resumed download sends the same nonce. ReaR's /rear/HOST.tar.gz
+route and other URLs carry no nonce and are open to replay: fetch them over https.
+
+Key rotation: a key statement signed by a trusted key can hand its trust on to a new key
+(rotation) or disown a key (retirement); apply reads the *.statement files of the keys
+directory, --statement FILE, and the server's statements (GET /api/v1/key-statements) when
+it fetches from a server. A bundle signed by a key trusted only through a rotation is
+applied, and that key is recorded in the keys directory (learned-HEX.pub) for later; status
+names the rotation. A bundle signed by a retired key is refused with KEY_RETIRED. The rules
+and what a leaked key can still do: docs/keys.md.
 
 Download progress: a bar on a terminal; a plain line every 5 s on anything else, and also on
 a serial or IPMI console (stderr on /dev/ttyS*, ttyAMA*, ttyUSB*, hvc*, ttysclp*, or on

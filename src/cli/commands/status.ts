@@ -13,6 +13,7 @@ import { keptBy } from '../../core/keep.ts';
 import { formatMode } from '../../core/manifest.ts';
 import { out, printJson, table } from '../output.ts';
 import { resolveRoot } from './apply.ts';
+import { describeTrust } from '../key-trust.ts';
 
 export interface Drift {
   readonly path: string;
@@ -151,7 +152,7 @@ and then lifts its guard in it) are listed as kept, not as drift, changed or not
         ['class:', rec.class ?? '-'],
         ['version:', String(rec.version ?? '-')],
         ['created:', rec.created ?? '-'],
-        ['key:', rec.key ?? 'none (applied --unsigned)'],
+        ['key:', rec.key ? `${rec.key}${rec.trust?.via === 'statement' ? `, ${describeTrust(rec.trust)}` : ''}` : 'none (applied --unsigned)'],
         ['applied:', `${rec.appliedAt} from ${rec.source}`],
         ['entries:', String(rec.entries.length)],
         ['rollback:', rollback ? `available: back to ${rollback.previous ? `host ${rollback.previous.host ?? '-'} version ${rollback.previous.version ?? '-'}` : 'the state before the first apply'}` : 'not available'],

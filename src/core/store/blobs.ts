@@ -10,6 +10,16 @@ import { SHA256_PATTERN } from './validate.ts';
 export interface BlobInfo {
   readonly sha256: string;
   readonly size: number;
+  /** From put: true when this put stored new bytes, false when the content was there already. */
+  readonly created?: boolean;
+}
+
+/** An upload in progress, or what a killed one left (the directory store's tmp/*.part). */
+export interface PartialBlob {
+  readonly name: string;
+  readonly size: number;
+  /** Milliseconds since the last write. */
+  readonly age: number;
 }
 
 export interface BlobPutOptions {
@@ -29,6 +39,17 @@ export interface BlobStore {
   /** null when absent; STORE_INVALID for a malformed name. */
   get(sha256: string): Promise<{ readonly size: number; readonly stream: Readable } | null>;
   has(sha256: string): Promise<boolean>;
+  /** Every complete blob, in no particular order (the store check's inventory). */
+  list(): AsyncIterable<BlobInfo>;
+  /**
+   * Removes a blob; false if it was absent. The store does not know who refers to a blob: the
+   * server removes only what no version names (MetadataStore.releaseBlobs).
+   */
+  delete(sha256: string): Promise<boolean>;
+  /** Partial uploads it holds (none for a store that buffers in memory). */
+  partials(): Promise<PartialBlob[]>;
+  /** Removes partial uploads untouched for at least `olderThanMs` (0: all); returns how many. */
+  sweepPartials(olderThanMs: number): Promise<number>;
   close(): Promise<void>;
 }
 

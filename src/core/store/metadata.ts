@@ -107,6 +107,15 @@ export interface TokenRecord {
   readonly label: string | null;
   readonly created: Iso;
   readonly revoked: Iso | null;
+  /** When it stops working (absolute, fixed at creation), or null: never. */
+  readonly expires: Iso | null;
+  /** How many bundle downloads it may start, or null: no limit. */
+  readonly uses: number | null;
+  /** Bundle downloads started so far; counted only when `uses` is set. */
+  readonly used: number;
+  /** The last request that presented it (noteTokenUse, which the server calls sparingly). */
+  readonly lastUsed: Iso | null;
+  readonly lastAddress: string | null;
 }
 
 export interface NewToken {
@@ -114,6 +123,9 @@ export interface NewToken {
   readonly secretHash: string;
   readonly scope: TokenScope;
   readonly label?: string | null;
+  readonly expires?: Iso | null;
+  /** At least 1. */
+  readonly uses?: number | null;
 }
 
 export interface TokenStore {
@@ -124,6 +136,16 @@ export interface TokenStore {
   listTokens(): Promise<TokenRecord[]>;
   /** Revoking twice keeps the first time. TOKEN_UNKNOWN. */
   revokeToken(id: string): Promise<TokenRecord>;
+  /** Sets lastUsed (the store's clock) and lastAddress. TOKEN_UNKNOWN. */
+  noteTokenUse(id: string, address: string | null): Promise<void>;
+  /**
+   * Spends one use of a token with a use limit, atomically: of concurrent calls for a token
+   * with one use left exactly one succeeds. `download` is the caller's opaque name of what the
+   * use was spent on (the server: the sealing's ETag and the client address); with `resume`,
+   * a download already spent on costs nothing again. A token without a limit is returned as
+   * it is. AUTH_USED_UP when no use is left, TOKEN_UNKNOWN, STORE_INVALID.
+   */
+  spendTokenUse(id: string, download: string, opts?: { resume?: boolean }): Promise<TokenRecord>;
 }
 
 export interface PendingMachine {
@@ -134,14 +156,33 @@ export interface PendingMachine {
   readonly lastSeen: Iso;
   readonly assignedHost: string | null;
   readonly assigned: Iso | null;
+  /** The token that first reported the machine, or null. */
+  readonly token: string | null;
+}
+
+/**
+ * Bounds on new pending records (a flood of made-up machines must not fill the table). Only
+ * *open* records count: unassigned, and seen within `windowMs`; a waiting machine asks every
+ * few seconds, so a record nobody asks about any more stops counting on its own.
+ */
+export interface PendingLimits {
+  /** Open records first reported with one token. */
+  readonly perToken: number;
+  /** Open records first reported from one address. */
+  readonly perAddress: number;
+  /** Open records in all. */
+  readonly total: number;
+  readonly windowMs: number;
 }
 
 export interface PendingStore {
   /**
    * Records an unresolved machine, or refreshes lastSeen/address of the record with the same
-   * canonical facts (assigned or not), so a machine that keeps asking is one record.
+   * canonical facts (assigned or not), so a machine that keeps asking is one record. A new
+   * record is refused with PENDING_LIMIT (context: limit, max, retryAfter seconds) when it
+   * would exceed `limits`, decided in the same step as the insert; a known machine never is.
    */
-  recordPending(facts: MachineFacts, address: string | null): Promise<PendingMachine>;
+  recordPending(facts: MachineFacts, address: string | null, opts?: { token?: string | null; limits?: PendingLimits }): Promise<PendingMachine>;
   getPending(id: number): Promise<PendingMachine | null>;
   /** Newest first. mac: records whose facts include it; unassigned: only those not yet assigned. */
   listPending(filter?: { mac?: string; unassigned?: boolean }): Promise<PendingMachine[]>;
@@ -149,8 +190,8 @@ export interface PendingStore {
   assignPending(id: number, host: string): Promise<PendingMachine>;
 }
 
-export type AuditKind = 'publish' | 'fetch' | 'resolve' | 'assign' | 'pin' | 'token' | 'host' | 'log';
-export const AUDIT_KINDS: readonly AuditKind[] = ['publish', 'fetch', 'resolve', 'assign', 'pin', 'token', 'host', 'log'];
+export type AuditKind = 'publish' | 'fetch' | 'resolve' | 'assign' | 'pin' | 'token' | 'host' | 'log' | 'key';
+export const AUDIT_KINDS: readonly AuditKind[] = ['publish', 'fetch', 'resolve', 'assign', 'pin', 'token', 'host', 'log', 'key'];
 
 export interface AuditEvent {
   readonly id: number;
@@ -220,7 +261,33 @@ export interface LogIndex {
   listLogs(host: string): Promise<LogRecord[]>;
 }
 
-export interface MetadataStore extends HostStore, VersionStore, TokenStore, PendingStore, AuditStore, LogIndex {
+/** One inconsistency the store finds in itself (check), named by kind for tests and tools. */
+export interface StoreProblem {
+  /**
+   * `damaged` (the backend reports damage: SQLite's integrity or foreign-key check),
+   * `version-gap` (a host's versions are not 1..n), `pin-missing` (pinned to no version),
+   * `version-invalid` (a malformed blob name, size or manifest), `id-reused` (a sequence behind
+   * the ids it gave: audit, pending or log ids could repeat), `log-invalid` (a negative size).
+   */
+  readonly kind: 'damaged' | 'version-gap' | 'pin-missing' | 'version-invalid' | 'id-reused' | 'log-invalid';
+  readonly message: string;
+  readonly host?: string;
+  readonly version?: number;
+}
+
+/** The store's view of itself, and the one step that must hold its write lock across blob I/O. */
+export interface StoreMaintenance {
+  /** Checks the store's own invariants (the server's check adds the blobs and log files). [] when sound. */
+  check(): Promise<StoreProblem[]>;
+  /**
+   * Calls `remove` for each named blob that no version refers to, holding the store's write
+   * lock meanwhile, so no version naming it is added in between; returns the names removed.
+   * A publish that lost this race finds its blob gone after publishVersion and stores it again.
+   */
+  releaseBlobs(blobs: readonly string[], remove: (sha256: string) => Promise<unknown>): Promise<string[]>;
+}
+
+export interface MetadataStore extends HostStore, VersionStore, TokenStore, PendingStore, AuditStore, LogIndex, StoreMaintenance {
   close(): Promise<void>;
 }
 

@@ -3,7 +3,7 @@
 
 import { RuError } from '../errors.ts';
 import { checkId, strictFact, strictFactList } from './facts.ts';
-import type { AuditQuery, HostFields, NewAuditEvent, NewToken, NewVersion, TokenScope } from './metadata.ts';
+import type { AuditQuery, HostFields, NewAuditEvent, NewToken, NewVersion, PendingLimits, TokenScope } from './metadata.ts';
 import { AUDIT_KINDS } from './metadata.ts';
 
 const invalid = (message: string, context: Record<string, string | number> = {}): never => {
@@ -63,11 +63,57 @@ export function checkScope(s: string): TokenScope {
   return s as TokenScope;
 }
 
+/** A time in the stores' form: ISO 8601 UTC with milliseconds, as Date#toISOString gives it. */
+export function checkIso(s: string, what: string): string {
+  if (typeof s !== 'string' || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(s) || Number.isNaN(Date.parse(s))) {
+    invalid(`${what} ${JSON.stringify(String(s))} is not an ISO 8601 UTC time with milliseconds`, { what, value: String(s) });
+  }
+  return s;
+}
+
+/** The most downloads one token may be limited to (a limit, not a counter that wraps). */
+export const MAX_TOKEN_USES = 1_000_000;
+
 export function checkNewToken(t: NewToken): NewToken {
   checkId(t.id, 'token id');
   checkScope(t.scope);
   if (typeof t.secretHash !== 'string' || t.secretHash.length === 0) invalid('token secretHash is empty');
+  if (t.expires != null) checkIso(t.expires, 'token expiry');
+  if (t.uses != null && checkCount(t.uses, 'token uses', 1) > MAX_TOKEN_USES) invalid(`token uses is at most ${MAX_TOKEN_USES}`, { value: t.uses });
   return t;
+}
+
+/** What a token use is spent on: an opaque, non-empty name of at most 512 characters. */
+export function checkDownloadName(s: string): string {
+  if (typeof s !== 'string' || s.length === 0 || s.length > 512) invalid('the download a token use is spent on needs a name of 1 to 512 characters');
+  return s;
+}
+
+/** How long a client refused by a pending limit is asked to wait (HTTP Retry-After). */
+export const PENDING_RETRY_AFTER_S = 30;
+
+export function checkPendingLimits(l: PendingLimits): PendingLimits {
+  checkCount(l.perToken, 'pending limit per token', 1);
+  checkCount(l.perAddress, 'pending limit per address', 1);
+  checkCount(l.total, 'pending limit in all', 1);
+  checkCount(l.windowMs, 'pending window', 1);
+  return l;
+}
+
+/**
+ * The first limit a new pending record would exceed, given the open records counted so far
+ * (null: none). Backends count in their own way, inside the step that inserts; this decides.
+ */
+export function pendingLimitHit(l: PendingLimits, open: { byToken: number; byAddress: number; total: number }, who: { token: string | null; address: string | null }): RuError | null {
+  const refuse = (limit: 'token' | 'address' | 'total', max: number, whom: string): RuError => new RuError(
+    'PENDING_LIMIT',
+    `too many pending machines ${whom}: at most ${max} may wait unassigned at a time; ask again in ${PENDING_RETRY_AFTER_S} s, or have an admin assign the waiting ones (rear-update admin pending)`,
+    { limit, max, retryAfter: PENDING_RETRY_AFTER_S, ...(limit === 'token' ? { token: who.token } : limit === 'address' ? { address: who.address } : {}) },
+  );
+  if (who.token !== null && open.byToken >= l.perToken) return refuse('token', l.perToken, `reported with token ${who.token}`);
+  if (who.address !== null && open.byAddress >= l.perAddress) return refuse('address', l.perAddress, `reported from ${who.address}`);
+  if (open.total >= l.total) return refuse('total', l.total, 'on this server');
+  return null;
 }
 
 export function checkAuditEvent(e: NewAuditEvent): NewAuditEvent {

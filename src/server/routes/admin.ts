@@ -6,15 +6,18 @@
 import { Readable } from 'node:stream';
 import { createTwoFilesPatch } from 'diff';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { authorize, generateToken } from '../../core/access.ts';
+import { authorize, generateToken, usesLeft } from '../../core/access.ts';
 import { diffManifests, isText, textDiffCandidates, TEXT_DIFF_MAX_BYTES } from '../../core/diff.ts';
+import { DURATION_EXAMPLES, parseDuration } from '../../core/duration.ts';
 import { RuError } from '../../core/errors.ts';
 import { decodeManifest } from '../../core/manifest.ts';
 import { isValidId, NORMALIZE, normalizeMac, type FactKind } from '../../core/store/facts.ts';
+import { MAX_TOKEN_USES } from '../../core/store/validate.ts';
 import { AUDIT_KINDS, type AuditKind, type AuditQuery, type Host, type HostFields, type TokenRecord, type TokenScope, type VersionRecord } from '../../core/store/metadata.ts';
 import { extractFile } from '../../adapters/tar/extract-file.ts';
 import { authenticate } from '../auth.ts';
 import type { ServerContext } from '../context.ts';
+import { logStream } from '../limits.ts';
 import { audit, hostOr404, idParam, intParam } from './common.ts';
 
 /** At most this many text diffs per answer; further changed files are listed as skipped. */
@@ -101,10 +104,40 @@ function scopeParam(v: unknown): TokenScope {
   return v as TokenScope;
 }
 
-/** What a token list shows: never the secret's hash. */
-const publicToken = (t: TokenRecord): Omit<TokenRecord, 'secretHash'> => {
+/** The longest expiry a token may be given: ten years. */
+const MAX_EXPIRY_S = 10 * 365 * 86_400;
+
+/**
+ * When a new token expires: `expires` (an ISO time) or `expiresIn` (seconds, or a duration
+ * such as "30d"), counted from the server's clock, so an admin machine's clock does not matter.
+ */
+function expiryParam(o: Record<string, unknown>, now: Date): string | null {
+  if (o.expires !== undefined && o.expiresIn !== undefined) throw invalid('give expires (a time) or expiresIn (a duration), not both', 'expires');
+  let at: number;
+  if (o.expiresIn !== undefined) {
+    const s = typeof o.expiresIn === 'number' ? (Number.isSafeInteger(o.expiresIn) ? o.expiresIn : null) : typeof o.expiresIn === 'string' ? parseDuration(o.expiresIn) : null;
+    if (s === null || s < 1 || s > MAX_EXPIRY_S) throw invalid(`expiresIn must be a duration from 1 s to 10 years: seconds, or ${DURATION_EXAMPLES}`, 'expiresIn');
+    at = now.getTime() + s * 1000;
+  } else if (o.expires !== undefined && o.expires !== null) {
+    at = Date.parse(timeParam(o.expires, 'expires') ?? '');
+    if (Number.isNaN(at) || at <= now.getTime() || at > now.getTime() + MAX_EXPIRY_S * 1000) throw invalid('expires must be a time in the future, at most 10 years ahead', 'expires');
+  } else {
+    return null;
+  }
+  return new Date(at).toISOString();
+}
+
+function usesParam(v: unknown, scope: TokenScope): number | null {
+  if (v === undefined || v === null) return null;
+  if (!scope.startsWith('fetch')) throw invalid('uses limits bundle downloads: only fetch:HOST and fetch-class:CLASS tokens take it', 'uses');
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > MAX_TOKEN_USES) throw invalid(`uses must be a whole number from 1 to ${MAX_TOKEN_USES}`, 'uses');
+  return v;
+}
+
+/** What a token list shows: never the secret's hash; whether it expired (by the server's clock), the downloads left. */
+const publicToken = (t: TokenRecord, now: Date): Omit<TokenRecord, 'secretHash'> & { expired: boolean; usesLeft: number | null } => {
   const { secretHash: _h, ...rest } = t;
-  return rest;
+  return { ...rest, expired: t.expires !== null && now.toISOString() >= t.expires, usesLeft: usesLeft(t) };
 };
 
 const summary = (r: VersionRecord | null): Omit<VersionRecord, 'manifest'> | null => {
@@ -115,7 +148,7 @@ const summary = (r: VersionRecord | null): Omit<VersionRecord, 'manifest'> | nul
 
 export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const admin = async (req: FastifyRequest): Promise<TokenRecord> => {
-    const token = await authenticate(req, ctx.meta);
+    const token = await authenticate(req, ctx);
     authorize(token, 'admin', null);
     return token;
   };
@@ -181,22 +214,26 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   app.post<{ Body: unknown }>('/api/v1/tokens', async (req, reply) => {
     const token = await admin(req);
-    const o = bodyObject(req.body, ['scope', 'label']);
+    const o = bodyObject(req.body, ['scope', 'label', 'expires', 'expiresIn', 'uses']);
     const scope = scopeParam(o.scope);
     const label = labelParam(o.label);
+    const expires = expiryParam(o, ctx.now());
+    const uses = usesParam(o.uses, scope);
+    const limits = `${expires ? `, expires ${expires}` : ''}${uses !== null ? `, ${uses} use${uses === 1 ? '' : 's'}` : ''}`;
     const [kind, value] = scope === 'admin' ? ['admin', ''] : [scope.slice(0, scope.indexOf(':')), scope.slice(scope.indexOf(':') + 1)];
     const t = generateToken();
-    const rec = await change(req, token, 'token', kind === 'publish' || kind === 'fetch' ? value : null, `created ${t.id} (${scope})`, async () => {
+    const rec = await change(req, token, 'token', kind === 'publish' || kind === 'fetch' ? value : null, `created ${t.id} (${scope}${limits})`, async () => {
       // A class is only a label hosts carry, so a class token may come before its hosts; a host token may not.
       if (kind === 'publish' || kind === 'fetch') await hostOr404(ctx, value);
-      return ctx.meta.createToken({ id: t.id, secretHash: t.secretHash, scope, label });
+      return ctx.meta.createToken({ id: t.id, secretHash: t.secretHash, scope, label, expires, uses });
     });
-    return reply.code(201).send({ ...publicToken(rec), token: t.token });
+    return reply.code(201).send({ ...publicToken(rec, ctx.now()), token: t.token });
   });
 
   app.get('/api/v1/tokens', async (req) => {
     await admin(req);
-    return { tokens: (await ctx.meta.listTokens()).map(publicToken) };
+    const now = ctx.now();
+    return { tokens: (await ctx.meta.listTokens()).map((t) => publicToken(t, now)) };
   });
 
   app.delete<{ Params: { id: string } }>('/api/v1/tokens/:id', async (req) => {
@@ -204,7 +241,7 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const id = idParam(req.params.id, 'token id');
     const rec = await change(req, token, 'token', null, `revoked ${id}`, () => ctx.meta.revokeToken(id));
     ctx.cache.tokens.delete(id);
-    return { token: publicToken(rec) };
+    return { token: publicToken(rec, ctx.now()) };
   });
 
   // ---- pending machines ----
@@ -353,7 +390,7 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
 
   app.get<{ Params: { id: string } }>('/api/v1/hosts/:id/logs', async (req) => {
     const id = idParam(req.params.id);
-    const host = await mayReadLogsOf(await authenticate(req, ctx.meta), id);
+    const host = await mayReadLogsOf(await authenticate(req, ctx), id);
     return { host: host.id, logs: await ctx.meta.listLogs(host.id) };
   });
 
@@ -361,7 +398,7 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const id = versionValue(req.params.id, 'log id');
     const offset = offsetParam(req.query.offset);
     const follow = flagParam(req.query.follow, 'follow');
-    const token = await authenticate(req, ctx.meta);
+    const token = await authenticate(req, ctx);
     const rec = await ctx.meta.getLog(id);
     if (!rec) {
       // Log ids are sequential and say nothing; still, only an admin learns which exist.
@@ -369,6 +406,8 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
       throw new RuError('LOG_UNKNOWN', `no recovery log ${id}`, { log: id });
     }
     await mayReadLogsOf(token, rec.host);
+    // A follower waits as long as the upload it follows may be quiet (--log-idle-timeout).
+    if (follow) logStream(req);
     const stop = new AbortController();
     req.raw.once('close', () => stop.abort());
     reply.raw.once('close', () => stop.abort());

@@ -11,6 +11,7 @@ import type { TokenRecord } from '../../core/store/metadata.ts';
 import { extractFile } from '../../adapters/tar/extract-file.ts';
 import { authenticate } from '../auth.ts';
 import type { ServerContext } from '../context.ts';
+import { logStream } from '../limits.ts';
 import { audit, hostOr404, idParam } from './common.ts';
 
 const CFG = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -19,7 +20,7 @@ const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 async function config(ctx: ServerContext, req: FastifyRequest, reply: FastifyReply, id: string, cfg: string): Promise<FastifyReply> {
   let token: TokenRecord | null = null;
   try {
-    token = await authenticate(req, ctx.meta);
+    token = await authenticate(req, ctx);
     const host = await ctx.meta.getHost(id);
     authorize(token, 'fetch', host, id);
     const h = host ?? (await hostOr404(ctx, id));
@@ -51,7 +52,8 @@ export function drlmRoutes(app: FastifyInstance, ctx: ServerContext): void {
     let tokenId: string | null = null;
     let rec;
     try {
-      const token = await authenticate(req, ctx.meta);
+      // A used-up --uses token may still send the log of the recovery it fetched for.
+      const token = await authenticate(req, ctx, { allowSpent: true });
       tokenId = token.id;
       const host = await ctx.meta.getHost(id);
       authorize(token, 'fetch', host, id);
@@ -64,8 +66,18 @@ export function drlmRoutes(app: FastifyInstance, ctx: ServerContext): void {
       throw e;
     }
     const token = { id: tokenId as string };
+    // Lives as long as ReaR sends (no body deadline); ends once it stalls (--log-idle-timeout).
+    logStream(req);
     await audit(ctx, req, { kind: 'log', token: token.id, host: id, result: 'ok', detail: `log ${rec.id} started: ${workflow} ${stamp}` });
-    const done = await ctx.logs.receive(rec, req.raw as Readable, ctx.maxUpload, (n) => ctx.metrics.logBytes.inc(n));
+    let done;
+    try {
+      done = await ctx.logs.receive(rec, req.raw as Readable, ctx.maxUpload, (n) => ctx.metrics.logBytes.inc(n));
+    } catch (e) {
+      // Refused mid-way (too large, a full disk, stalled): what arrived is kept, the rest is not read.
+      await audit(ctx, req, { kind: 'log', token: token.id, host: id, result: e instanceof RuError ? e.code : 'INTERNAL', detail: `log ${rec.id} ended: ${e instanceof Error ? e.message.slice(0, 400) : ''}` });
+      reply.header('connection', 'close');
+      throw e;
+    }
     await audit(ctx, req, { kind: 'log', token: token.id, host: id, bytes: done.bytes, result: done.complete ? 'ok' : 'INCOMPLETE', detail: `log ${rec.id} ended` });
     return reply.code(201).send({ log: done });
   });

@@ -2,7 +2,9 @@
 // comes sealed for this request (served time in the signed manifest). Its ETag names that
 // time, so a download resumed with If-Range gets the very same bytes again; a Range without
 // a matching If-Range is answered with the whole bundle (RFC 9110 allows ignoring Range),
-// because two sealings differ and must never be spliced.
+// because two sealings differ and must never be spliced. A request that sends a nonce
+// (X-Rear-Update-Nonce, or ?nonce=) gets it signed into the manifest, and the ETag names it
+// too: a resume with the same nonce gets the same bytes, another nonce a whole fresh bundle.
 
 import type { OutgoingHttpHeaders } from 'node:http';
 import { createHash } from 'node:crypto';
@@ -11,12 +13,15 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import parseRange from 'range-parser';
 import { authorize, mayFetch } from '../../core/access.ts';
 import { RuError } from '../../core/errors.ts';
+import { isNonce, NONCE_HEADER, NONCE_QUERY } from '../../core/freshness.ts';
+import { STATEMENTS_HEADER } from '../../core/key-statements.ts';
 import { normalizeMac } from '../../core/store/facts.ts';
-import type { Host, TokenRecord, TokenStore, VersionRecord } from '../../core/store/metadata.ts';
+import type { Host, TokenRecord, VersionRecord } from '../../core/store/metadata.ts';
 import { resolveHost } from '../../core/store/resolve.ts';
 import { SEAL_FORMAT, sealedBytes } from '../../adapters/tar/served-bundle.ts';
 import { authenticate } from '../auth.ts';
 import type { ServerContext } from '../context.ts';
+import { spendDownload } from '../token-use.ts';
 import { audit, hostOr404, idParam, intParam, listParam } from './common.ts';
 
 /** How long a sealed copy can be asked for again by If-Range. */
@@ -24,28 +29,39 @@ const RESUME_WINDOW_S = 24 * 3600;
 
 /**
  * Names everything a sealing depends on besides the stored version: the serving time, the
- * key, the host's class (named in the manifest) and how seal() lays out bytes, so a resumed
- * download gets the same bytes or, if any of them changed, the whole new bundle.
+ * key, the host's class (named in the manifest), the request's nonce (a digest of it, `-n…`,
+ * only when one was sent) and how seal() lays out bytes, so a resumed download gets the same
+ * bytes or, if any of them changed, the whole new bundle.
  */
-const etagOf = (ctx: ServerContext, host: Host, version: number, served: number): string =>
-  `"ru-${SEAL_FORMAT}-${host.id}-${version}-${served}-${ctx.key.publicKey.fingerprint.slice(8, 16)}-${createHash('sha256').update(host.class ?? '').digest('hex').slice(0, 6)}"`;
+const etagOf = (ctx: ServerContext, host: Host, version: number, served: number, nonce: string | null): string =>
+  `"ru-${SEAL_FORMAT}-${host.id}-${version}-${served}-${ctx.key.publicKey.fingerprint.slice(8, 16)}-${createHash('sha256').update(host.class ?? '').digest('hex').slice(0, 6)}${nonce === null ? '' : `-n${createHash('sha256').update(nonce).digest('hex').slice(0, 16)}`}"`;
 
 /** The served time of a previous sealing the client wants to resume, if its If-Range names one. */
-function resumedTime(ctx: ServerContext, req: FastifyRequest, host: Host, version: number, now: number): number | null {
+function resumedTime(ctx: ServerContext, req: FastifyRequest, host: Host, version: number, now: number, nonce: string | null): number | null {
   const ir = req.headers['if-range'];
   if (typeof ir !== 'string' || req.headers.range === undefined) return null;
-  const m = /-(\d+)-[0-9a-f]{8}-[0-9a-f]{6}"$/.exec(ir.trim());
+  const m = /-(\d+)-[0-9a-f]{8}-[0-9a-f]{6}(?:-n[0-9a-f]{16})?"$/.exec(ir.trim());
   if (!m) return null;
   const t = Number(m[1]);
-  if (etagOf(ctx, host, version, t) !== ir.trim() || t > now || now - t > RESUME_WINDOW_S) return null;
+  if (etagOf(ctx, host, version, t, nonce) !== ir.trim() || t > now || now - t > RESUME_WINDOW_S) return null;
   return t;
+}
+
+/** The nonce the request sent (header or `?nonce=`; both only if equal), or null. */
+function nonceOf(req: FastifyRequest): string | null {
+  const given = [req.headers[NONCE_HEADER], (req.query as Record<string, unknown> | undefined)?.[NONCE_QUERY]].filter((v) => v !== undefined);
+  if (given.length === 0) return null;
+  if (!given.every(isNonce)) throw new RuError('REQUEST_INVALID', 'the nonce must be given once, as 16 to 64 base64url characters (A-Z a-z 0-9 _ -)', { param: 'nonce' });
+  if (given.length > 1 && given[0] !== given[1]) throw new RuError('REQUEST_INVALID', `the ${NONCE_HEADER} header and ?${NONCE_QUERY}= differ`, { param: 'nonce' });
+  return given[0] as string;
 }
 
 export async function sendBundle(ctx: ServerContext, req: FastifyRequest, reply: FastifyReply, host: Host, rec: VersionRecord, token: TokenRecord, protocol: 'api' | 'rear'): Promise<FastifyReply> {
   const now = Math.floor(ctx.now().getTime() / 1000);
-  const resumed = resumedTime(ctx, req, host, rec.version, now);
+  const nonce = nonceOf(req);
+  const resumed = resumedTime(ctx, req, host, rec.version, now, nonce);
   const served = resumed ?? now;
-  const sealed = await ctx.bundles.sealed(host, rec, new Date(served * 1000));
+  const sealed = await ctx.bundles.sealed(host, rec, new Date(served * 1000), nonce);
   let start = 0;
   let end = sealed.size - 1;
   if (resumed !== null) {
@@ -61,16 +77,21 @@ export async function sendBundle(ctx: ServerContext, req: FastifyRequest, reply:
     }
   }
   const bytes = end - start + 1;
+  // A --uses token spends one use per download, before any byte goes out; a resume is free.
+  // Other tokens cost nothing here (the download path is the server's hot path).
+  if (token.uses !== null) await spendDownload(ctx, req, token, etagOf(ctx, host, rec.version, served, nonce), resumed !== null);
   // HEAD (which Fastify answers with this handler) sends no body: neither a fetch nor bytes.
   if (req.method !== 'HEAD') recordFetch(ctx, req, reply, token, host, rec, protocol, start, bytes);
   reply
-    .header('etag', etagOf(ctx, host, rec.version, served))
+    .header('etag', etagOf(ctx, host, rec.version, served, nonce))
     .header('accept-ranges', 'bytes')
     .header('cache-control', 'no-store')
     .header('content-length', bytes)
     .header('x-rear-update-version', rec.version)
     .header('content-disposition', `attachment; filename="${host.id}-${rec.version}.tar.gz"`)
     .type('application/gzip');
+  // The key statements (key-ring.ts) travel with the bundle: a client that trusts an older key follows the rotation.
+  if (ctx.keys.header !== null) reply.header(STATEMENTS_HEADER, ctx.keys.header);
   if (sealed.payload.buffer && req.method !== 'HEAD') {
     // A payload kept in memory goes out as it is, without a copy and without a stream per
     // request: written to the connection in one go (Node corks the writes of one tick into a
@@ -111,11 +132,6 @@ function recordFetch(ctx: ServerContext, req: FastifyRequest, reply: FastifyRepl
   });
 }
 
-/** Token lookups of the download path, through the short-lived memo (cache.ts). */
-const cachedTokens = (ctx: ServerContext): Pick<TokenStore, 'getToken'> => ({
-  getToken: (id) => ctx.cache.tokens.get(id, () => ctx.meta.getToken(id)),
-});
-
 /** A host and its served version (null: no such host, or nothing published), memoized. */
 async function servedOf(ctx: ServerContext, id: string): Promise<{ host: Host; rec: VersionRecord } | null> {
   return ctx.cache.served.get(id, async () => {
@@ -132,7 +148,9 @@ async function audited<T>(ctx: ServerContext, req: FastifyRequest, hostId: strin
     return await run();
   } catch (e) {
     const code = e instanceof RuError ? e.code : 'INTERNAL';
-    await audit(ctx, req, { kind: 'fetch', token: token()?.id ?? null, host: hostId, result: code });
+    // A refused token whose secret matched (revoked, expired, used up) is named: someone holds it.
+    const named = e instanceof RuError && typeof e.context.token === 'string' ? e.context.token : null;
+    await audit(ctx, req, { kind: 'fetch', token: token()?.id ?? named, host: hostId, result: code });
     throw e;
   }
 }
@@ -145,7 +163,7 @@ export function fetchRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const id = idParam(req.params.id);
     let token: TokenRecord | null = null;
     return audited(ctx, req, id, () => token, async () => {
-      token = await authenticate(req, cachedTokens(ctx));
+      token = await authenticate(req, ctx, { cached: true, allowSpent: true });
       const version = intParam(req.query.version, 'version');
       const served = version === null ? await servedOf(ctx, id) : null;
       const host = served?.host ?? (await ctx.meta.getHost(id));
@@ -162,7 +180,7 @@ export function fetchRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const name = m[1]!;
     let token: TokenRecord | null = null;
     return audited(ctx, req, name, () => token, async () => {
-      token = await authenticate(req, cachedTokens(ctx));
+      token = await authenticate(req, ctx, { cached: true, allowSpent: true });
       const mac = normalizeMac(name);
       let host: Host | null;
       if (mac) {
@@ -182,7 +200,7 @@ export function fetchRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.get<{ Params: { file: string } }>('/:file', rearFile);
 
   app.get<{ Querystring: Record<string, string | string[] | undefined> }>('/api/v1/resolve', async (req, reply) => {
-    const token = await authenticate(req, ctx.meta);
+    const token = await authenticate(req, ctx);
     authorize(token, 'fetch', null);
     const q = req.query;
     const one = (k: string): string | null => listParam(q[k])[0] ?? null;
@@ -195,7 +213,8 @@ export function fetchRoutes(app: FastifyInstance, ctx: ServerContext): void {
     let value: string | null = r.host ? r.value : null;
     let pendingId: number | null = null;
     if (!host) {
-      const p = await ctx.meta.recordPending(facts, req.ip);
+      // Bounded per token, per address and in all (429 PENDING_LIMIT); a known machine is never refused.
+      const p = await ctx.meta.recordPending(facts, req.ip, { token: token.id, limits: ctx.pendingLimits });
       pendingId = p.id;
       if (p.assignedHost) {
         host = await hostOr404(ctx, p.assignedHost);

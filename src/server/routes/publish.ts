@@ -31,7 +31,7 @@ export function publishRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const id = idParam(req.params.id);
     let tokenId: string | null = null;
     try {
-      const token = await authenticate(req, ctx.meta);
+      const token = await authenticate(req, ctx);
       tokenId = token.id;
       const host = await ctx.meta.getHost(id);
       authorize(token, 'publish', host, id);

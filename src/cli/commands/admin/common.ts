@@ -4,6 +4,7 @@
 
 import type { IncomingMessage } from 'node:http';
 import type { Command } from 'commander';
+import { parseDuration } from '../../../core/duration.ts';
 import { RuError } from '../../../core/errors.ts';
 import { refusal, type ApiClient } from '../../../adapters/http/api-client.ts';
 import { out, table } from '../../output.ts';
@@ -41,12 +42,12 @@ export function printTable(header: readonly string[], rows: readonly (readonly s
   for (const l of table([header, ...rows])) out(l);
 }
 
-/** --since/--until: an ISO time as given, or a span back from now: 30m, 12h, 7d, 2w. */
+/** --since/--until: an ISO time as given, or a span back from now: 30m, 12h, 7d, 2w (core/duration.ts). */
 export function sinceTime(v: string, now = Date.now()): string {
-  const m = /^(\d+)\s*([smhdw])$/.exec(v.trim());
-  if (!m) return v;
-  const unit = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 }[m[2] as 's' | 'm' | 'h' | 'd' | 'w'];
-  return new Date(now - Number(m[1]) * unit * 1000).toISOString();
+  const t = v.trim().replace(/^(\d+)\s+([smhdw])$/, '$1$2');
+  // A bare number is not taken for seconds here: the server refuses it as a malformed time.
+  const s = /^\d+$/.test(t) ? null : parseDuration(t);
+  return s === null ? v : new Date(now - s * 1000).toISOString();
 }
 
 /**

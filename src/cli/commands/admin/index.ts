@@ -4,6 +4,7 @@
 import type { Command } from 'commander';
 import { registerAudit } from './audit.ts';
 import { registerHost } from './host.ts';
+import { registerKey } from './key.ts';
 import { registerLogs } from './logs.ts';
 import { registerPending } from './pending.ts';
 import { registerToken } from './token.ts';
@@ -12,7 +13,7 @@ import { registerVersions } from './versions.ts';
 export function registerAdmin(program: Command): void {
   const admin = program
     .command('admin')
-    .description('administer a rear-update server: hosts, tokens, pending machines, versions, audit, recovery logs')
+    .description('administer a rear-update server: hosts, tokens, pending machines, versions, audit, recovery logs, signing keys')
     .addHelpText('after', `
 Every subcommand needs the server and an admin token: --server URL --token T (or
 --token-file DATA/admin.token), or REAR_UPDATE_SERVER and REAR_UPDATE_TOKEN. Output is a
@@ -29,11 +30,13 @@ Examples:
   rear-update admin diff e229 3 4
   rear-update admin pin e229 3
   rear-update admin audit --host e229 --since 7d
-  rear-update admin logs e229 --follow`);
+  rear-update admin logs e229 --follow
+  rear-update admin key rotate                   a new signing key, vouched for by the old one`);
   registerHost(admin);
   registerToken(admin);
   registerPending(admin);
   registerVersions(admin);
   registerAudit(admin);
   registerLogs(admin);
+  registerKey(admin);
 }

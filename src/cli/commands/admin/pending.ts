@@ -16,7 +16,10 @@ export function registerPending(admin: Command): void {
     .option('--all', 'also those already assigned')
     .addHelpText('after', `
 A rescue system that the server cannot resolve (by MAC, UUID, serial or hostname) is recorded
-as pending with its facts and address; assign it with: rear-update admin assign ID HOST.
+as pending with its facts, address and the token it asked with; assign it with:
+rear-update admin assign ID HOST. New pending machines are bounded per token, per address and
+in all (serve --pending-per-token, --pending-per-address, --pending-max): a flood of made-up
+machines shows up here under one token or address (revoke the token).
 ${SERVER_HELP}
 
 Examples:
@@ -25,9 +28,9 @@ Examples:
     .action(async (o: PendingFlags) => {
       const r = await api(o).request<{ pending: PendingMachine[] }>('GET', '/api/v1/pending', { query: { all: o.all ? 1 : null } });
       if (o.json) return printJson(r.body);
-      const cols = ['ID', 'MACS', 'UUID', 'SERIAL', 'HOSTNAME', 'ADDRESS', 'FIRST SEEN', 'LAST SEEN', ...(o.all ? ['ASSIGNED'] : [])];
+      const cols = ['ID', 'MACS', 'UUID', 'SERIAL', 'HOSTNAME', 'ADDRESS', 'FIRST SEEN', 'LAST SEEN', 'TOKEN', ...(o.all ? ['ASSIGNED'] : [])];
       printTable(cols, r.body.pending.map((p) => [
-        String(p.id), dash(p.facts.macs), dash(p.facts.uuid), dash(p.facts.serial), dash(p.facts.hostname), dash(p.address), time(p.firstSeen), time(p.lastSeen),
+        String(p.id), dash(p.facts.macs), dash(p.facts.uuid), dash(p.facts.serial), dash(p.facts.hostname), dash(p.address), time(p.firstSeen), time(p.lastSeen), dash(p.token),
         ...(o.all ? [p.assignedHost ? `${p.assignedHost} at ${time(p.assigned)}` : '-'] : []),
       ]), o.all ? 'no pending machines recorded' : 'no machine is waiting for an assignment');
     });

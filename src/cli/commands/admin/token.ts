@@ -1,7 +1,9 @@
 // `rear-update admin token create|list|revoke`: the server's API tokens. A token's secret is
-// shown once, when it is created; the server keeps only its hash.
+// shown once, when it is created; the server keeps only its hash. A token may expire
+// (--expires) and a fetch token may be good for N bundle downloads only (--uses).
 
 import type { Command } from 'commander';
+import { DURATION_EXAMPLES, parseDuration } from '../../../core/duration.ts';
 import { RuError } from '../../../core/errors.ts';
 import type { TokenRecord } from '../../../core/store/metadata.ts';
 import { note, out, printJson } from '../../output.ts';
@@ -13,9 +15,35 @@ interface TokenFlags extends AdminFlags {
   fetch?: string;
   fetchClass?: string;
   label?: string;
+  expires?: string;
+  uses?: string;
 }
 
-type PublicToken = Omit<TokenRecord, 'secretHash'>;
+type PublicToken = Omit<TokenRecord, 'secretHash'> & { expired: boolean; usesLeft: number | null };
+
+/** --expires: a duration from now (the server's now), or an absolute ISO 8601 time. */
+function expiryFrom(v: string | undefined): { expiresIn: number } | { expires: string } | Record<string, never> {
+  if (v === undefined) return {};
+  const s = parseDuration(v);
+  if (s !== null) {
+    if (s < 1) throw new RuError('USAGE', '--expires must be at least 1s');
+    return { expiresIn: s };
+  }
+  if (/^\d{4}-\d\d-\d\d([T ]\S+)?$/.test(v.trim())) return { expires: v.trim() };
+  throw new RuError('USAGE', `--expires ${JSON.stringify(v)} is neither a duration (${DURATION_EXAMPLES}) nor a time (2026-12-31T00:00:00Z)`);
+}
+
+function usesFrom(v: string | undefined): { uses: number } | Record<string, never> {
+  if (v === undefined) return {};
+  if (!/^\d{1,7}$/.test(v.trim()) || Number(v) < 1) throw new RuError('USAGE', `--uses ${JSON.stringify(v)} is not a whole number of at least 1`);
+  return { uses: Number(v) };
+}
+
+/** "3 of 5", "used up", or "-" for a token without a limit. */
+const usesText = (t: PublicToken): string => (t.uses === null ? '-' : t.usesLeft === 0 ? `0 of ${t.uses} (used up)` : `${t.usesLeft} of ${t.uses}`);
+
+/** The expiry, marked when it has passed by the server's clock. */
+const expiryText = (t: PublicToken): string => (t.expires === null ? '-' : `${time(t.expires)}${t.expired ? ' (expired)' : ''}`);
 
 function scopeFrom(o: TokenFlags): string {
   const given = [o.admin ? 'admin' : null, o.publish ? `publish:${o.publish}` : null, o.fetch ? `fetch:${o.fetch}` : null, o.fetchClass ? `fetch-class:${o.fetchClass}` : null].filter((s): s is string => s !== null);
@@ -48,37 +76,58 @@ export function registerToken(admin: Command): void {
     .option('--fetch <host>', 'fetch one host\'s bundle, config and logs')
     .option('--fetch-class <class>', 'fetch any host of one hardware class (one token for a class-wide rescue image)')
     .option('--label <text>', 'a note for token list: who or what uses it')
+    .option('--expires <duration|time>', `refused (401 AUTH_EXPIRED) from then on: a span from now (${DURATION_EXAMPLES}) or an ISO 8601 time`)
+    .option('--uses <n>', 'fetch tokens only: good for N bundle downloads, then refused (401 AUTH_USED_UP); a resumed download is not a second use')
     .addHelpText('after', `
 Give exactly one scope. A --publish or --fetch host must exist. The token alone goes to
 stdout (so T=$(rear-update admin token create ...) works); how to use it goes to stderr.
+
+--expires is turned into an absolute time by the server's clock. --uses counts bundle
+downloads (the api bundle route and ReaR's /rear/ URL): one is spent when a download starts,
+before any byte is sent, so two machines racing for the last use cannot both get the bundle; a
+resume of that download (If-Range, as apply does after a cut) costs nothing; a resolve, a HEAD
+or a DRLM config read costs nothing. A used-up token is refused everywhere except for
+resuming a download it spent a use on and uploading the recovery log.
 ${SERVER_HELP}
 
 Examples:
   rear-update admin token create --publish e229 --label "cron on e229"
-  rear-update admin token create --fetch-class typeA --label "typeA rescue ISO"
-  rear-update admin token create --admin --label alice`)
+  rear-update admin token create --fetch-class typeA --label "typeA rescue ISO" --expires 30d
+  rear-update admin token create --fetch e229 --uses 1 --expires 12h --label "recovery of e229"
+  rear-update admin token create --admin --label alice --expires 1w`)
     .action(async (o: TokenFlags) => {
       const scope = scopeFrom(o);
+      const body = { scope, ...(o.label !== undefined ? { label: o.label } : {}), ...expiryFrom(o.expires), ...usesFrom(o.uses) };
       const client = api(o);
-      const r = await client.request<PublicToken & { token: string }>('POST', '/api/v1/tokens', { body: { scope, ...(o.label !== undefined ? { label: o.label } : {}) } });
+      const r = await client.request<PublicToken & { token: string }>('POST', '/api/v1/tokens', { body });
       if (o.json) return printJson(r.body);
       out(r.body.token);
       note(`token ${r.body.id} created with scope ${r.body.scope}${r.body.label ? ` (${r.body.label})` : ''}.`);
+      if (r.body.expires) note(`it expires at ${time(r.body.expires)}.`);
+      if (r.body.uses !== null) note(`it is good for ${r.body.uses} bundle download${r.body.uses === 1 ? '' : 's'}.`);
       note('this is the only time the token is shown: store it now (the server keeps only its hash). Use it as $TOKEN:');
       const server = client.base.href.replace(/\/$/, '');
       for (const h of hints(r.body.scope, server)) process.stderr.write(`  ${h}\n`);
       note(`revoke it with: rear-update admin token revoke ${r.body.id}`);
     });
 
-  leaf(token, 'list', 'list tokens (id, scope, label, created, revoked; never secrets)')
-    .addHelpText('after', `${SERVER_HELP}
+  leaf(token, 'list', 'list tokens (id, scope, label, created, revoked, expiry, uses left, last use; never secrets)')
+    .addHelpText('after', `
+LAST USED and FROM are when and from which address a request last presented the token. The
+server writes them at most once a minute per token (at once when the address changes), so
+they may lag by that much; the audit log (admin audit --token-id ID) has every fetch.
+${SERVER_HELP}
 
 Example:
   rear-update admin token list`)
     .action(async (o: TokenFlags) => {
       const r = await api(o).request<{ tokens: PublicToken[] }>('GET', '/api/v1/tokens');
       if (o.json) return printJson(r.body);
-      printTable(['ID', 'SCOPE', 'LABEL', 'CREATED', 'REVOKED'], r.body.tokens.map((t) => [t.id, t.scope, dash(t.label), time(t.created), time(t.revoked)]), 'no tokens');
+      printTable(
+        ['ID', 'SCOPE', 'LABEL', 'CREATED', 'REVOKED', 'EXPIRES', 'USES LEFT', 'LAST USED', 'FROM'],
+        r.body.tokens.map((t) => [t.id, t.scope, dash(t.label), time(t.created), time(t.revoked), expiryText(t), usesText(t), time(t.lastUsed), dash(t.lastAddress)]),
+        'no tokens',
+      );
     });
 
   leaf(token, 'revoke <id>', 'revoke a token: it is refused from now on (401 AUTH_INVALID)')

@@ -1,0 +1,161 @@
+// The server's store checked as a whole (`rear-update serve --check`), and the clean-up every
+// start does. Consistent means: the metadata store finds nothing wrong in itself (check(): SQLite
+// integrity, versions 1..n per host, pins, id sequences), every version's blob is there with
+// the version's size and the sha256 it is named by, and every recovery log's file holds at
+// least the bytes its record counts (exactly those once complete). What a killed or cut-off
+// upload leaves — partial blobs, spooled uploads, blobs no version names — is not an error but
+// a leftover: reported, and removed by the next start (sweepLeftovers).
+
+import { createHash } from 'node:crypto';
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fromSystemError } from '../core/errors.ts';
+import type { BlobStore } from '../core/store/blobs.ts';
+import type { LogRecord, MetadataStore, StoreProblem } from '../core/store/metadata.ts';
+import type { DataLayout } from './data-dir.ts';
+import { logPath } from './logs.ts';
+
+export interface Finding {
+  /** StoreProblem kinds, `blob-missing`, `blob-size`, `blob-digest`, `log-missing`, `log-short`, `log-size`; leftovers: `partial-blob`, `spool`, `unreferenced-blob`, `stray-log`. */
+  readonly kind: StoreProblem['kind'] | 'blob-missing' | 'blob-size' | 'blob-digest' | 'log-missing' | 'log-short' | 'log-size' | 'partial-blob' | 'spool' | 'unreferenced-blob' | 'stray-log';
+  readonly message: string;
+  readonly host?: string;
+  readonly version?: number;
+  readonly bytes?: number;
+}
+
+export interface CheckReport {
+  /** No errors (leftovers are allowed). */
+  readonly ok: boolean;
+  readonly counts: { readonly hosts: number; readonly versions: number; readonly blobs: number; readonly blobBytes: number; readonly logs: number };
+  readonly errors: Finding[];
+  readonly leftovers: Finding[];
+}
+
+export interface StoreParts {
+  readonly meta: MetadataStore;
+  readonly blobs: BlobStore;
+  /** Where the spool (tmp) and the recovery logs (logs/<id>.log) are. */
+  readonly data: Pick<DataLayout, 'tmp' | 'logs'>;
+}
+
+const LOG_FILE = /^(\d+)\.log$/;
+
+async function sizeOf(path: string): Promise<number | null> {
+  try {
+    return (await stat(path)).size;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw fromSystemError(e, `reading ${path}`);
+  }
+}
+
+async function entries(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir)).sort();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw fromSystemError(e, `listing ${dir}`);
+  }
+}
+
+/** Every version's blob name with the versions naming it; every log. */
+async function inventory(meta: MetadataStore): Promise<{ hosts: number; versions: { host: string; version: number; blob: string; size: number }[]; logs: LogRecord[] }> {
+  const hosts = await meta.listHosts();
+  const versions: { host: string; version: number; blob: string; size: number }[] = [];
+  const logs: LogRecord[] = [];
+  for (const h of hosts) {
+    for (const v of await meta.listVersions(h.id)) versions.push({ host: h.id, version: v.version, blob: v.blob, size: v.size });
+    logs.push(...(await meta.listLogs(h.id)));
+  }
+  return { hosts: hosts.length, versions, logs };
+}
+
+/** sha256 and length of a blob's bytes, or null when it is absent. */
+async function digestOf(blobs: BlobStore, sha: string): Promise<{ sha256: string; size: number } | null> {
+  const got = await blobs.get(sha);
+  if (!got) return null;
+  const h = createHash('sha256');
+  let size = 0;
+  for await (const c of got.stream as AsyncIterable<Buffer>) {
+    h.update(c);
+    size += c.length;
+  }
+  return { sha256: h.digest('hex'), size };
+}
+
+/** Reads everything once; changes nothing. Safe beside a running server (what it has in flight shows as leftovers). */
+export async function checkStore(s: StoreParts): Promise<CheckReport> {
+  const errors: Finding[] = [...(await s.meta.check())];
+  const leftovers: Finding[] = [];
+  const inv = await inventory(s.meta);
+
+  const byBlob = new Map<string, { host: string; version: number; size: number }[]>();
+  for (const v of inv.versions) byBlob.set(v.blob, [...(byBlob.get(v.blob) ?? []), v]);
+  let blobBytes = 0;
+  for (const [sha, users] of byBlob) {
+    const first = users[0]!;
+    const at = `${first.host} version ${first.version}${users.length > 1 ? ` (and ${users.length - 1} more)` : ''}`;
+    const d = await digestOf(s.blobs, sha).catch((e: unknown) => {
+      errors.push({ kind: 'blob-missing', host: first.host, version: first.version, message: `${at}: blob ${sha} cannot be read: ${(e as Error).message}` });
+      return undefined;
+    });
+    if (d === undefined) continue;
+    if (d === null) {
+      errors.push({ kind: 'blob-missing', host: first.host, version: first.version, message: `${at}: blob ${sha} is missing` });
+      continue;
+    }
+    blobBytes += d.size;
+    if (d.sha256 !== sha) errors.push({ kind: 'blob-digest', host: first.host, version: first.version, message: `${at}: blob ${sha} holds bytes that hash to ${d.sha256}` });
+    for (const u of users) {
+      if (u.size !== d.size) errors.push({ kind: 'blob-size', host: u.host, version: u.version, message: `${u.host} version ${u.version}: ${u.size} bytes recorded, blob ${sha} has ${d.size}` });
+    }
+  }
+  for await (const b of s.blobs.list()) {
+    if (!byBlob.has(b.sha256)) leftovers.push({ kind: 'unreferenced-blob', bytes: b.size, message: `blob ${b.sha256} (${b.size} bytes) is named by no version: a publish was interrupted after storing it` });
+  }
+  for (const p of await s.blobs.partials()) {
+    leftovers.push({ kind: 'partial-blob', bytes: p.size, message: `partial blob ${p.name} (${p.size} bytes, ${Math.round(p.age / 1000)} s old): an upload in progress, or one a crash cut off` });
+  }
+  for (const name of await entries(s.data.tmp)) {
+    leftovers.push({ kind: 'spool', bytes: (await sizeOf(join(s.data.tmp, name))) ?? 0, message: `spooled upload tmp/${name}: a publish in progress, or one a crash cut off` });
+  }
+
+  const known = new Set<number>();
+  for (const l of inv.logs) {
+    known.add(l.id);
+    const size = await sizeOf(logPath(s.data.logs, l.id));
+    if (size === null) {
+      if (l.bytes > 0) errors.push({ kind: 'log-missing', host: l.host, message: `log ${l.id} of ${l.host}: ${l.bytes} bytes recorded, no file` });
+    } else if (size < l.bytes) {
+      errors.push({ kind: 'log-short', host: l.host, message: `log ${l.id} of ${l.host}: ${l.bytes} bytes recorded, the file has ${size}` });
+    } else if (l.complete && size !== l.bytes) {
+      errors.push({ kind: 'log-size', host: l.host, message: `log ${l.id} of ${l.host} is complete with ${l.bytes} bytes, the file has ${size}` });
+    }
+  }
+  for (const name of await entries(s.data.logs)) {
+    const m = LOG_FILE.exec(name);
+    if (!m || !known.has(Number(m[1]))) leftovers.push({ kind: 'stray-log', message: `logs/${name} belongs to no recorded log` });
+  }
+
+  return {
+    ok: errors.length === 0,
+    counts: { hosts: inv.hosts, versions: inv.versions.length, blobs: byBlob.size, blobBytes, logs: inv.logs.length },
+    errors,
+    leftovers,
+  };
+}
+
+/**
+ * What every start removes before it serves: partial blobs and blobs no version names (under
+ * the metadata store's write lock: releaseBlobs). The spool directory is emptied by
+ * prepareDataDir. Stray log files are left for a person to look at.
+ */
+export async function sweepLeftovers(s: Pick<StoreParts, 'meta' | 'blobs'>): Promise<{ partials: number; blobs: number }> {
+  const partials = await s.blobs.sweepPartials(0);
+  const referenced = new Set((await inventory(s.meta)).versions.map((v) => v.blob));
+  const unreferenced: string[] = [];
+  for await (const b of s.blobs.list()) if (!referenced.has(b.sha256)) unreferenced.push(b.sha256);
+  const removed = unreferenced.length > 0 ? await s.meta.releaseBlobs(unreferenced, (b) => s.blobs.delete(b)) : [];
+  return { partials, blobs: removed.length };
+}
