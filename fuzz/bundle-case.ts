@@ -21,7 +21,7 @@ import { ERRORS, isRuError, type ErrorCode } from '../src/core/errors.ts';
 
 export const REPO = resolve(import.meta.dirname, '..');
 
-export type FindingKind = 'crash' | 'internal' | 'root-changed' | 'escape' | 'state-lost' | 'differs-from-tar' | 'tar-refused' | 'cli-differs' | 'hang';
+export type FindingKind = 'crash' | 'internal' | 'root-changed' | 'escape' | 'state-lost' | 'differs-from-tar' | 'tar-refused' | 'root-dependent' | 'cli-differs' | 'hang';
 
 export interface CaseOutcome {
   /** 'applied' or the refusal's code (for findings: the finding kind). */
@@ -59,7 +59,7 @@ export function scan(dir: string): Map<string, Node> {
   return out;
 }
 
-const show = (n: Node | undefined): string => (n ? `${n.type} ${n.mode.toString(8)} ${n.uid}:${n.gid}${n.sha256 ? ` ${n.sha256.slice(0, 12)}` : ''}${n.target !== undefined ? ` -> ${JSON.stringify(n.target)}` : ''}` : 'absent');
+const show = (n: Node | undefined): string => (n ? `${n.type} ${n.mode.toString(8)} ${n.uid}:${n.gid} inode ${n.ino}${n.sha256 ? ` ${n.sha256.slice(0, 12)}` : ''}${n.target !== undefined ? ` -> ${JSON.stringify(n.target)}` : ''}` : 'absent');
 
 /** The first difference between two scans, or null. `inodes`: also compare inode numbers. */
 export function firstDifference(a: Map<string, Node>, b: Map<string, Node>, inodes: boolean): string | null {
@@ -218,7 +218,7 @@ export async function runCase(env: CaseEnv, bytes: Buffer, unsigned: boolean, op
       : diff ? { outcome: 'root-changed', finding: { kind: 'root-changed', detail: `refused with ${r.code as string} but changed ${diff}` } }
         : { outcome: r.code as string, finding: null };
   } else {
-    outcome = { outcome: 'applied', finding: appliedFinding(env, p, before, bytes, unsigned) };
+    outcome = { outcome: 'applied', finding: appliedFinding(p, before) };
     if (outcome.finding) outcome = { outcome: outcome.finding.kind, finding: outcome.finding };
     else outcome = { outcome: 'applied', finding: await emptyRootOracle(env, bundle, unsigned) };
     if (outcome.finding) outcome = { outcome: outcome.finding.kind, finding: outcome.finding };
@@ -237,7 +237,8 @@ export async function runCase(env: CaseEnv, bytes: Buffer, unsigned: boolean, op
   return outcome;
 }
 
-function appliedFinding(env: CaseEnv, p: string, before: Map<string, Node>, _bytes: Buffer, _unsigned: boolean): CaseOutcome['finding'] {
+/** After an accepted case: nothing outside the root changed, and the state record exists. */
+function appliedFinding(p: string, before: Map<string, Node>): CaseOutcome['finding'] {
   const after = scan(p);
   for (const k of before.keys()) {
     if (k === 'outside' || k.startsWith('outside/') || k === 'bundle.tar.gz' || k === '.') {
@@ -250,7 +251,6 @@ function appliedFinding(env: CaseEnv, p: string, before: Map<string, Node>, _byt
     if (!k.startsWith('root/') && k !== 'root' && !before.has(k)) return { kind: 'escape', detail: `outside the root, ${k} appeared: ${show(after.get(k))}` };
   }
   if (!existsSync(join(p, 'root/var/lib/rear-update/installed.json'))) return { kind: 'state-lost', detail: 'applied, but var/lib/rear-update/installed.json is missing: status and rollback cannot work' };
-  void env;
   return null;
 }
 
@@ -262,7 +262,7 @@ async function emptyRootOracle(env: CaseEnv, bundle: string, unsigned: boolean):
   mkdirSync(root, { recursive: true, mode: 0o755 });
   const r = await applyInProcess(bundle, root, env, unsigned);
   if (r.error !== null) {
-    return refusalFinding(r.code, r.error) ?? { kind: 'differs-from-tar', detail: `applied into the populated root but refused into an empty one: ${errorText(r.error)}` };
+    return refusalFinding(r.code, r.error) ?? { kind: 'root-dependent', detail: `applied into the populated root but refused into an empty one: ${errorText(r.error)}` };
   }
   const installed = JSON.parse(readFileSync(join(root, 'var/lib/rear-update/installed.json'), 'utf8')) as { created: string | null };
   return treeOracle(env, bundle, root, installed.created !== null);

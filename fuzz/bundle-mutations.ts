@@ -359,7 +359,7 @@ function applyTarMutation(t: SplitTar, m: TarMutation, outside: string): SplitTa
  * A manifest for the hostile tar as the reader will see it, as a holder of the key would
  * write it: each member node-tar reports with a name the manifest format can hold.
  */
-async function describe(tar: Buffer, seed: Manifest): Promise<ManifestEntry[]> {
+async function describe(tar: Buffer): Promise<ManifestEntry[]> {
   const entries: ManifestEntry[] = [];
   const seen = new Set<string>();
   await new Promise<void>((resolve) => {
@@ -399,7 +399,6 @@ async function describe(tar: Buffer, seed: Manifest): Promise<ManifestEntry[]> {
     p.on('abort', () => resolve());
     p.end(tar);
   });
-  void seed;
   return entries;
 }
 
@@ -409,7 +408,7 @@ async function resign(t: SplitTar, seed: Manifest | null, key: PrivateKey): Prom
   let start = 0;
   while (start < t.records.length && start < 2 && [MANIFEST_MEMBER, SIGNATURE_MEMBER].includes(nameOf((t.records[start] as TarRecord).header))) start++;
   const rest = { records: t.records.slice(start), tail: t.tail };
-  const entries = await describe(joinTar(rest), base);
+  const entries = await describe(joinTar(rest));
   const dirs = new Set(entries.filter((e) => e.type === 'dir').map((e) => e.path));
   const m: Manifest = { ...base, owns: base.owns.filter((o) => dirs.has(o)), entries };
   let bytes = encodeManifest(m);

@@ -42,6 +42,9 @@ const seeds = await makeSeeds(join(init.work, 'seeds'));
 const env: CaseEnv = { work: init.work, trustedPub: seeds.trustedPub, keysDir: join(init.work, 'keys') };
 const signed = seeds.seeds.map((s) => s.manifest !== null);
 
+/** The case this worker ran before (a finding that depends on order names it). */
+let previous: number | null = null;
+
 parentPort?.on('message', (req: CaseRequest) => {
   void (async () => {
     const plan = planFor(init.seed, req.index, signed);
@@ -52,7 +55,9 @@ parentPort?.on('message', (req: CaseRequest) => {
         const { writeFileSync } = await import('node:fs');
         writeFileSync(req.save, bytes);
       }
-      const r = await runCase(env, bytes, plan.unsigned, { cli: req.cli, timeoutMs: init.timeoutMs });
+      const r0 = await runCase(env, bytes, plan.unsigned, { cli: req.cli, timeoutMs: init.timeoutMs });
+      const r = r0.finding ? { ...r0, finding: { ...r0.finding, detail: `${r0.finding.detail} (previous case in this worker: ${String(previous)})` } } : r0;
+      previous = req.index;
       parentPort?.postMessage({ index: req.index, outcome: r.outcome, finding: r.finding, plan: r.finding || req.save ? planText(plan) : '', seedName } satisfies CaseReply);
     } catch (e) {
       // The harness itself failed on this case: reported as a finding of its own kind.

@@ -210,7 +210,7 @@ export function judge(a: Answer | 'timeout', method: string): { outcome: string;
   if (a.status === null) return { outcome: 'no-answer', problem: `the connection closed without an HTTP answer (${a.headers.slice(0, 80)})` };
   if (a.status >= 500) return { outcome: String(a.status), problem: `${a.status}: ${a.body.toString('utf8').slice(0, 300)}` };
   if (a.status < 400) return { outcome: `${a.status}`, problem: null };
-  if (method === 'HEAD') return { outcome: `${a.status}`, problem: null };
+  if (method === 'HEAD') return { outcome: `${a.status} (HEAD: no body)`, problem: null };
   let code: unknown;
   try {
     code = (JSON.parse(a.body.toString('utf8')) as { error?: { code?: unknown } }).error?.code;

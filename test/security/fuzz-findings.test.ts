@@ -192,6 +192,20 @@ describe('found by fuzzing: framing that gzip or GNU tar reports as an error', (
   });
 });
 
+describe('found by the long fuzz run', () => {
+  it('an end block whose only non-zero byte is in the checksum field (node-tar: end of archive; GNU tar: a bad header, exit 2) is refused: BUNDLE_CORRUPT', async () => {
+    const damaged = Buffer.alloc(512);
+    damaged[150] = 0x20;
+    assert.notEqual(spawnSync('tar', ['-tf', '-'], { input: tarOf([file('etc/rear/a.conf', 'A\n')], Buffer.concat([damaged, Buffer.alloc(512)])) }).status, 0, 'GNU tar fails on it');
+    assert.equal(await read(tarOf([file('etc/rear/a.conf', 'A\n')], Buffer.concat([damaged, Buffer.alloc(512)]))), 'BUNDLE_CORRUPT');
+  });
+
+  it('a hard link whose target ends with a slash (GNU tar: "Not a directory", exit 2; node-tar: the file) is refused: ENTRY_HARDLINK_REFUSED', async () => {
+    const tar = tarOf([file('etc/rear/a.conf', 'A\n'), record({ path: 'etc/rear/h', type: 'Link', linkpath: 'etc/rear/a.conf/', size: 0 })]);
+    assert.equal(await read(tar), 'ENTRY_HARDLINK_REFUSED');
+  });
+});
+
 describe('differentials closed in the same pass (same class as the findings above)', () => {
   it('ustar magic with a version other than "00" and a prefix (GNU tar prepends the prefix, node-tar does not) is refused: BUNDLE_CORRUPT', async () => {
     const r = file('local.conf', 'A\n');

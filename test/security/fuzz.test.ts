@@ -14,7 +14,7 @@ import { RAW, runServer } from '../../fuzz/server-target.ts';
 const SEED = 20261130;
 
 it(`bundles (seed ${SEED}): mutated signed and unsigned bundles are applied exactly as GNU tar extracts them, or refused with a documented code leaving the root byte-identical`, async () => {
-  const r = await runBundles({ seed: SEED, cases: 300, seconds: 30, jobs: 1, timeoutMs: 20_000, cliEvery: 150 });
+  const r = await runBundles({ seed: SEED, cases: 300, seconds: 25, jobs: 1, timeoutMs: 20_000, cliEvery: 150 });
   const report = formatReport(r).join('\n');
   assert.deepEqual(r.findings, [], report);
   assert.ok(r.cases >= 25, `too few cases ran: ${report}`);
@@ -23,7 +23,7 @@ it(`bundles (seed ${SEED}): mutated signed and unsigned bundles are applied exac
 });
 
 it(`server (seed ${SEED}): one pass over every route with malformed requests, each answered 2xx or 4xx with a code, and the server keeps serving`, async () => {
-  const r = await runServer({ seed: SEED, cases: 0, passes: 4, seconds: 15 });
+  const r = await runServer({ seed: SEED, cases: 0, passes: 4, seconds: 10 });
   const report = formatReport(r).join('\n');
   assert.deepEqual(r.findings, [], report);
   assert.ok((r.routes ?? 0) >= 25, `routes found: ${String(r.routes)}`);

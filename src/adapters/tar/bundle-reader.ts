@@ -194,6 +194,10 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
       if (linkTarget === '' || linkTarget.includes('\0')) throw new RuError('ENTRY_PATH_INVALID', `${path}: empty or malformed symlink target`, { path });
     } else if (type === 'hardlink') {
       // Rule 3: the link's target is resolved as a member name, and must be a file we placed.
+      // A trailing slash names a directory: GNU tar fails on it, normalizing would link the file.
+      if ((entry.linkpath ?? '').endsWith('/')) {
+        throw new RuError('ENTRY_HARDLINK_REFUSED', `${path}: hard link target ${entry.linkpath} ends with a slash, which names a directory (rule 3)`, { path, target: entry.linkpath ?? '', rule: 3 });
+      }
       let t: string;
       try {
         t = normalizeMemberName(entry.linkpath ?? '', opts.limits);

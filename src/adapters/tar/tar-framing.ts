@@ -15,7 +15,15 @@
 //     are not numbers;
 //   - data on a directory or link member: node-tar forces a directory's size to 0 and reads
 //     the next header inside what GNU tar skips as data;
-//   - a contiguous-file member (type 7) named with a trailing slash: a directory to GNU tar.
+//   - a contiguous-file member (type 7) named with a trailing slash: a directory to GNU tar;
+//   - a block whose only non-zero bytes are in the checksum field: an end block to node-tar,
+//     a header with a wrong checksum to GNU tar;
+//   - metadata records GNU tar combines differently: two for one member, one for no member,
+//     an empty GNU long name, an old GNU long-name record (type N);
+//   - uids, gids and times out of range: GNU tar refuses ids beyond uid_t, node-tar turns times
+//     beyond a JavaScript Date into NaN (staging then failed with IO_ERROR);
+//   - owner names (uname/gname), recorded per member in `ownerNames` for the reader: GNU tar
+//     as root installs owners by name, so a bundle with a manifest must carry none.
 // Anything it cannot follow (unknown member types, a PAX size record) it leaves to the reader,
 // which refuses those by name.
 
@@ -200,6 +208,18 @@ export class TarFraming {
       if (what === 'mtime' && n > MAX_TIME) throw corrupt(`${name}: mtime ${n} is beyond what node-tar can represent`, { path: name });
     }
     const size = numeric(h, 124, 12, 'size', name);
+    // node-tar takes a block whose only non-zero bytes are in the checksum field for an end
+    // block; GNU tar finds its checksum wrong and fails. Checked as GNU tar does (either sum).
+    let unsigned = 8 * 0x20;
+    let signed = 8 * 0x20;
+    for (let i = 0; i < BLOCK; i++) {
+      if (i >= 148 && i < 156) continue;
+      const b = h[i] ?? 0;
+      unsigned += b;
+      signed += b > 127 ? b - 256 : b;
+    }
+    const stated = numeric(h, 148, 8, 'checksum', name);
+    if (stated !== unsigned && stated !== signed) throw corrupt(`${name || '(empty name)'}: header checksum ${stated} does not match ${unsigned}`, { path: name });
     if (!META.has(type)) {
       const u = cstring(h, 265, 32).toString('utf8');
       const g = cstring(h, 297, 32).toString('utf8');
