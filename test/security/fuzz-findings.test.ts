@@ -8,12 +8,17 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
+import { PooledFileStream } from '../../src/adapters/tar/buffer-pools.ts';
 import { readBundle } from '../../src/adapters/tar/bundle-reader.ts';
+import { apply } from '../../src/cli/commands/apply.ts';
 import { isRuError, type ErrorCode } from '../../src/core/errors.ts';
 import { DEFAULT_LIMITS } from '../../src/core/policy.ts';
 import { makeSeeds } from '../../fuzz/bundle-seeds.ts';
@@ -203,6 +208,80 @@ describe('found by the long fuzz run', () => {
   it('a hard link whose target ends with a slash (GNU tar: "Not a directory", exit 2; node-tar: the file) is refused: ENTRY_HARDLINK_REFUSED', async () => {
     const tar = tarOf([file('etc/rear/a.conf', 'A\n'), record({ path: 'etc/rear/h', type: 'Link', linkpath: 'etc/rear/a.conf/', size: 0 })]);
     assert.equal(await read(tar), 'ENTRY_HARDLINK_REFUSED');
+  });
+});
+
+describe('found by the long fuzz run: descriptors after a refusal (seed 2001 case 26556, seed 2002 case 24416)', () => {
+  // Both findings were "root changed after a refusal" that no single case reproduced: an empty
+  // usr/share/doc/README, and var/ left behind because parents.json read as empty. The files were
+  // intact; their reads were not. The bundle stream closed its descriptor while a read was still
+  // on the thread pool, and read again when a buffer came back after destroy: the number then
+  // belonged to a file opened next, whose position the stale read moved to its end.
+  const fdOf = (path: string): number | null => {
+    for (const n of readdirSync('/proc/self/fd')) {
+      try {
+        if (readlinkSync(`/proc/self/fd/${n}`) === path) return Number(n);
+      } catch {
+        // closed while listing
+      }
+    }
+    return null;
+  };
+
+  it('a destroyed bundle stream never reads again: a descriptor number reused by another file keeps that file\'s position', async () => {
+    const base = tempDir('ru-fz-fd-');
+    dirs.push(base);
+    const bundle = join(base, 'bundle');
+    const other = join(base, 'other');
+    writeFileSync(bundle, randomBytes(64 << 10));
+    writeFileSync(other, 'the whole content of another file\n');
+    const s = new PooledFileStream(bundle, 4096, 1);
+    const [chunk] = (await once(s, 'data')) as [Buffer];
+    s.pause();
+    await sleep(20); // the stream asked for more: no free buffer, it waits for recycle()
+    const fd = fdOf(bundle);
+    assert.notEqual(fd, null, 'the stream holds the bundle open');
+    s.destroy();
+    await once(s, 'close');
+    const reused = openSync(other, 'r');
+    try {
+      assert.equal(reused, fd, 'precondition: the next open reuses the number');
+      s.recycle(chunk); // what gunzip does with a chunk it consumed after the refusal
+      await sleep(50);
+      const buf = Buffer.alloc(100);
+      const n = readSync(reused, buf, 0, buf.length, null);
+      assert.equal(buf.subarray(0, n).toString(), 'the whole content of another file\n', 'a stale read moved the position of the other file');
+    } finally {
+      closeSync(reused);
+    }
+  });
+
+  it('gzip data that breaks in the middle of a member being staged: refused BUNDLE_CORRUPT, no descriptor left open, root unchanged', async () => {
+    const base = tempDir('ru-fz-leak-');
+    dirs.push(base);
+    const src = join(base, 'src');
+    const text = Array.from({ length: 40_000 }, (_, i) => `line ${i} of a long configuration file ${(i * 7919) % 1000}`).join('\n');
+    makeTree(src, { etc: { rear: { 'big.conf': text, 'local.conf': 'OUTPUT=ISO\n' } } });
+    const bundle = join(base, 'b.tar.gz');
+    assert.equal(cli(['pack', '--root', src, '--path', 'etc', '--host', 'h', '-o', bundle]).status, 0);
+    const bytes = readFileSync(bundle);
+    const mid = Math.floor(bytes.length / 2);
+    writeFileSync(bundle, Buffer.concat([bytes.subarray(0, mid), Buffer.from('\xff\xff\xff\xff\xff\xff', 'latin1'), bytes.subarray(mid)]));
+    const root = join(base, 'root');
+    makeTree(root, { etc: { hostname: 'rescue\n' } });
+    mkdirSync(join(base, 'keys'));
+    const before = readdirSync('/proc/self/fd').length;
+    let code: string | null = null;
+    try {
+      await apply(bundle, { root, unsigned: true, quiet: true, keysDir: join(base, 'keys'), sysRoot: '/' });
+    } catch (e) {
+      code = isRuError(e) ? e.code : String(e);
+    }
+    assert.equal(code, 'BUNDLE_CORRUPT');
+    await sleep(50); // asynchronous closes land
+    assert.equal(readdirSync('/proc/self/fd').length, before, 'a staged file or the bundle stayed open');
+    assert.deepEqual(readdirSync(root), ['etc'], 'nothing of rear-update left in the root');
+    assert.equal(readFileSync(join(root, 'etc/hostname'), 'utf8'), 'rescue\n');
   });
 });
 

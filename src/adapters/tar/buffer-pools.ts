@@ -25,6 +25,9 @@ export class PooledFileStream extends Readable {
   readonly #mine = new Set<ArrayBufferLike>();
   #fd: number | null = null;
   #waiting = false;
+  /** A read is on the thread pool. */
+  #reading = false;
+  #closeAfterRead: (() => void) | null = null;
 
   constructor(private readonly path: PathLike, private readonly chunk = 256 << 10, count = 8) {
     // highWaterMark 0: read only when the consumer asks, so at most `count` chunks are out.
@@ -44,12 +47,23 @@ export class PooledFileStream extends Readable {
   }
 
   override _read(): void {
+    // Never after destroy: the descriptor is closed then, and its number may already belong
+    // to another file of this process, whose position a read would move (found by fuzzing:
+    // the fuzzer's own scan of the next case read an empty README and an empty parents.json).
+    if (this.destroyed || this.#fd === null || this.#reading) return;
     const b = this.#free.pop();
     if (!b) {
       this.#waiting = true; // resumed by recycle()
       return;
     }
-    read(this.#fd as number, b, 0, this.chunk, null, (e, n) => {
+    this.#reading = true;
+    read(this.#fd, b, 0, this.chunk, null, (e, n) => {
+      this.#reading = false;
+      if (this.#closeAfterRead) {
+        // Destroyed while this read was on the thread pool: close only now (see _destroy).
+        this.#closeAfterRead();
+        return;
+      }
       if (e) this.destroy(e);
       else if (n === 0) {
         this.#free.push(b);
@@ -62,15 +76,23 @@ export class PooledFileStream extends Readable {
   recycle(chunk: Buffer): void {
     if (!this.#mine.has(chunk.buffer) || chunk.byteOffset !== 0) return;
     this.#free.push(Buffer.from(chunk.buffer, 0, this.chunk));
-    if (this.#waiting) {
+    if (this.#waiting && !this.destroyed) {
       this.#waiting = false;
       this._read();
     }
   }
 
   override _destroy(e: Error | null, cb: (e?: Error | null) => void): void {
-    if (this.#fd === null) cb(e);
-    else close(this.#fd, () => cb(e));
+    const fd = this.#fd;
+    if (fd === null) {
+      cb(e);
+      return;
+    }
+    const closeNow = (): void => close(fd, () => cb(e));
+    // A read still on the thread pool uses the descriptor: closing it first would let that read
+    // land on whatever file reuses the number.
+    if (this.#reading) this.#closeAfterRead = closeNow;
+    else closeNow();
   }
 }
 

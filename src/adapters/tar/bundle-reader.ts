@@ -426,7 +426,11 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
   if (failure === null && streamError !== null) {
     failure = isRuError(streamError) ? streamError : new RuError('BUNDLE_CORRUPT', `not a readable tar.gz: ${(streamError as Error).message}`);
   }
-  if (failure !== null) throw failure;
+  if (failure !== null) {
+    // A stream error (corrupt gzip data) ends the pipeline without fail(): close what was staging.
+    opts.stager?.abort?.();
+    throw failure;
+  }
   // zlib skips whatever follows the last gzip member if it starts with a zero byte (padding);
   // gzip reports anything but zeros there as trailing garbage, and `tar -xzf` fails. A bundle
   // ends with its last member, so any such bytes are refused (found by fuzzing).
