@@ -1,8 +1,8 @@
 // Who may do what on the server. A token is `ru_<id>_<secret>`: the id finds the record, the
 // secret is stored only as its sha256 and compared in constant time. Scopes are deliberately
-// few — admin; publish for one host; fetch for one host or one hardware class — and every
-// route asks one question here, so "a token for host A never reaches host B" is decided in
-// one place (and tested over every route).
+// few — admin; publish for one host; publish the layers of one hardware class; fetch for one
+// host or one hardware class — and every route asks one question here, so "a token for host A
+// never reaches host B" is decided in one place (and tested over every route).
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { RuError } from './errors.ts';
@@ -64,7 +64,8 @@ const forbidden = (rec: TokenRecord, what: string): RuError =>
 /**
  * Throws FORBIDDEN unless the token may do `action` on `host` (null: an action on no one host,
  * such as resolving facts, which any fetch token may ask). Fetch-class tokens reach the hosts
- * whose class is theirs; a publish token may also fetch what it published.
+ * whose class is theirs; a publish token may also fetch what it published. A publish-class
+ * token reaches no host at all (authorizeLayerPublish is its only question).
  */
 export function authorize(rec: TokenRecord, action: Action, host: Pick<Host, 'id' | 'class'> | null, hostId?: string): void {
   const scope: TokenScope = rec.scope;
@@ -73,6 +74,8 @@ export function authorize(rec: TokenRecord, action: Action, host: Pick<Host, 'id
   const label = id === null ? action : `${action} host ${id}`;
   if (action === 'admin') throw forbidden(rec, 'use admin routes');
   const [kind, value] = [scope.slice(0, scope.indexOf(':')), scope.slice(scope.indexOf(':') + 1)];
+  // Said outright rather than left to the comparisons below: a layer token reaches no host.
+  if (kind === 'publish-class') throw forbidden(rec, label);
   if (action === 'publish') {
     if (kind === 'publish' && id === value) return;
     throw forbidden(rec, label);
@@ -85,6 +88,19 @@ export function authorize(rec: TokenRecord, action: Action, host: Pick<Host, 'id
   if ((kind === 'fetch' || kind === 'publish') && id === value) return;
   if (kind === 'fetch-class' && host !== null && host.class === value) return;
   throw forbidden(rec, label);
+}
+
+/**
+ * Throws FORBIDDEN unless the token may publish a layer of class `cls` ('*': the every-class
+ * layers): admin, or publish-class of exactly that class. publish-class:* is a token for the
+ * '*' layers only, not for every class; host tokens never publish layers, which every host of
+ * a class would receive.
+ */
+export function authorizeLayerPublish(rec: TokenRecord, cls: string): void {
+  const scope: TokenScope = rec.scope;
+  if (scope === 'admin') return;
+  if (scope === `publish-class:${cls}`) return;
+  throw forbidden(rec, `publish layers of class ${cls}`);
 }
 
 /** The hosts a fetch token may see among `hosts` (resolution must not leak other hosts' ids). */

@@ -44,6 +44,11 @@ export interface LayerInfo {
   readonly priority: number;
   /** The layer's version on the server; null in a layer file from pack. */
   readonly version: number | null;
+  /**
+   * Composed bundles: when the layer was packed, which is the mtime of its members (each layer
+   * keeps its own); absent: the manifest's `created`. Omitted from the encoding when absent.
+   */
+  readonly created?: string;
   /** The paths this layer owns (each also in the manifest's `owns`). */
   readonly owns: readonly string[];
   /** Modules to modprobe after the commit, in this order. */
@@ -101,7 +106,7 @@ function encodeEntry(e: ManifestEntry): Record<string, unknown> {
 }
 
 function encodeLayer(l: LayerInfo): Record<string, unknown> {
-  return { name: l.name, class: l.class, priority: l.priority, version: l.version, owns: l.owns, modules: l.modules, pre: l.pre, post: l.post, kernels: l.kernels };
+  return { name: l.name, class: l.class, priority: l.priority, version: l.version, ...(l.created !== undefined ? { created: l.created } : {}), owns: l.owns, modules: l.modules, pre: l.pre, post: l.post, kernels: l.kernels };
 }
 
 /** The canonical encoding: what is signed and what is stored in the archive. */
@@ -196,6 +201,7 @@ function decodeLayer(raw: unknown, i: number): LayerInfo {
   if (r.class !== null && !isLayerClass(r.class)) fail(`layers[${i}].class must be a class name, '*' or null`);
   if (!isInt(r.priority, MAX_PRIORITY)) fail(`layers[${i}].priority must be an integer 0..${MAX_PRIORITY}`);
   if (r.version !== null && !isInt(r.version)) fail(`layers[${i}].version must be a non-negative integer or null`);
+  if (r.created !== undefined && !isIsoSeconds(r.created)) fail(`layers[${i}].created must be an ISO 8601 UTC time with whole seconds (or absent)`);
   if (!Array.isArray(r.owns)) fail(`layers[${i}].owns must be an array`);
   const owns = r.owns.map((p, j) => canonicalPath(p, `layers[${i}].owns[${j}]`));
   const modules = stringList(r.modules, `layers[${i}].modules`, (x) => MODULE_NAME.test(x));
@@ -203,7 +209,7 @@ function decodeLayer(raw: unknown, i: number): LayerInfo {
   if (!Array.isArray(r.pre) || !Array.isArray(r.post)) fail(`layers[${i}].pre and .post must be arrays`);
   const pre = r.pre.map((p, j) => canonicalPath(p, `layers[${i}].pre[${j}]`));
   const post = r.post.map((p, j) => canonicalPath(p, `layers[${i}].post[${j}]`));
-  return { name: r.name, class: r.class as string | null, priority: r.priority, version: r.version as number | null, owns, modules, pre, post, kernels };
+  return { name: r.name, class: r.class as string | null, priority: r.priority, version: r.version as number | null, ...(r.created !== undefined ? { created: r.created as string } : {}), owns, modules, pre, post, kernels };
 }
 
 const isIsoSeconds = (v: unknown): v is string =>

@@ -13,11 +13,12 @@ import { fetchRoutes } from './routes/fetch.ts';
 import { publicRoutes } from './routes/public.ts';
 import { publishRoutes } from './routes/publish.ts';
 import { keyRoutes } from './routes/keys.ts';
+import { layerRoutes } from './routes/layers.ts';
 
 export type RouteRegistrar = (app: FastifyInstance, ctx: ServerContext) => void;
 
 /** Route sets registered beside the built-in ones (admin.ts adds itself through this list). */
-export const ROUTES: RouteRegistrar[] = [publicRoutes, fetchRoutes, publishRoutes, drlmRoutes, adminRoutes, keyRoutes];
+export const ROUTES: RouteRegistrar[] = [publicRoutes, fetchRoutes, publishRoutes, drlmRoutes, adminRoutes, keyRoutes, layerRoutes];
 
 export interface AppOptions {
   readonly logger?: FastifyServerOptions['logger'];

@@ -5,7 +5,7 @@
 // (adapters/tar/served-bundle.ts) from a payload kept in memory when it is small enough, with
 // the request's nonce, if it sent one, signed into the manifest (core/freshness.ts).
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -16,10 +16,12 @@ import { contentDigest, decodeManifest, encodeManifest, isoSeconds, type Manifes
 import { DEFAULT_LIMITS } from '../core/policy.ts';
 import type { PrivateKey } from '../core/signature.ts';
 import type { BlobInfo, BlobStore } from '../core/store/blobs.ts';
-import type { Host, MetadataStore, PublishResult, VersionRecord } from '../core/store/metadata.ts';
+import { checkLayerOwns, checkSamePriority, compose, type StoredLayer } from '../core/compose.ts';
+import type { Host, LayerPublishResult, MetadataStore, PublishResult, ServedLayer, VersionRecord } from '../core/store/metadata.ts';
 import { readBundle } from '../adapters/tar/bundle-reader.ts';
+import { extractFile } from '../adapters/tar/extract-file.ts';
 import { TtlCache } from './cache.ts';
-import { bufferPayload, metaTarBytes, payloadMember, seal, sealedBytes, type PayloadSource, type Sealed } from '../adapters/tar/served-bundle.ts';
+import { bufferPayload, concatPayload, END_MEMBER, metaTarBytes, payloadMember, seal, sealedBytes, type PayloadSource, type Sealed } from '../adapters/tar/served-bundle.ts';
 
 export interface BundleServiceOptions {
   readonly meta: MetadataStore;
@@ -32,6 +34,15 @@ export interface BundleServiceOptions {
   readonly now: () => Date;
 }
 
+/** The layers a host is composed of, and a short name of that composition (for ETags and memos). */
+export interface Composition {
+  readonly layers: readonly ServedLayer[];
+  /** '' without layers; else 12 hex digits naming every layer's class, name, version and blob. */
+  readonly key: string;
+}
+
+const NO_LAYERS: Composition = { layers: [], key: '' };
+
 /** A cached payload unused this long may make room for another. */
 const IDLE_MS = 60_000;
 
@@ -41,6 +52,14 @@ export class BundleService {
   readonly #sealings = new TtlCache<string, Sealed>(2000, 1024);
   /** A stored version's manifest never changes: decoded once per minute, not per sealing (0.35 ms for 200 entries). */
   readonly #manifests = new TtlCache<string, Manifest>(60_000, 4096);
+  /** The layers of a class, looked up at most once a second (cache.ts: what another instance changes shows within that). */
+  readonly #classLayers = new TtlCache<string, Composition>(1000, 4096);
+  /**
+   * sha256 state after a composition's layer members: every host of a class shares it, so a
+   * host's composed digest costs hashing only its own member (Hash#copy), not the 100 MiB of
+   * a driver layer again per host and request.
+   */
+  readonly #prefixes = new TtlCache<string, Hash>(3_600_000, 256);
   #cached = 0;
 
   constructor(o: BundleServiceOptions) {
@@ -96,6 +115,9 @@ export class BundleService {
       if (!read.manifest || !read.manifestBytes) {
         throw new RuError('BUNDLE_MANIFEST_INVALID', 'a publish must be a bundle made by `rear-update pack` or `publish` (this is a plain tar.gz without a manifest)');
       }
+      if (read.manifest.layers !== undefined) {
+        throw new RuError('BUNDLE_MANIFEST_INVALID', 'this is a layer file (pack --layer): publish it as a layer (`rear-update publish --layer NAME --class C`), not as a host\'s configuration');
+      }
       const digest = contentDigest(read.manifest);
       const latest = 'create' in found ? null : await this.#o.meta.latestVersion(host.id);
       if (latest && latest.digest === digest) return { version: latest, created: false };
@@ -132,6 +154,134 @@ export class BundleService {
     }
   }
 
+  /**
+   * Stores a layer file (pack --layer) as the next version of layer CLASS/NAME, unless its
+   * content equals the latest version's (the priority is updated either way). Refused before
+   * anything is stored: a file that is not a layer file, a layer that would own a host's own
+   * configuration (LAYER_PATH_RESERVED), a path that another layer of the class with the same
+   * priority carries differently, or a layer that cannot be composed with the class's other
+   * layers (LAYER_CONFLICT). The payload is stored without the tar end blocks, so that layers
+   * follow one another in a composed bundle (docs/layers.md).
+   */
+  async publishLayer(target: { class: string; name: string; priority: number }, body: Readable, opts: { announced: number | null; publisher: string | null }): Promise<LayerPublishResult> {
+    const file = await this.#spool(body, opts.announced);
+    let blob: BlobInfo | null = null;
+    try {
+      const read = await readBundle(createReadStream(file, { highWaterMark: 1 << 20 }), {
+        trusted: [], allowUnsigned: true, enforceTrust: false, limits: DEFAULT_LIMITS,
+      });
+      if (!read.manifest || !read.manifestBytes || read.manifest.layers?.length !== 1 || read.manifest.shadowed !== undefined) {
+        throw new RuError('BUNDLE_MANIFEST_INVALID', 'a layer publish must be a layer file made by `rear-update pack --layer` (or `publish --layer`)');
+      }
+      const { nonce: _nonce, ...published } = read.manifest;
+      const own = read.manifest.layers[0] as NonNullable<Manifest['layers']>[number];
+      const stored: Manifest = { ...published, host: null, class: target.class, version: null, served: null, layers: [{ ...own, name: target.name, class: target.class, priority: target.priority, version: null }] };
+      checkLayerOwns(target, stored.owns);
+      const mine: StoredLayer = { ...target, version: 0, manifest: stored };
+      // Same priority, same class: the order would depend on names alone. And whatever the
+      // priorities, the class's hosts must stay composable.
+      // A '*' layer is composed into every class: checked against each class that has layers.
+      const classes = target.class === '*' ? [null, ...new Set((await this.#o.meta.listLayers()).map((l) => l.class).filter((c) => c !== '*'))] : [target.class];
+      for (const cls of classes) {
+        const others = (await this.#o.meta.servedLayers(cls)).filter((l) => !(l.layer.class === target.class && l.layer.name === target.name));
+        const stored2 = await Promise.all(others.map(async (l) => this.#storedLayer(l)));
+        checkSamePriority(mine, stored2);
+        const empty: Manifest = { ...stored, entries: [], owns: [] };
+        delete (empty as { layers?: unknown }).layers;
+        compose([...stored2, mine], { id: 'composition-check', class: cls, version: 0, manifest: empty });
+      }
+      const digest = contentDigest(stored);
+      const latest = await this.#o.meta.latestLayerVersion(target.class, target.name);
+      if (latest && latest.digest === digest) {
+        return this.#o.meta.publishLayerVersion({ ...target, blob: latest.blob, digest, size: latest.size, manifest: latest.manifest, publisher: opts.publisher }, { ifChanged: true });
+      }
+      const sigLen = read.signatureRecord ? Buffer.byteLength(`${JSON.stringify(read.signatureRecord)}\n`) : null;
+      const payload = (): AsyncIterable<Uint8Array> => payloadMember(file, metaTarBytes(read.manifestBytes!.length, sigLen), { withoutEnd: true });
+      blob = await this.#o.blobs.put(payload());
+      // The proof that it will serve: sealed alone (with the end member) and read as a client would.
+      const probe = seal({ ...stored, version: 0, served: isoSeconds(this.#o.now().getTime() / 1000) }, this.#o.key, await this.#layerAlone(blob.sha256, blob.size));
+      await readBundle(Readable.from(sealedBytes(probe)), {
+        trusted: [this.#o.key.publicKey], allowUnsigned: false, enforceTrust: true, limits: DEFAULT_LIMITS,
+      }).catch((e: unknown) => {
+        throw e instanceof RuError ? new RuError(e.code, `the layer does not survive serving: ${e.message}`, e.context) : e;
+      });
+      const r = await this.#o.meta.publishLayerVersion(
+        { ...target, blob: blob.sha256, digest, size: blob.size, manifest: encodeManifest(stored).toString('utf8'), publisher: opts.publisher },
+        { ifChanged: true },
+      );
+      if (r.created && !(await this.#o.blobs.has(blob.sha256))) await this.#o.blobs.put(payload(), { sha256: blob.sha256, size: blob.size });
+      if (!r.created && blob.created) await this.#release(blob.sha256);
+      this.#classLayers.clear();
+      return r;
+    } catch (e) {
+      if (blob?.created) await this.#release(blob.sha256);
+      throw e;
+    } finally {
+      await rm(file, { force: true });
+    }
+  }
+
+  /** A layer's payload member followed by the tar end: the layer as a bundle of its own. */
+  async #layerAlone(sha256: string, size: number): Promise<PayloadSource> {
+    const member = await this.payload(sha256, size);
+    const end = bufferPayload(END_MEMBER, createHash('sha256').update(END_MEMBER).digest('hex'));
+    const h = createHash('sha256');
+    for await (const c of member.chunks()) h.update(c);
+    h.update(END_MEMBER);
+    return concatPayload([member, end], h.digest('hex'));
+  }
+
+  /** A sealed copy of one layer version on its own (admin inspection; never what a host is served). */
+  async sealedLayer(rec: { class: string; name: string; version: number; blob: string; size: number; manifest: string }, served: Date): Promise<Sealed> {
+    const m = decodeManifest(Buffer.from(rec.manifest));
+    const own = m.layers?.[0];
+    const manifest: Manifest = { ...m, served: isoSeconds(served.getTime() / 1000), ...(own ? { layers: [{ ...own, version: rec.version }] } : {}) };
+    return seal(manifest, this.#o.key, await this.#layerAlone(rec.blob, rec.size));
+  }
+
+  async #storedLayer(l: ServedLayer): Promise<StoredLayer> {
+    const v = l.version;
+    const manifest = await this.#manifests.get(`layer\0${v.class}\0${v.name}\0${v.version}\0${v.blob}`, async () => decodeManifest(Buffer.from(v.manifest)));
+    return { class: l.layer.class, name: l.layer.name, priority: l.layer.priority, version: v.version, manifest };
+  }
+
+  /** The layers a host of this class is composed of now (a second's memo: cache.ts). */
+  async composition(host: Pick<Host, 'class'>): Promise<Composition> {
+    return this.#classLayers.get(host.class ?? '\0', async () => {
+      const layers = await this.#o.meta.servedLayers(host.class);
+      if (layers.length === 0) return NO_LAYERS;
+      const key = createHash('sha256').update(layers.map((l) => `${l.layer.class}/${l.layer.name}/${l.layer.priority}/${l.version.version}/${l.version.blob}`).join('\n')).digest('hex').slice(0, 12);
+      return { layers, key };
+    });
+  }
+
+  /** The composed manifest of a host version (the host's own manifest without layers). */
+  async composedManifest(host: Host, rec: VersionRecord, c: Composition): Promise<Manifest> {
+    const own = await this.#manifests.get(`${host.id}\0${rec.version}\0${rec.blob}`, async () => decodeManifest(Buffer.from(rec.manifest)));
+    if (c.layers.length === 0) return own;
+    const layers = await Promise.all(c.layers.map(async (l) => this.#storedLayer(l)));
+    return compose(layers, { id: host.id, class: host.class, version: rec.version, manifest: own });
+  }
+
+  /** A layer was pinned or unpinned through this instance: compose anew at once. */
+  layersChanged(): void {
+    this.#classLayers.clear();
+  }
+
+  /**
+   * One regular file of what a host is served, the composed view: the host's own member is
+   * searched first, then its layers from the last to the first (a later layer wins).
+   */
+  async composedFile(host: Host, rec: VersionRecord, path: string, maxBytes: number): Promise<Buffer | null> {
+    const c = await this.composition(host);
+    const parts = [{ blob: rec.blob, size: rec.size }, ...[...c.layers].reverse().map((l) => ({ blob: l.version.blob, size: l.version.size }))];
+    for (const p of parts) {
+      const found = await extractFile((await this.payload(p.blob, p.size)).chunks(), path, maxBytes);
+      if (found !== null) return found;
+    }
+    return null;
+  }
+
   /** Removes a blob if no version names it; a failure leaves it for the next start's sweep. */
   async #release(sha256: string): Promise<void> {
     await this.#o.meta.releaseBlobs([sha256], (b) => this.#o.blobs.delete(b)).catch(() => undefined);
@@ -154,14 +304,32 @@ export class BundleService {
    * A sealing with a nonce answers one request (and its resumes): it is not memoized, where it
    * would only crowd out the shared ones.
    */
-  async sealed(host: Host, rec: VersionRecord, served: Date, nonce: string | null = null): Promise<Sealed> {
+  async sealed(host: Host, rec: VersionRecord, served: Date, nonce: string | null = null, comp?: Composition): Promise<Sealed> {
+    const c = comp ?? (await this.composition(host));
     const make = async (): Promise<Sealed> => {
-      const m = await this.#manifests.get(`${host.id}\0${rec.version}\0${rec.blob}`, async () => decodeManifest(Buffer.from(rec.manifest)));
-      return this.#sealWith({ ...m, host: host.id, class: host.class }, rec.version, rec.blob, rec.size, served, nonce);
+      const m = await this.composedManifest(host, rec, c);
+      const { nonce: _stored, ...rest } = { ...m, host: host.id, class: host.class };
+      const manifest: Manifest = { ...rest, version: rec.version, served: isoSeconds(served.getTime() / 1000), ...(nonce !== null ? { nonce } : {}) };
+      return seal(manifest, this.#o.key, await this.#composedPayload(c, rec));
     };
     if (nonce !== null) return make();
     // The key is part of it: a rotation (key-ring.ts) must not serve a sealing by the former key.
-    return this.#sealings.get(`${host.id}\0${host.class ?? ''}\0${rec.version}\0${rec.blob}\0${served.getTime()}\0${this.#o.key.publicKey.fingerprint}`, make);
+    return this.#sealings.get(`${host.id}\0${host.class ?? ''}\0${rec.version}\0${rec.blob}\0${c.key}\0${served.getTime()}\0${this.#o.key.publicKey.fingerprint}`, make);
+  }
+
+  /** The host's payload member, after its layers' members when it has any (one part two). */
+  async #composedPayload(c: Composition, rec: VersionRecord): Promise<PayloadSource> {
+    const own = await this.payload(rec.blob, rec.size);
+    if (c.layers.length === 0) return own;
+    const parts = await Promise.all(c.layers.map(async (l) => this.payload(l.version.blob, l.version.size)));
+    const prefix = await this.#prefixes.get(c.layers.map((l) => l.version.blob).join(','), async () => {
+      const h = createHash('sha256');
+      for (const p of parts) for await (const chunk of p.chunks()) h.update(chunk);
+      return h;
+    });
+    const h = prefix.copy();
+    for await (const chunk of own.chunks()) h.update(chunk);
+    return concatPayload([...parts, own], h.digest('hex'));
   }
 
   async #sealWith(m: Manifest, version: number, blob: string, size: number, served: Date, nonce: string | null = null): Promise<Sealed> {

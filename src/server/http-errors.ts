@@ -24,9 +24,11 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   KEY_UNKNOWN: 404,
   PENDING_UNKNOWN: 404,
   LOG_UNKNOWN: 404,
+  LAYER_UNKNOWN: 404,
   NO_BUNDLE: 404,
   REQUEST_TIMEOUT: 408,
   STORE_CONFLICT: 409,
+  LAYER_CONFLICT: 409,
   UPLOAD_TOO_LARGE: 413,
   LIMIT_BYTES: 413,
   PENDING_LIMIT: 429,
@@ -39,7 +41,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
 export function statusOf(code: ErrorCode): number {
   const s = STATUS[code];
   if (s !== undefined) return s;
-  if (/^(BUNDLE_|ENTRY_|LIMIT_)/.test(code)) return 422;
+  if (/^(BUNDLE_|ENTRY_|LIMIT_)/.test(code) || code === 'LAYER_PATH_RESERVED') return 422;
   return 500;
 }
 

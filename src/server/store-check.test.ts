@@ -1,6 +1,7 @@
 // The store check finds each kind of inconsistency it promises (a blob missing, of the wrong
 // size, or holding other bytes; a log shorter than its record), tells leftovers from errors, and
-// the start's sweep removes partial and unreferenced blobs but nothing a version names.
+// the start's sweep removes partial and unreferenced blobs but nothing a version (of a host or a
+// layer) names.
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -31,7 +32,12 @@ async function fixture() {
     await meta.publishVersion({ host: 'h', blob: b.sha256, digest: sha(`d${content}`), size: b.size, manifest: '{}' });
     return b.sha256;
   };
-  return { data, meta, blobs, put, version, cleanup: async () => {
+  const layerVersion = async (cls: string, name: string, content: string, size?: number): Promise<string> => {
+    const b = await put(content);
+    await meta.publishLayerVersion({ class: cls, name, priority: 10, blob: b.sha256, digest: sha(`d${content}`), size: size ?? b.size, manifest: '{}' });
+    return b.sha256;
+  };
+  return { data, meta, blobs, put, version, layerVersion, cleanup: async () => {
     await meta.close();
     rmSync(root, { recursive: true, force: true });
   } };
@@ -53,7 +59,7 @@ test('a sound store checks consistent; leftovers are listed apart, and the sweep
     const r = await checkStore(f);
     assert.deepEqual(r.errors, []);
     assert.equal(r.ok, true);
-    assert.deepEqual(r.counts, { hosts: 1, versions: 2, blobs: 2, blobBytes: 6, logs: 1 });
+    assert.deepEqual(r.counts, { hosts: 1, versions: 2, layers: 0, layerVersions: 0, blobs: 2, blobBytes: 6, logs: 1 });
     assert.deepEqual(r.leftovers.map((l) => l.kind).sort(), ['partial-blob', 'spool', 'stray-log', 'unreferenced-blob']);
 
     assert.deepEqual(await sweepLeftovers(f), { partials: 1, blobs: 1 });
@@ -96,6 +102,32 @@ test('a missing blob, a blob of the wrong size or bytes, and logs shorter or oth
     // The sweep never takes a blob a version names, missing or not.
     assert.deepEqual(await sweepLeftovers(f), { partials: 0, blobs: 0 });
     assert.equal(await f.blobs.has(altered), true);
+  } finally {
+    await f.cleanup();
+  }
+});
+
+test('layer versions\' blobs are checked as hosts\' are, and the sweep keeps every blob a layer version names', async () => {
+  const f = await fixture();
+  try {
+    const shared = await f.version('shared');
+    const kept = await f.layerVersion('typeA', 'fw', 'firmware');
+    await f.layerVersion('typeA', 'fw', 'shared');
+    const missing = await f.layerVersion('*', 'base', 'base gone');
+    await f.layerVersion('*', 'base', 'sized', 999);
+    await f.blobs.delete(missing);
+
+    const r = await checkStore(f);
+    assert.deepEqual(r.counts, { hosts: 1, versions: 1, layers: 2, layerVersions: 4, blobs: 4, blobBytes: 19, logs: 0 });
+    assert.deepEqual(r.errors.map((e) => [e.kind, e.layer ?? null, e.host ?? null, e.version ?? null]).sort(), [
+      ['blob-missing', '*/base', null, 1], ['blob-size', '*/base', null, 2],
+    ]);
+    assert.match(r.errors.find((e) => e.kind === 'blob-missing')!.message, new RegExp(`^layer \\*/base version 1: blob ${missing} is missing`));
+    assert.deepEqual(r.leftovers, [], 'a blob only a layer version names is no leftover');
+
+    assert.deepEqual(await sweepLeftovers(f), { partials: 0, blobs: 0 });
+    assert.equal(await f.blobs.has(kept), true);
+    assert.equal(await f.blobs.has(shared), true);
   } finally {
     await f.cleanup();
   }

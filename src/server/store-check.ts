@@ -1,7 +1,7 @@
 // The server's store checked as a whole (`rear-update serve --check`), and the clean-up every
 // start does. Consistent means: the metadata store finds nothing wrong in itself (check(): SQLite
-// integrity, versions 1..n per host, pins, id sequences), every version's blob is there with
-// the version's size and the sha256 it is named by, and every recovery log's file holds at
+// integrity, versions 1..n per host and per layer, pins, id sequences), every version's blob (a
+// host's or a layer's) is there with the version's size and the sha256 it is named by, and every recovery log's file holds at
 // least the bytes its record counts (exactly those once complete). What a killed or cut-off
 // upload leaves — partial blobs, spooled uploads, blobs no version names — is not an error but
 // a leftover: reported, and removed by the next start (sweepLeftovers).
@@ -20,6 +20,8 @@ export interface Finding {
   readonly kind: StoreProblem['kind'] | 'blob-missing' | 'blob-size' | 'blob-digest' | 'log-missing' | 'log-short' | 'log-size' | 'partial-blob' | 'spool' | 'unreferenced-blob' | 'stray-log';
   readonly message: string;
   readonly host?: string;
+  /** A layer's finding: "CLASS/NAME". */
+  readonly layer?: string;
   readonly version?: number;
   readonly bytes?: number;
 }
@@ -27,7 +29,11 @@ export interface Finding {
 export interface CheckReport {
   /** No errors (leftovers are allowed). */
   readonly ok: boolean;
-  readonly counts: { readonly hosts: number; readonly versions: number; readonly blobs: number; readonly blobBytes: number; readonly logs: number };
+  /** versions: the hosts' versions; layerVersions: the layers'. */
+  readonly counts: {
+    readonly hosts: number; readonly versions: number; readonly layers: number; readonly layerVersions: number;
+    readonly blobs: number; readonly blobBytes: number; readonly logs: number;
+  };
   readonly errors: Finding[];
   readonly leftovers: Finding[];
 }
@@ -59,16 +65,28 @@ async function entries(dir: string): Promise<string[]> {
   }
 }
 
-/** Every version's blob name with the versions naming it; every log. */
-async function inventory(meta: MetadataStore): Promise<{ hosts: number; versions: { host: string; version: number; blob: string; size: number }[]; logs: LogRecord[] }> {
+/** A version that names a blob: a host's ({host}) or a layer's ({layer: "CLASS/NAME"}). */
+type BlobUser = ({ readonly host: string } | { readonly layer: string }) & { readonly version: number; readonly blob: string; readonly size: number };
+
+/** What a message calls the owner of a version; the same field in the finding. */
+const owner = (u: BlobUser): { label: string; ref: { host: string } | { layer: string } } =>
+  ('layer' in u ? { label: `layer ${u.layer}`, ref: { layer: u.layer } } : { label: u.host, ref: { host: u.host } });
+
+/** Every version (hosts' and layers') with the blob it names; every log. */
+async function inventory(meta: MetadataStore): Promise<{ hosts: number; layers: number; versions: BlobUser[]; logs: LogRecord[] }> {
   const hosts = await meta.listHosts();
-  const versions: { host: string; version: number; blob: string; size: number }[] = [];
+  const versions: BlobUser[] = [];
   const logs: LogRecord[] = [];
   for (const h of hosts) {
     for (const v of await meta.listVersions(h.id)) versions.push({ host: h.id, version: v.version, blob: v.blob, size: v.size });
     logs.push(...(await meta.listLogs(h.id)));
   }
-  return { hosts: hosts.length, versions, logs };
+  const layers = await meta.listLayers();
+  for (const l of layers) {
+    const layer = `${l.class}/${l.name}`;
+    for (const v of await meta.listLayerVersions(l.class, l.name)) versions.push({ layer, version: v.version, blob: v.blob, size: v.size });
+  }
+  return { hosts: hosts.length, layers: layers.length, versions, logs };
 }
 
 /** sha256 and length of a blob's bytes, or null when it is absent. */
@@ -90,25 +108,27 @@ export async function checkStore(s: StoreParts): Promise<CheckReport> {
   const leftovers: Finding[] = [];
   const inv = await inventory(s.meta);
 
-  const byBlob = new Map<string, { host: string; version: number; size: number }[]>();
+  const byBlob = new Map<string, BlobUser[]>();
   for (const v of inv.versions) byBlob.set(v.blob, [...(byBlob.get(v.blob) ?? []), v]);
   let blobBytes = 0;
   for (const [sha, users] of byBlob) {
     const first = users[0]!;
-    const at = `${first.host} version ${first.version}${users.length > 1 ? ` (and ${users.length - 1} more)` : ''}`;
+    const { label, ref } = owner(first);
+    const at = `${label} version ${first.version}${users.length > 1 ? ` (and ${users.length - 1} more)` : ''}`;
     const d = await digestOf(s.blobs, sha).catch((e: unknown) => {
-      errors.push({ kind: 'blob-missing', host: first.host, version: first.version, message: `${at}: blob ${sha} cannot be read: ${(e as Error).message}` });
+      errors.push({ kind: 'blob-missing', ...ref, version: first.version, message: `${at}: blob ${sha} cannot be read: ${(e as Error).message}` });
       return undefined;
     });
     if (d === undefined) continue;
     if (d === null) {
-      errors.push({ kind: 'blob-missing', host: first.host, version: first.version, message: `${at}: blob ${sha} is missing` });
+      errors.push({ kind: 'blob-missing', ...ref, version: first.version, message: `${at}: blob ${sha} is missing` });
       continue;
     }
     blobBytes += d.size;
-    if (d.sha256 !== sha) errors.push({ kind: 'blob-digest', host: first.host, version: first.version, message: `${at}: blob ${sha} holds bytes that hash to ${d.sha256}` });
+    if (d.sha256 !== sha) errors.push({ kind: 'blob-digest', ...ref, version: first.version, message: `${at}: blob ${sha} holds bytes that hash to ${d.sha256}` });
     for (const u of users) {
-      if (u.size !== d.size) errors.push({ kind: 'blob-size', host: u.host, version: u.version, message: `${u.host} version ${u.version}: ${u.size} bytes recorded, blob ${sha} has ${d.size}` });
+      const o = owner(u);
+      if (u.size !== d.size) errors.push({ kind: 'blob-size', ...o.ref, version: u.version, message: `${o.label} version ${u.version}: ${u.size} bytes recorded, blob ${sha} has ${d.size}` });
     }
   }
   for await (const b of s.blobs.list()) {
@@ -140,16 +160,19 @@ export async function checkStore(s: StoreParts): Promise<CheckReport> {
 
   return {
     ok: errors.length === 0,
-    counts: { hosts: inv.hosts, versions: inv.versions.length, blobs: byBlob.size, blobBytes, logs: inv.logs.length },
+    counts: {
+      hosts: inv.hosts, versions: inv.versions.filter((v) => 'host' in v).length, layers: inv.layers, layerVersions: inv.versions.filter((v) => 'layer' in v).length,
+      blobs: byBlob.size, blobBytes, logs: inv.logs.length,
+    },
     errors,
     leftovers,
   };
 }
 
 /**
- * What every start removes before it serves: partial blobs and blobs no version names (under
- * the metadata store's write lock: releaseBlobs). The spool directory is emptied by
- * prepareDataDir. Stray log files are left for a person to look at.
+ * What every start removes before it serves: partial blobs and blobs that no version of a host
+ * or a layer names (under the metadata store's write lock: releaseBlobs). The spool directory is
+ * emptied by prepareDataDir. Stray log files are left for a person to look at.
  */
 export async function sweepLeftovers(s: Pick<StoreParts, 'meta' | 'blobs'>): Promise<{ partials: number; blobs: number }> {
   const partials = await s.blobs.sweepPartials(0);

@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { isRuError, type ErrorCode } from '../../src/core/errors.ts';
-import type { AuditEvent, MetadataOptions, MetadataStore } from '../../src/core/store/metadata.ts';
+import { MAX_PRIORITY } from '../../src/core/manifest.ts';
+import type { AuditEvent, MetadataOptions, MetadataStore, NewLayerVersion } from '../../src/core/store/metadata.ts';
 import { resolveHost } from '../../src/core/store/resolve.ts';
 
 export interface MetadataFixture {
@@ -50,6 +51,18 @@ const version = (host: string, content: string, publisher: string | null = null)
   host, blob: sha(`blob:${content}`), digest: sha(`digest:${content}`), size: content.length,
   manifest: JSON.stringify({ host, content }), publisher,
 });
+
+/** A layer version; `content` makes the blob and the digest, so equal content is an unchanged publish. */
+export const layerVersion = (cls: string, name: string, content: string, priority = 10, publisher: string | null = null): NewLayerVersion => ({
+  class: cls, name, priority, blob: sha(`layer blob:${content}`), digest: sha(`layer digest:${content}`), size: content.length,
+  manifest: JSON.stringify({ format: 2, layer: name, content }), publisher,
+});
+
+/** What the store keeps of a publish: all but the priority (which belongs to the layer). */
+const stored = (n: NewLayerVersion) => {
+  const { priority: _p, ...rest } = n;
+  return rest;
+};
 
 const MAC_A = 'aa:bb:cc:00:00:01';
 const MAC_B = 'aa:bb:cc:00:00:02';
@@ -227,6 +240,171 @@ export function metadataContract(name: string, factory: MetadataFactory): void {
       assert.equal((await s.servedVersion('h'))!.version, 3);
     }));
 
+    test('layers: the first publish creates the layer with version 1; numbered 1, 2, 3 per layer; get, latest and list', withStore(async (s) => {
+      assert.equal(await s.getLayer('typeA', 'drivers'), null);
+      const p1 = await s.publishLayerVersion(layerVersion('typeA', 'drivers', 'one', 20, 'tok1'));
+      assert.equal(p1.created, true);
+      assert.deepEqual(p1.layer, { class: 'typeA', name: 'drivers', priority: 20, pinned: null, created: p1.layer.created });
+      assert.deepEqual(p1.version, { ...stored(layerVersion('typeA', 'drivers', 'one', 20, 'tok1')), version: 1, created: p1.version.created });
+      assert.deepEqual(await s.getLayer('typeA', 'drivers'), p1.layer);
+      const every = await s.publishLayerVersion(layerVersion('*', 'drivers', 'every'));
+      assert.deepEqual([every.version.version, every.layer.class], [1, '*'], 'the same name in another class is another layer');
+      const p2 = await s.publishLayerVersion(layerVersion('typeA', 'drivers', 'two', 30));
+      assert.deepEqual([p2.created, p2.version.version, p2.layer.priority, p2.layer.created], [true, 2, 30, p1.layer.created]);
+      assert.deepEqual(await s.getLayerVersion('typeA', 'drivers', 1), p1.version);
+      assert.deepEqual(await s.latestLayerVersion('typeA', 'drivers'), p2.version);
+      assert.equal(await s.getLayerVersion('typeA', 'drivers', 3), null);
+      assert.equal(await s.latestLayerVersion('typeA', 'ghost'), null);
+      assert.equal(await s.getLayer('typeB', 'drivers'), null);
+      const list = await s.listLayerVersions('typeA', 'drivers');
+      assert.deepEqual(list.map((v) => v.version), [1, 2]);
+      assert.ok(!('manifest' in list[0]!), 'summaries carry no manifest');
+      const { manifest: _m, ...summary } = p1.version;
+      assert.deepEqual(list[0], summary);
+      assert.deepEqual((await s.listLayerVersions('*', 'drivers')).map((v) => v.version), [1]);
+    }));
+
+    test('layers: listed by class, priority, name; filtered by exactly one class', withStore(async (s) => {
+      for (const [cls, name, priority] of [['typeB', 'x', 0], ['typeA', 'drivers', 20], ['*', 'aa', 50], ['typeA', 'fw', 1], ['*', 'zz', 5], ['typeA', 'apps', 20]] as const) {
+        await s.publishLayerVersion(layerVersion(cls, name, `${cls}/${name}`, priority));
+      }
+      const refs = (ls: { class: string; name: string }[]) => ls.map((l) => `${l.class}/${l.name}`);
+      assert.deepEqual(refs(await s.listLayers()), ['*/zz', '*/aa', 'typeA/fw', 'typeA/apps', 'typeA/drivers', 'typeB/x']);
+      assert.deepEqual(refs(await s.listLayers({ class: 'typeA' })), ['typeA/fw', 'typeA/apps', 'typeA/drivers']);
+      assert.deepEqual(refs(await s.listLayers({ class: '*' })), ['*/zz', '*/aa']);
+      assert.deepEqual(await s.listLayers({ class: 'typeC' }), []);
+    }));
+
+    test('layers: ifChanged adds no version when the latest digest is equal, but sets the priority', withStore(async (s) => {
+      const first = await s.publishLayerVersion(layerVersion('typeA', 'fw', 'same', 10), { ifChanged: true });
+      assert.deepEqual([first.created, first.version.version], [true, 1]);
+      const again = await s.publishLayerVersion(layerVersion('typeA', 'fw', 'same', 70), { ifChanged: true });
+      assert.deepEqual([again.created, again.version, again.layer.priority], [false, first.version, 70]);
+      assert.equal((await s.getLayer('typeA', 'fw'))!.priority, 70, 'the new priority is stored');
+      assert.deepEqual((await s.listLayerVersions('typeA', 'fw')).map((v) => v.version), [1]);
+      const racing = await Promise.all(Array.from({ length: 10 }, () => s.publishLayerVersion(layerVersion('typeA', 'fw', 'new', 70), { ifChanged: true })));
+      assert.equal(racing.filter((r) => r.created).length, 1, 'one of ten identical racing publishes creates a version');
+      assert.ok(racing.every((r) => r.version.version === 2));
+      assert.equal((await s.publishLayerVersion(layerVersion('typeA', 'fw', 'new', 70))).version.version, 3, 'without ifChanged a publish always adds');
+    }));
+
+    test('layers: 10 concurrent publishes, the first of them creating the layer, get versions 1..10', withStore(async (s) => {
+      const contents = Array.from({ length: 10 }, (_, i) => `c${i}`);
+      const results = await Promise.all([
+        ...contents.map((c) => s.publishLayerVersion(layerVersion('typeA', 'drivers', c))),
+        ...contents.slice(0, 3).map((c) => s.publishLayerVersion(layerVersion('*', 'drivers', c))),
+      ]);
+      const a = results.slice(0, 10);
+      assert.deepEqual(a.map((r) => r.version.version).sort((x, y) => x - y), Array.from({ length: 10 }, (_, i) => i + 1));
+      for (const r of a) assert.equal((await s.getLayerVersion('typeA', 'drivers', r.version.version))!.blob, r.version.blob, 'each number holds its own publish');
+      assert.deepEqual((await s.listLayerVersions('*', 'drivers')).map((v) => v.version), [1, 2, 3]);
+      assert.equal((await s.listLayers()).length, 2, 'one layer each, however many publishes raced to create it');
+    }));
+
+    test('layers: the pinned version is served until unpinned; only existing layers and versions pin', withStore(async (s) => {
+      await s.publishLayerVersion(layerVersion('typeA', 'fw', '1'));
+      await s.publishLayerVersion(layerVersion('typeA', 'fw', '2'));
+      const served = async () => (await s.servedLayers('typeA')).map((x) => x.version.version);
+      assert.deepEqual(await served(), [2]);
+      const pinned = await s.pinLayer('typeA', 'fw', 1);
+      assert.deepEqual([pinned.pinned, pinned.priority], [1, 10]);
+      await s.publishLayerVersion(layerVersion('typeA', 'fw', '3'));
+      assert.deepEqual(await served(), [1]);
+      assert.deepEqual((await s.servedLayers('typeA'))[0], { layer: (await s.getLayer('typeA', 'fw'))!, version: (await s.getLayerVersion('typeA', 'fw', 1))! });
+      await rejectsWith(s.pinLayer('typeA', 'fw', 9), 'VERSION_UNKNOWN');
+      assert.equal((await s.getLayer('typeA', 'fw'))!.pinned, 1, 'a refused pin keeps the old one');
+      await rejectsWith(s.pinLayer('typeB', 'fw', 1), 'LAYER_UNKNOWN');
+      await rejectsWith(s.pinLayer('*', 'fw', 1), 'LAYER_UNKNOWN');
+      await rejectsWith(s.unpinLayer('typeA', 'ghost'), 'LAYER_UNKNOWN');
+      await rejectsWith(s.listLayerVersions('typeA', 'ghost'), 'LAYER_UNKNOWN');
+      const unpinned = await s.unpinLayer('typeA', 'fw');
+      assert.equal(unpinned.pinned, null);
+      assert.deepEqual(await served(), [3]);
+      assert.equal((await s.unpinLayer('typeA', 'fw')).pinned, null, 'unpinning twice is harmless');
+    }));
+
+    test('layers: a malformed class, name, priority, blob, size or manifest is refused and creates nothing', withStore(async (s) => {
+      const ok = layerVersion('typeA', 'fw', 'x');
+      const bad: Partial<NewLayerVersion>[] = [
+        { class: '' }, { class: 'a b' }, { class: '../x' }, { class: '**' }, { class: 'a/b' }, { class: `c${'x'.repeat(64)}` },
+        { name: '*' }, { name: '' }, { name: '-x' }, { name: 'a/b' }, { name: `n${'x'.repeat(64)}` },
+        { priority: -1 }, { priority: 1.5 }, { priority: MAX_PRIORITY + 1 }, { priority: Number.NaN }, { priority: '3' as unknown as number },
+        { blob: 'ABC' }, { blob: sha('x').toUpperCase() }, { digest: 'nope' }, { size: -1 }, { size: 0.5 },
+        { manifest: '' }, { manifest: '{not json' }, { publisher: 'bad id' },
+      ];
+      for (const b of bad) await rejectsWith(s.publishLayerVersion({ ...ok, ...b }), 'STORE_INVALID');
+      assert.deepEqual(await s.listLayers(), [], 'no layer was created by a refused publish');
+      assert.equal((await s.publishLayerVersion({ ...ok, class: '*', priority: 0 })).version.version, 1);
+      assert.equal((await s.publishLayerVersion({ ...ok, priority: MAX_PRIORITY })).layer.priority, MAX_PRIORITY);
+    }));
+
+    test('layers: servedLayers composes by priority, then \'*\' before the class, then name; only \'*\' and the class', withStore(async (s) => {
+      for (const [cls, name, priority] of [
+        ['typeA', 'base', 10], ['*', 'zeta', 10], ['*', 'late', 100], ['typeB', 'other', 0], ['typeA', 'alpha', 10], ['*', 'base', 10], ['typeA', 'early', 1],
+      ] as const) {
+        await s.publishLayerVersion(layerVersion(cls, name, `${cls}/${name}`, priority));
+      }
+      await s.publishLayerVersion(layerVersion('typeA', 'early', 'early 2', 1));
+      const refs = async (cls: string | null) => (await s.servedLayers(cls)).map((x) => `${x.layer.class}/${x.layer.name}@${x.version.version}`);
+      assert.deepEqual(await refs('typeA'), ['typeA/early@2', '*/base@1', '*/zeta@1', 'typeA/alpha@1', 'typeA/base@1', '*/late@1']);
+      assert.deepEqual(await refs('typeB'), ['typeB/other@1', '*/base@1', '*/zeta@1', '*/late@1']);
+      assert.deepEqual(await refs(null), ['*/base@1', '*/zeta@1', '*/late@1'], 'a host without a class gets the every-class layers only');
+      assert.deepEqual(await refs('typeC'), ['*/base@1', '*/zeta@1', '*/late@1']);
+      const [first] = await s.servedLayers('typeA');
+      assert.deepEqual(first, { layer: (await s.getLayer('typeA', 'early'))!, version: (await s.latestLayerVersion('typeA', 'early'))! }, 'each with its whole version record');
+      await s.publishLayerVersion(layerVersion('*', 'zeta', '*/zeta', 0), { ifChanged: true });
+      assert.deepEqual(await refs(null), ['*/zeta@1', '*/base@1', '*/late@1'], 'a priority changed by an unchanged publish reorders');
+    }));
+
+    test('layers: releaseBlobs keeps a blob that only a layer version names; check finds nothing wrong', withStore(async (s, fx) => {
+      const l = layerVersion('typeA', 'fw', 'kept');
+      await s.publishLayerVersion(l);
+      await s.publishLayerVersion(layerVersion('*', 'base', 'base'));
+      await s.pinLayer('typeA', 'fw', 1);
+      await s.publishLayerVersion(layerVersion('typeA', 'fw', 'newer'));
+      const loose = sha('loose');
+      const removed: string[] = [];
+      assert.deepEqual(await s.releaseBlobs([l.blob, loose], async (b) => removed.push(b)), [loose]);
+      assert.deepEqual(removed, [loose]);
+      assert.deepEqual(await s.check(), []);
+      if (fx.reopen) assert.deepEqual(await (await fx.reopen()).check(), []);
+    }));
+
+    test('layers: releaseBlobs holds the write lock: a layer version naming the blob waits for the removal', withStore(async (s) => {
+      const v = layerVersion('typeA', 'fw', 'racing');
+      const order: string[] = [];
+      let called!: () => void;
+      const removing = new Promise<void>((r) => (called = r));
+      let finish!: () => void;
+      const finished = new Promise<void>((r) => (finish = r));
+      const release = s.releaseBlobs([v.blob], async () => {
+        order.push('remove started');
+        called();
+        await finished;
+        order.push('removed');
+      });
+      await removing;
+      const publish = s.publishLayerVersion(v).then((r) => order.push(`published ${r.version.version}`));
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(order, ['remove started'], 'publishLayerVersion did not slip in between');
+      finish();
+      assert.deepEqual(await release, [v.blob]);
+      await publish;
+      assert.deepEqual(order, ['remove started', 'removed', 'published 1']);
+    }));
+
+    test('layers: a reopened store has its layers, pins and versions, and numbers on', withStore(async (s, fx) => {
+      if (!fx.reopen) return;
+      await s.publishLayerVersion(layerVersion('typeA', 'fw', '1', 5, 'tok'));
+      await s.publishLayerVersion(layerVersion('typeA', 'fw', '2', 5));
+      await s.pinLayer('typeA', 'fw', 1);
+      await s.publishLayerVersion(layerVersion('*', 'base', 'b'));
+      const before = { layers: await s.listLayers(), versions: await s.listLayerVersions('typeA', 'fw'), served: await s.servedLayers('typeA') };
+      const r = await fx.reopen();
+      assert.deepEqual({ layers: await r.listLayers(), versions: await r.listLayerVersions('typeA', 'fw'), served: await r.servedLayers('typeA') }, before);
+      assert.equal((await r.publishLayerVersion(layerVersion('typeA', 'fw', '3', 5))).version.version, 3);
+    }));
+
     test('tokens: create, list, revoke (idempotent), scopes checked', withStore(async (s) => {
       const a = await s.createToken({ id: 'adm', secretHash: 'h1', scope: 'admin', label: 'first' });
       assert.deepEqual(a, {
@@ -250,6 +428,17 @@ export function metadataContract(name: string, factory: MetadataFactory): void {
       assert.equal((await s.getToken('adm'))!.revoked, null);
       assert.equal(await s.getToken('ghost'), null);
       await rejectsWith(s.revokeToken('ghost'), 'TOKEN_UNKNOWN');
+    }));
+
+    test('tokens: publish-class names a layer class, or \'*\' for the every-class layers', withStore(async (s) => {
+      await s.createToken({ id: 'pcl', secretHash: 'h1', scope: 'publish-class:typeA' });
+      await s.createToken({ id: 'pall', secretHash: 'h2', scope: 'publish-class:*' });
+      assert.deepEqual((await s.listTokens()).map((t) => [t.id, t.scope]), [['pcl', 'publish-class:typeA'], ['pall', 'publish-class:*']]);
+      assert.equal((await s.getToken('pall'))!.scope, 'publish-class:*');
+      for (const scope of ['publish-class:', 'publish-class:a b', 'publish-class:**', 'publish-class:../x', 'publish-class:a/b', `publish-class:c${'x'.repeat(64)}`, 'fetch-class:*', 'publish:*']) {
+        await rejectsWith(s.createToken({ id: 'bad', secretHash: 'x', scope: scope as 'admin' }), 'STORE_INVALID');
+      }
+      assert.equal(await s.getToken('bad'), null);
     }));
 
     test('tokens: expiry and use limit are kept as given; malformed ones are refused', withStore(async (s) => {

@@ -14,7 +14,7 @@ import { MemoryMetadataStore } from '../../src/adapters/storage/memory-metadata.
 import { openSqliteMetadata } from '../../src/adapters/storage/sqlite-metadata.ts';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, MIGRATIONS } from '../../src/adapters/storage/sqlite-schema.ts';
 import type { MetadataStore } from '../../src/core/store/metadata.ts';
-import { metadataContract, rejectsWith, sha } from './metadata.contract.ts';
+import { layerVersion, metadataContract, rejectsWith, sha } from './metadata.contract.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const tempDir = (): string => mkdtempSync(join(tmpdir(), 'ru-meta-'));
@@ -116,14 +116,67 @@ describe('sqlite metadata: schema, files and processes', () => {
     try {
       const file = join(dir, 'meta.sqlite');
       await (await openSqliteMetadata(file)).close();
-      // SQLite runs DDL outside a transaction here: a crash may leave the columns but not the record.
+      // SQLite runs DDL outside a transaction here: a crash may leave the columns but not the record
+      // (and no record of a later migration, which never ran).
       const raw = new Database(file);
-      raw.prepare(`delete from ${MIGRATION_TABLE} where name = '0002_token_limits'`).run();
+      raw.prepare(`delete from ${MIGRATION_TABLE} where name >= '0002_token_limits'`).run();
       raw.close();
       const s = await openSqliteMetadata(file);
       await s.createToken({ id: 't', secretHash: 'h', scope: 'fetch:h', uses: 1 });
       assert.equal((await s.spendTokenUse('t', 'x')).used, 1);
       await s.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('the layers migration can run again after a crash half-way through it, and keeps the layers there', async () => {
+    const dir = tempDir();
+    try {
+      const file = join(dir, 'meta.sqlite');
+      const s = await openSqliteMetadata(file);
+      await s.publishLayerVersion(layerVersion('typeA', 'fw', '1'));
+      await s.close();
+      const raw = new Database(file);
+      raw.prepare(`delete from ${MIGRATION_TABLE} where name = '0003_layers'`).run();
+      raw.close();
+      const r = await openSqliteMetadata(file);
+      assert.equal((await r.publishLayerVersion(layerVersion('typeA', 'fw', '2'))).version.version, 2);
+      await r.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('check() names a layer\'s gap, a pin to a missing layer version and malformed layer versions; servedLayers skips what it cannot serve', async () => {
+    const dir = tempDir();
+    try {
+      const file = join(dir, 'meta.sqlite');
+      const s = await openSqliteMetadata(file);
+      for (const c of ['1', '2', '3']) await s.publishLayerVersion(layerVersion('typeA', 'gap', c));
+      await s.publishLayerVersion(layerVersion('typeA', 'pinned', 'p', 5));
+      await s.publishLayerVersion(layerVersion('*', 'bad-blob', 'b'));
+      await s.publishLayerVersion(layerVersion('*', 'bad-manifest', 'm'));
+      await s.close();
+      const raw = new Database(file);
+      raw.prepare(`delete from layer_versions where class = 'typeA' and name = 'gap' and version = 2`).run();
+      raw.prepare(`update layers set pinned = 7 where class = 'typeA' and name = 'pinned'`).run();
+      raw.prepare(`update layer_versions set blob = 'not-a-sha' where name = 'bad-blob'`).run();
+      raw.prepare(`update layer_versions set manifest = '{cut off' where name = 'bad-manifest'`).run();
+      raw.prepare(`insert into layers (class, name, priority, pinned, created) values ('typeA', 'empty', 0, null, '2026-01-01T00:00:00.000Z')`).run();
+      raw.close();
+      const r = await openSqliteMetadata(file);
+      const problems = await r.check();
+      assert.deepEqual(problems.map((p) => [p.kind, p.layer ?? null, p.host ?? null, p.version ?? null]).sort(), [
+        ['pin-missing', 'typeA/pinned', null, 7],
+        ['version-gap', 'typeA/gap', null, 2],
+        ['version-invalid', '*/bad-blob', null, 1],
+        ['version-invalid', '*/bad-manifest', null, 1],
+      ]);
+      assert.match(problems.find((p) => p.kind === 'pin-missing')!.message, /^layer typeA\/pinned is pinned to version 7/);
+      // A layer without a version, or pinned to none, has nothing to serve (check reports the pin).
+      assert.deepEqual((await r.servedLayers('typeA')).map((x) => `${x.layer.class}/${x.layer.name}@${x.version.version}`), ['*/bad-blob@1', '*/bad-manifest@1', 'typeA/gap@3']);
+      await r.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

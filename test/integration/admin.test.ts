@@ -352,7 +352,7 @@ describe('admin API and CLI', () => {
     const pending = await req('GET', '/api/v1/resolve?mac=52:54:00:dd:00:99', { token: await newToken('fetch-class:classB') });
     const victim = await newToken('fetch:scope-b');
 
-    const tokens = { 'fetch:scope-a': await newToken('fetch:scope-a'), 'publish:scope-a': await newToken('publish:scope-a'), 'fetch-class:classA': await newToken('fetch-class:classA') };
+    const tokens = { 'fetch:scope-a': await newToken('fetch:scope-a'), 'publish:scope-a': await newToken('publish:scope-a'), 'fetch-class:classA': await newToken('fetch-class:classA'), 'publish-class:classA': await newToken('publish-class:classA') };
 
     // Every route of the app, as its registrars declare it: a route added later without a row here fails this test.
     const declared = new Set<string>();
@@ -380,6 +380,9 @@ describe('admin API and CLI', () => {
       { route: 'GET /api/v1/hosts/:id/logs', method: 'GET', path: '/api/v1/hosts/scope-b/logs' },
       { route: 'GET /api/v1/logs/:id', method: 'GET', path: `/api/v1/logs/${logB}` },
       { route: 'GET /api/v1/logs/:id', method: 'GET', path: `/api/v1/logs/${logB}?follow=1` },
+      // a layer of B's class (publish-class:classA may publish classA's layers only)
+      { route: 'POST /api/v1/layers/:cls/:name/versions', method: 'POST', path: '/api/v1/layers/classB/nic/versions', body: bundleB },
+      { route: '', method: 'POST', path: '/api/v1/layers/*/nic/versions', body: bundleB },
     ];
     // Admin routes refuse every non-admin token, also for the token's own host.
     const adminOnly: Row[] = [
@@ -398,6 +401,13 @@ describe('admin API and CLI', () => {
       { route: '', method: 'PATCH', path: '/api/v1/hosts/scope-a', body: { class: 'classB' } },
       { route: '', method: 'PUT', path: '/api/v1/hosts/scope-a/pin', body: { version: 1 } },
       { route: '', method: 'DELETE', path: '/api/v1/hosts/scope-a/pin' },
+      { route: 'GET /api/v1/layers', method: 'GET', path: '/api/v1/layers' },
+      { route: 'GET /api/v1/layers/:cls/:name/versions', method: 'GET', path: '/api/v1/layers/classA/nic/versions' },
+      { route: 'GET /api/v1/layers/:cls/:name/versions/:v', method: 'GET', path: '/api/v1/layers/classA/nic/versions/1' },
+      { route: 'GET /api/v1/layers/:cls/:name/versions/:v/bundle', method: 'GET', path: '/api/v1/layers/classA/nic/versions/1/bundle' },
+      { route: 'GET /api/v1/layers/:cls/:name/diff', method: 'GET', path: '/api/v1/layers/classA/nic/diff?from=1&to=1' },
+      { route: 'PUT /api/v1/layers/:cls/:name/pin', method: 'PUT', path: '/api/v1/layers/classA/nic/pin', body: { version: 1 } },
+      { route: 'DELETE /api/v1/layers/:cls/:name/pin', method: 'DELETE', path: '/api/v1/layers/classA/nic/pin' },
     ];
     const open = ['GET /healthz', 'GET /metrics', 'GET /api/v1/server-key', 'GET /api/v1/key-statements', 'GET /api/v1/resolve'];
     const covered = new Set([...hostB, ...adminOnly].map((r) => r.route).filter((r) => r !== ''));
@@ -421,6 +431,7 @@ describe('admin API and CLI', () => {
     assert.deepEqual([b.host.class, b.host.pinned, b.versionCount, b.recentLogs.length], ['classB', null, 1, 1]);
     assert.equal((await req('GET', `/api/v1/tokens`)).json.tokens.find((t: { id: string }) => t.id === victim.slice(3, 15)).revoked, null);
     for (const [name, token] of Object.entries(tokens)) {
+      if (name.startsWith('publish-class:')) continue; // reaches no host at all: layers of its class only
       for (const path of ['/api/v1/hosts/scope-a/bundle', '/rear/scope-a.tar.gz', '/clients/scope-a/config', '/api/v1/hosts/scope-a/logs']) {
         assert.equal((await req('GET', path, { token })).status, 200, `${name} GET ${path}`);
       }

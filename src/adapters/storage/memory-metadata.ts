@@ -6,21 +6,27 @@ import { usedUp } from '../../core/access.ts';
 import { RuError } from '../../core/errors.ts';
 import { canonicalFacts, checkId, factsKey, normalizeMac, NORMALIZE, type FactKind, type MachineFacts } from '../../core/store/facts.ts';
 import type {
-  AuditEvent, AuditQuery, Host, HostFields, LogRecord, MetadataOptions, MetadataStore, NewAuditEvent, NewHost, NewToken,
-  NewVersion, PendingLimits, PendingMachine, PublishResult, StoreProblem, TokenRecord, VersionRecord, VersionSummary,
+  AuditEvent, AuditQuery, Host, HostFields, Layer, LayerPublishResult, LayerVersionRecord, LayerVersionSummary, LogRecord, MetadataOptions,
+  MetadataStore, NewAuditEvent, NewHost, NewLayerVersion, NewToken, NewVersion, PendingLimits, PendingMachine, PublishResult, ServedLayer,
+  StoreProblem, TokenRecord, VersionRecord, VersionSummary,
 } from '../../core/store/metadata.ts';
 import { versionProblems } from '../../core/store/check.ts';
 import {
-  auditLimit, checkAuditEvent, checkCount, checkDownloadName, checkHostFields, checkLogName, checkNewToken, checkNewVersion, checkPendingLimits,
-  pendingLimitHit, type CheckedHostFields,
+  auditLimit, checkAuditEvent, checkCount, checkDownloadName, checkHostFields, checkLogName, checkNewLayerVersion, checkNewToken, checkNewVersion,
+  checkPendingLimits, pendingLimitHit, type CheckedHostFields,
 } from '../../core/store/validate.ts';
+import { isJsonText, layerProblems, layerRef } from './layer-problems.ts';
 
 const freeze = <T extends object>(o: T): T => Object.freeze(o);
+const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 export class MemoryMetadataStore implements MetadataStore {
   readonly #now: () => Date;
   readonly #hosts = new Map<string, Host>();
   readonly #versions = new Map<string, VersionRecord[]>();
+  /** By layerRef(class, name). */
+  readonly #layers = new Map<string, Layer>();
+  readonly #layerVersions = new Map<string, LayerVersionRecord[]>();
   readonly #tokens = new Map<string, TokenRecord>();
   /** Per token with a use limit: the downloads its uses were spent on. */
   readonly #spent = new Map<string, Set<string>>();
@@ -144,6 +150,83 @@ export class MemoryMetadataStore implements MetadataStore {
 
   async unpin(host: string): Promise<Host> {
     return this.#save({ ...this.#host(host), pinned: null }, {});
+  }
+
+  #layer(cls: string, name: string): Layer {
+    const l = this.#layers.get(layerRef(cls, name));
+    if (!l) throw new RuError('LAYER_UNKNOWN', `no layer ${layerRef(cls, name)}`, { class: cls, layer: name });
+    return l;
+  }
+
+  #saveLayer(l: Layer): Layer {
+    const rec = freeze({ ...l });
+    this.#layers.set(layerRef(l.class, l.name), rec);
+    return rec;
+  }
+
+  async publishLayerVersion(n: NewLayerVersion, opts: { ifChanged?: boolean } = {}): Promise<LayerPublishResult> {
+    // Never between releaseBlobs' look at the references and its removal.
+    while (this.#releasing) await this.#releasing.catch(() => undefined);
+    checkNewLayerVersion(n);
+    const key = layerRef(n.class, n.name);
+    const old = this.#layers.get(key);
+    const layer = this.#saveLayer(old ? { ...old, priority: n.priority } : { class: n.class, name: n.name, priority: n.priority, pinned: null, created: this.#time() });
+    const list = this.#layerVersions.get(key) ?? [];
+    const latest = list.at(-1);
+    if (opts.ifChanged && latest && latest.digest === n.digest) return { layer, version: latest, created: false };
+    const rec: LayerVersionRecord = freeze({
+      class: n.class, name: n.name, version: (latest?.version ?? 0) + 1, blob: n.blob, digest: n.digest, size: n.size,
+      created: this.#time(), publisher: n.publisher ?? null, manifest: n.manifest,
+    });
+    this.#layerVersions.set(key, [...list, rec]);
+    return { layer, version: rec, created: true };
+  }
+
+  async getLayer(cls: string, name: string): Promise<Layer | null> {
+    return this.#layers.get(layerRef(cls, name)) ?? null;
+  }
+
+  async listLayers(filter: { class?: string } = {}): Promise<Layer[]> {
+    return [...this.#layers.values()]
+      .filter((l) => filter.class === undefined || l.class === filter.class)
+      .sort((a, b) => byText(a.class, b.class) || a.priority - b.priority || byText(a.name, b.name));
+  }
+
+  async getLayerVersion(cls: string, name: string, version: number): Promise<LayerVersionRecord | null> {
+    return this.#layerVersions.get(layerRef(cls, name))?.find((v) => v.version === version) ?? null;
+  }
+
+  async latestLayerVersion(cls: string, name: string): Promise<LayerVersionRecord | null> {
+    return this.#layerVersions.get(layerRef(cls, name))?.at(-1) ?? null;
+  }
+
+  async listLayerVersions(cls: string, name: string): Promise<LayerVersionSummary[]> {
+    this.#layer(cls, name);
+    return (this.#layerVersions.get(layerRef(cls, name)) ?? []).map(({ manifest: _m, ...s }) => freeze(s));
+  }
+
+  async pinLayer(cls: string, name: string, version: number): Promise<Layer> {
+    const l = this.#layer(cls, name);
+    if (!(await this.getLayerVersion(cls, name, version))) {
+      throw new RuError('VERSION_UNKNOWN', `layer ${layerRef(cls, name)} has no version ${version}`, { class: cls, layer: name, version });
+    }
+    return this.#saveLayer({ ...l, pinned: version });
+  }
+
+  async unpinLayer(cls: string, name: string): Promise<Layer> {
+    return this.#saveLayer({ ...this.#layer(cls, name), pinned: null });
+  }
+
+  async servedLayers(cls: string | null): Promise<ServedLayer[]> {
+    const out: ServedLayer[] = [];
+    for (const layer of this.#layers.values()) {
+      if (layer.class !== '*' && layer.class !== cls) continue;
+      const list = this.#layerVersions.get(layerRef(layer.class, layer.name)) ?? [];
+      const version = layer.pinned !== null ? list.find((v) => v.version === layer.pinned) : list.at(-1);
+      if (version) out.push(freeze({ layer, version }));
+    }
+    const everyFirst = (l: Layer): number => (l.class === '*' ? 0 : 1);
+    return out.sort((a, b) => a.layer.priority - b.layer.priority || everyFirst(a.layer) - everyFirst(b.layer) || byText(a.layer.name, b.layer.name));
   }
 
   async createToken(t: NewToken): Promise<TokenRecord> {
@@ -318,6 +401,10 @@ export class MemoryMetadataStore implements MetadataStore {
   async check(): Promise<StoreProblem[]> {
     const out: StoreProblem[] = [];
     for (const h of this.#hosts.values()) out.push(...versionProblems(h.id, this.#versions.get(h.id) ?? [], h.pinned));
+    for (const [key, l] of this.#layers) {
+      const versions = (this.#layerVersions.get(key) ?? []).map((v) => ({ ...v, manifestValid: isJsonText(v.manifest) }));
+      out.push(...layerProblems(key, versions, l.pinned));
+    }
     for (const l of this.#logs) {
       if (!Number.isSafeInteger(l.bytes) || l.bytes < 0) out.push({ kind: 'log-invalid', host: l.host, message: `log ${l.id}: size ${l.bytes} is malformed` });
     }
@@ -326,7 +413,8 @@ export class MemoryMetadataStore implements MetadataStore {
 
   async releaseBlobs(blobs: readonly string[], remove: (sha256: string) => Promise<unknown>): Promise<string[]> {
     while (this.#releasing) await this.#releasing.catch(() => undefined);
-    const referenced = (b: string): boolean => [...this.#versions.values()].some((l) => l.some((v) => v.blob === b));
+    const referenced = (b: string): boolean =>
+      [...this.#versions.values(), ...this.#layerVersions.values()].some((l) => l.some((v) => v.blob === b));
     const run = (async () => {
       const removed: string[] = [];
       for (const b of blobs) {

@@ -11,14 +11,16 @@ import { usedUp } from '../../core/access.ts';
 import { RuError } from '../../core/errors.ts';
 import { canonicalFacts, checkId, factsKey, normalizeMac, NORMALIZE, type CanonicalFacts, type FactKind, type MachineFacts } from '../../core/store/facts.ts';
 import type {
-  AuditEvent, AuditKind, AuditQuery, Host, HostFields, LogRecord, MetadataOptions, MetadataStore, NewAuditEvent, NewHost,
-  NewToken, NewVersion, PendingLimits, PendingMachine, PublishResult, StoreProblem, TokenRecord, TokenScope, VersionRecord, VersionSummary,
+  AuditEvent, AuditKind, AuditQuery, Host, HostFields, Layer, LayerPublishResult, LayerVersionRecord, LayerVersionSummary, LogRecord,
+  MetadataOptions, MetadataStore, NewAuditEvent, NewHost, NewLayerVersion, NewToken, NewVersion, PendingLimits, PendingMachine, PublishResult,
+  ServedLayer, StoreProblem, TokenRecord, TokenScope, VersionRecord, VersionSummary,
 } from '../../core/store/metadata.ts';
 import { versionProblems, type VersionFacts } from '../../core/store/check.ts';
 import {
-  auditLimit, checkAuditEvent, checkCount, checkDownloadName, checkHostFields, checkLogName, checkNewToken, checkNewVersion, checkPendingLimits,
-  pendingLimitHit, type CheckedHostFields,
+  auditLimit, checkAuditEvent, checkCount, checkDownloadName, checkHostFields, checkLogName, checkNewLayerVersion, checkNewToken, checkNewVersion,
+  checkPendingLimits, pendingLimitHit, type CheckedHostFields,
 } from '../../core/store/validate.ts';
+import { layerProblems, layerRef, type LayerVersionFacts } from './layer-problems.ts';
 import { fromSqliteError } from './sqlite-errors.ts';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider, type Schema } from './sqlite-schema.ts';
 
@@ -93,6 +95,8 @@ type HostRow = Selectable<Schema['hosts']>;
 type VersionRow = Selectable<Schema['versions']>;
 type PendingRow = Selectable<Schema['pending']>;
 type LogRow = Selectable<Schema['logs']>;
+type LayerRow = Selectable<Schema['layers']>;
+type LayerVersionRow = Selectable<Schema['layer_versions']>;
 
 const toVersion = (r: VersionRow): VersionRecord => ({
   host: r.host_id, version: r.version, blob: r.blob, digest: r.digest, size: r.size, created: r.created, publisher: r.publisher, manifest: r.manifest,
@@ -105,6 +109,11 @@ const toLog = (r: LogRow): LogRecord => ({
   id: r.id, host: r.host_id, workflow: r.workflow, stamp: r.stamp, address: r.address, started: r.started, updated: r.updated,
   bytes: r.bytes, complete: r.complete === 1,
 });
+const toLayer = (r: LayerRow): Layer => ({ class: r.class, name: r.name, priority: r.priority, pinned: r.pinned, created: r.created });
+const toLayerVersion = (r: LayerVersionRow): LayerVersionRecord => ({
+  class: r.class, name: r.name, version: r.version, blob: r.blob, digest: r.digest, size: r.size, created: r.created, publisher: r.publisher, manifest: r.manifest,
+});
+const unknownLayer = (cls: string, name: string): RuError => new RuError('LAYER_UNKNOWN', `no layer ${layerRef(cls, name)}`, { class: cls, layer: name });
 const unknownHost = (id: string): RuError => new RuError('HOST_UNKNOWN', `no host ${JSON.stringify(id)}`, { host: id });
 
 export class SqliteMetadataStore implements MetadataStore {
@@ -304,6 +313,125 @@ export class SqliteMetadataStore implements MetadataStore {
       await this.#host(db, host);
       await db.updateTable('hosts').set({ pinned: null }).where('id', '=', host).execute();
       return this.#host(db, host);
+    });
+  }
+
+  async #layer(db: Db, cls: string, name: string): Promise<Layer> {
+    const row = await db.selectFrom('layers').selectAll().where('class', '=', cls).where('name', '=', name).executeTakeFirst();
+    if (!row) throw unknownLayer(cls, name);
+    return toLayer(row);
+  }
+
+  async publishLayerVersion(n: NewLayerVersion, opts: { ifChanged?: boolean } = {}): Promise<LayerPublishResult> {
+    checkNewLayerVersion(n);
+    // In one write transaction as publishVersion: numbering, ifChanged and the priority are one step.
+    return this.#write('publishing a layer version', async (db) => {
+      const old = await db.selectFrom('layers').selectAll().where('class', '=', n.class).where('name', '=', n.name).executeTakeFirst();
+      let layer: Layer;
+      if (old) {
+        if (old.priority !== n.priority) await db.updateTable('layers').set({ priority: n.priority }).where('class', '=', n.class).where('name', '=', n.name).execute();
+        layer = toLayer({ ...old, priority: n.priority });
+      } else {
+        const row: LayerRow = { class: n.class, name: n.name, priority: n.priority, pinned: null, created: this.#time() };
+        await db.insertInto('layers').values(row).execute();
+        layer = toLayer(row);
+      }
+      const latest = await db.selectFrom('layer_versions').selectAll()
+        .where('class', '=', n.class).where('name', '=', n.name).orderBy('version', 'desc').limit(1).executeTakeFirst();
+      if (opts.ifChanged && latest && latest.digest === n.digest) return { layer, version: toLayerVersion(latest), created: false };
+      const row: LayerVersionRow = {
+        class: n.class, name: n.name, version: (latest?.version ?? 0) + 1, blob: n.blob, digest: n.digest, size: n.size,
+        manifest: n.manifest, created: this.#time(), publisher: n.publisher ?? null,
+      };
+      await db.insertInto('layer_versions').values(row).execute();
+      return { layer, version: toLayerVersion(row), created: true };
+    });
+  }
+
+  async getLayer(cls: string, name: string): Promise<Layer | null> {
+    return this.#read('reading a layer', async (db) => {
+      const r = await db.selectFrom('layers').selectAll().where('class', '=', cls).where('name', '=', name).executeTakeFirst();
+      return r ? toLayer(r) : null;
+    });
+  }
+
+  async listLayers(filter: { class?: string } = {}): Promise<Layer[]> {
+    return this.#read('listing layers', async (db) => {
+      let q = db.selectFrom('layers').selectAll().orderBy('class').orderBy('priority').orderBy('name');
+      if (filter.class !== undefined) q = q.where('class', '=', filter.class);
+      return (await q.execute()).map(toLayer);
+    });
+  }
+
+  async getLayerVersion(cls: string, name: string, version: number): Promise<LayerVersionRecord | null> {
+    return this.#read('reading a layer version', async (db) => {
+      const r = await db.selectFrom('layer_versions').selectAll()
+        .where('class', '=', cls).where('name', '=', name).where('version', '=', version).executeTakeFirst();
+      return r ? toLayerVersion(r) : null;
+    });
+  }
+
+  async latestLayerVersion(cls: string, name: string): Promise<LayerVersionRecord | null> {
+    return this.#read('reading the latest layer version', async (db) => {
+      const r = await db.selectFrom('layer_versions').selectAll()
+        .where('class', '=', cls).where('name', '=', name).orderBy('version', 'desc').limit(1).executeTakeFirst();
+      return r ? toLayerVersion(r) : null;
+    });
+  }
+
+  async listLayerVersions(cls: string, name: string): Promise<LayerVersionSummary[]> {
+    return this.#read('listing layer versions', async (db) => {
+      await this.#layer(db, cls, name);
+      const rows = await db.selectFrom('layer_versions')
+        .select(['class', 'name', 'version', 'blob', 'digest', 'size', 'created', 'publisher'])
+        .where('class', '=', cls).where('name', '=', name).orderBy('version').execute();
+      return rows.map((r) => ({ class: r.class, name: r.name, version: r.version, blob: r.blob, digest: r.digest, size: r.size, created: r.created, publisher: r.publisher }));
+    });
+  }
+
+  async pinLayer(cls: string, name: string, version: number): Promise<Layer> {
+    return this.#write('pinning a layer version', async (db) => {
+      const layer = await this.#layer(db, cls, name);
+      const v = await db.selectFrom('layer_versions').select('version')
+        .where('class', '=', cls).where('name', '=', name).where('version', '=', version).executeTakeFirst();
+      if (!v) throw new RuError('VERSION_UNKNOWN', `layer ${layerRef(cls, name)} has no version ${version}`, { class: cls, layer: name, version });
+      await db.updateTable('layers').set({ pinned: version }).where('class', '=', cls).where('name', '=', name).execute();
+      return { ...layer, pinned: version };
+    });
+  }
+
+  async unpinLayer(cls: string, name: string): Promise<Layer> {
+    return this.#write('unpinning a layer', async (db) => {
+      const layer = await this.#layer(db, cls, name);
+      await db.updateTable('layers').set({ pinned: null }).where('class', '=', cls).where('name', '=', name).execute();
+      return { ...layer, pinned: null };
+    });
+  }
+
+  async servedLayers(cls: string | null): Promise<ServedLayer[]> {
+    // Every bundle fetch asks this: one query, each layer joined with its served version (the
+    // pin, else the largest number), both lookups in layer_versions_pk. CROSS JOIN makes SQLite
+    // take the layers first: left to guess, it may walk every version of the class instead,
+    // and versions only accumulate. A layer without a served version drops out.
+    return this.#read('reading the served layers', async (db) => {
+      const rows = await db.selectFrom('layers as l')
+        .crossJoin('layer_versions as v')
+        .whereRef('v.class', '=', 'l.class')
+        .whereRef('v.name', '=', 'l.name')
+        .where(sql<boolean>`v.version = coalesce(l.pinned, (select m.version from layer_versions m where m.class = l.class and m.name = l.name order by m.version desc limit 1))`)
+        .select([
+          'l.class', 'l.name', 'l.priority', 'l.pinned', 'l.created as layer_created',
+          'v.version', 'v.blob', 'v.digest', 'v.size', 'v.manifest', 'v.created', 'v.publisher',
+        ])
+        .where('l.class', 'in', cls === null ? ['*'] : ['*', cls])
+        .orderBy('l.priority')
+        .orderBy(sql`case when l.class = '*' then 0 else 1 end`)
+        .orderBy('l.name')
+        .execute();
+      return rows.map((r) => ({
+        layer: toLayer({ class: r.class, name: r.name, priority: r.priority, pinned: r.pinned, created: r.layer_created }),
+        version: toLayerVersion(r),
+      }));
     });
   }
 
@@ -528,7 +656,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   /**
-   * SQLite's own integrity and foreign-key checks, the versions of every host, and the
+   * SQLite's own integrity and foreign-key checks, the versions of every host and layer, and the
    * AUTOINCREMENT sequences: a sequence behind the largest id would give an id again.
    */
   async check(): Promise<StoreProblem[]> {
@@ -548,6 +676,21 @@ export class SqliteMetadataStore implements MetadataStore {
         }
         for (const h of await db.selectFrom('hosts').select(['id', 'pinned']).orderBy('id').execute()) {
           out.push(...versionProblems(h.id, byHost.get(h.id) ?? [], h.pinned));
+        }
+        // json_valid: the manifests are judged where they lie, not read out one by one.
+        const byLayer = new Map<string, LayerVersionFacts[]>();
+        const layerVersions = await db.selectFrom('layer_versions')
+          .select((eb) => ['class', 'name', 'version', 'blob', 'size', eb.fn<number>('json_valid', ['manifest']).as('manifest_valid')])
+          .execute();
+        for (const v of layerVersions) {
+          const key = layerRef(v.class, v.name);
+          const list = byLayer.get(key) ?? [];
+          list.push({ version: v.version, blob: v.blob, size: v.size, manifestValid: v.manifest_valid === 1 });
+          byLayer.set(key, list);
+        }
+        for (const l of await db.selectFrom('layers').select(['class', 'name', 'pinned']).orderBy('class').orderBy('name').execute()) {
+          const key = layerRef(l.class, l.name);
+          out.push(...layerProblems(key, byLayer.get(key) ?? [], l.pinned));
         }
 
         const seqs = new Map((await sql<{ name: string; seq: number }>`select name, seq from sqlite_sequence`.execute(db).catch(() => ({ rows: [] as { name: string; seq: number }[] }))).rows.map((r) => [r.name, r.seq]));
@@ -572,7 +715,8 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.#write('releasing unreferenced blobs', async (db) => {
       const removed: string[] = [];
       for (const b of blobs) {
-        const used = await db.selectFrom('versions').select('version').where('blob', '=', b).limit(1).executeTakeFirst();
+        const used = await db.selectFrom('versions').select('version').where('blob', '=', b).limit(1).executeTakeFirst()
+          ?? await db.selectFrom('layer_versions').select('version').where('blob', '=', b).limit(1).executeTakeFirst();
         if (used) continue;
         await remove(b);
         removed.push(b);

@@ -105,6 +105,28 @@ export interface LogsTable {
   complete: number;
 }
 
+/** A hardware-class layer (0003_layers); class '*' is every class. */
+export interface LayersTable {
+  class: string;
+  name: string;
+  priority: number;
+  pinned: number | null;
+  created: string;
+}
+
+/** A layer's versions (0003_layers), numbered as a host's. */
+export interface LayerVersionsTable {
+  class: string;
+  name: string;
+  version: number;
+  blob: string;
+  digest: string;
+  size: number;
+  manifest: string;
+  created: string;
+  publisher: string | null;
+}
+
 export interface Schema {
   hosts: HostsTable;
   host_macs: HostMacsTable;
@@ -116,6 +138,8 @@ export interface Schema {
   pending_macs: PendingMacsTable;
   audit: AuditTable;
   logs: LogsTable;
+  layers: LayersTable;
+  layer_versions: LayerVersionsTable;
 }
 
 // Migrations see the database as it was when they were written, hence Kysely<any>.
@@ -257,10 +281,44 @@ const m0002: Migration = {
   },
 };
 
+/**
+ * Hardware-class layers and their versions. Only new tables and indexes, each created if it
+ * is not there, so it can run again after a crash half-way through it as 0002 can.
+ */
+const m0003: Migration = {
+  async up(db: AnyDb) {
+    await db.schema.createTable('layers').ifNotExists()
+      .addColumn('class', 'text', (c) => c.notNull())
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('priority', 'integer', (c) => c.notNull())
+      .addColumn('pinned', 'integer')
+      .addColumn('created', 'text', (c) => c.notNull())
+      .addPrimaryKeyConstraint('layers_pk', ['class', 'name'])
+      .execute();
+    await db.schema.createTable('layer_versions').ifNotExists()
+      .addColumn('class', 'text', (c) => c.notNull())
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('version', 'integer', (c) => c.notNull())
+      .addColumn('blob', 'text', (c) => c.notNull())
+      .addColumn('digest', 'text', (c) => c.notNull())
+      .addColumn('size', 'bigint', (c) => c.notNull())
+      .addColumn('manifest', 'text', (c) => c.notNull())
+      .addColumn('created', 'text', (c) => c.notNull())
+      .addColumn('publisher', 'text')
+      // As versions_pk: a number is never given twice; it also finds a layer's latest version.
+      .addPrimaryKeyConstraint('layer_versions_pk', ['class', 'name', 'version'])
+      .addForeignKeyConstraint('layer_versions_layer_fk', ['class', 'name'], 'layers', ['class', 'name'])
+      .execute();
+    // releaseBlobs asks, for each blob, whether a layer version names it.
+    await db.schema.createIndex('layer_versions_blob').ifNotExists().on('layer_versions').column('blob').execute();
+  },
+};
+
 /** Every migration, by name; names sort in the order they must run. */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_initial': m0001,
   '0002_token_limits': m0002,
+  '0003_layers': m0003,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -106,6 +106,10 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
   let sigStatus: SignatureStatus = { status: 'unsigned' };
   let expected: Map<string, ManifestEntry> | null = null;
   let created = 0;
+  /** Format 2: each layer's member mtime (composed bundles keep every layer's own). */
+  let layerCreated: number[] = [];
+  /** Format 2, composed: members a later layer replaces, per path in archive order; verified, never staged. */
+  let shadowQueue: Map<string, ManifestEntry[]> | null = null;
   let rootEntryIgnored = false;
   const seen = new Map<string, StagedEntry>();
   const order: string[] = [];
@@ -142,6 +146,11 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
       container = checkGzipHeader(gzipHead, sigRecord !== null);
       expected = new Map(manifest.entries.map((e) => [e.path, e]));
       created = createdEpoch(manifest);
+      layerCreated = (manifest.layers ?? []).map((l) => (l.created !== undefined ? createdEpoch(l as { created: string }) : created));
+      if (manifest.shadowed && manifest.shadowed.length > 0) {
+        shadowQueue = new Map();
+        for (const e of manifest.shadowed) shadowQueue.set(e.path, [...(shadowQueue.get(e.path) ?? []), e]);
+      }
     }
     state = 'payload';
     opts.onVerified?.(manifest, sigStatus);
@@ -184,7 +193,10 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
       return;
     }
     if (isReserved(path)) throw new RuError('ENTRY_PATH_RESERVED', `${path}: rear-update's own state directory is never written by a bundle`, { path });
-    if (seen.has(path)) throw new RuError('BUNDLE_MEMBER_DUPLICATE', `${path} appears twice in the archive`, { path });
+    // A composed bundle's member that a later layer replaces comes first; it is checked against
+    // its own record and then dropped, as `tar -xzf` overwrites it with the later one.
+    const shadow = shadowQueue?.get(path)?.shift();
+    if (shadow === undefined && seen.has(path)) throw new RuError('BUNDLE_MEMBER_DUPLICATE', `${path} appears twice in the archive`, { path });
     if (entry.size > 0 && type !== 'file') throw new RuError('BUNDLE_CORRUPT', `${path}: a ${type} member carries ${entry.size} bytes of data`, { path });
     limits.addBytes(path, entry.size);
 
@@ -213,7 +225,7 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
 
     let want: ManifestEntry | undefined;
     if (expected) {
-      want = expected.get(path);
+      want = shadow ?? expected.get(path);
       if (!want) throw new RuError('BUNDLE_MEMBER_UNLISTED', `${path} is in the archive but not in the manifest`, { path });
       if (want.type !== type) throw mismatch(path, 'type', want.type, type);
       if (type === 'dir' || type === 'file') {
@@ -228,11 +240,30 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
       if (type === 'file' && want.size !== entry.size) throw mismatch(path, 'size', want.size, entry.size);
       if (linkTarget !== undefined && want.target !== linkTarget) throw mismatch(path, 'link target', want.target, linkTarget);
       const mtime = entry.mtime ? entry.mtime.getTime() / 1000 : NaN;
-      if (mtime !== created) throw mismatch(path, 'mtime', created, mtime);
+      const expectMtime = want.layer !== undefined ? (layerCreated[want.layer] ?? created) : created;
+      if (mtime !== expectMtime) throw mismatch(path, 'mtime', expectMtime, mtime);
+    }
+    if (shadow) {
+      if (type === 'file') {
+        const h = createHash('sha256');
+        let size = 0;
+        entry.on('data', (c: Buffer) => {
+          size += c.length;
+          h.update(c);
+        });
+        entry.on('end', () => {
+          if (failure !== null) return;
+          const sha256 = h.digest('hex');
+          if (sha256 !== shadow.sha256) fail(mismatch(path, 'sha256', shadow.sha256, sha256));
+          else if (size !== entry.size) fail(new RuError('BUNDLE_CORRUPT', `${path}: ${size} bytes read, header says ${entry.size}`, { path }));
+        });
+      } else entry.resume();
+      return;
     }
     // Owner root unless the manifest says otherwise (rule 5).
     const base: ManifestEntry = want ?? { path, type, mode: type === 'symlink' || type === 'hardlink' ? 0o777 : mode, uid: 0, gid: 0, ...(linkTarget !== undefined ? { target: linkTarget } : {}) };
-    const meta: StageMeta = { mode: base.mode, uid: base.uid, gid: base.gid, mtime: created || (entry.mtime ? Math.floor(entry.mtime.getTime() / 1000) : 0) };
+    const layerMtime = want?.layer !== undefined ? layerCreated[want.layer] : undefined;
+    const meta: StageMeta = { mode: base.mode, uid: base.uid, gid: base.gid, mtime: layerMtime ?? (created || (entry.mtime ? Math.floor(entry.mtime.getTime() / 1000) : 0)) };
     order.push(path);
 
     if (type === 'file') {
@@ -456,6 +487,9 @@ export async function readBundle(input: Readable, opts: ReadOptions): Promise<Re
   if (expected) {
     for (const p of (expected as Map<string, ManifestEntry>).keys()) {
       if (!seen.has(p)) throw new RuError('BUNDLE_MEMBER_MISSING', `${p} is listed in the manifest but missing from the archive`, { path: p });
+    }
+    for (const [p, left] of (shadowQueue as Map<string, ManifestEntry[]> | null) ?? []) {
+      if (left.length > 0) throw new RuError('BUNDLE_MEMBER_MISSING', `${p} is listed as a shadowed member but missing from the archive`, { path: p });
     }
   }
   return {

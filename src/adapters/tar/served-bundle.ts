@@ -28,19 +28,39 @@ const padLen = (n: number): number => (BLOCK - (n % BLOCK)) % BLOCK;
 export interface PayloadSource {
   readonly size: number;
   readonly sha256: string;
-  /** The whole member when it is kept in memory. */
-  readonly buffer?: Buffer;
+  /** The whole payload when it is kept in memory: one member, or a composition's members in order. */
+  readonly buffers?: readonly Buffer[];
   chunks(): AsyncIterable<Uint8Array>;
 }
 
 export const bufferPayload = (b: Buffer, sha256: string): PayloadSource => ({
   size: b.length,
   sha256,
-  buffer: b,
+  buffers: [b],
   chunks: async function* () {
     yield b;
   },
 });
+
+/**
+ * A composed bundle's payload: the layers' members and then the host's, byte for byte, as
+ * one part two of the container (docs/layers.md). `sha256` is the digest of the concatenation,
+ * which the caller computes once per composition (bundles.ts).
+ */
+export function concatPayload(parts: readonly PayloadSource[], sha256: string): PayloadSource {
+  const inMemory = parts.every((p) => p.buffers !== undefined);
+  return {
+    size: parts.reduce((n, p) => n + p.size, 0),
+    sha256,
+    ...(inMemory ? { buffers: parts.flatMap((p) => p.buffers as readonly Buffer[]) } : {}),
+    chunks: async function* () {
+      for (const p of parts) yield* p.chunks();
+    },
+  };
+}
+
+/** The tar end (two zero blocks) as a gzip member: what a layer, stored without it, is served alone with. */
+export const END_MEMBER = gzipSync(Buffer.alloc(2 * BLOCK), { level: 6 });
 
 /** The tar bytes of one member holding `body` (a plain ustar header: both names are short). */
 function metaMember(path: string, body: Buffer, mtime: Date): Buffer {
@@ -123,13 +143,37 @@ export async function* sealedBytes(s: Sealed, start = 0, end = s.size - 1): Asyn
  * by reading a sealed copy with the bundle reader: a file that did not start with exactly
  * those members gives a payload that does not match its manifest and is refused there.
  */
-export function payloadMember(file: string, skip: number): Readable {
+export function payloadMember(file: string, skip: number, opts: { withoutEnd?: boolean } = {}): Readable {
   let seen = 0;
+  // A layer is stored without the tar end blocks, so that members of several layers can follow
+  // one another in one archive (the host's member, last, keeps them). Held back until the end,
+  // then checked to be exactly the two zero blocks a bundle ends with.
+  let held = Buffer.alloc(0);
+  const END = 2 * BLOCK;
   const cut = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       const from = Math.max(skip - seen, 0);
       seen += chunk.length;
-      cb(null, from >= chunk.length ? undefined : chunk.subarray(from));
+      const rest = from >= chunk.length ? Buffer.alloc(0) : chunk.subarray(from);
+      if (!opts.withoutEnd) {
+        cb(null, rest.length === 0 ? undefined : rest);
+        return;
+      }
+      held = Buffer.concat([held, rest]);
+      if (held.length <= END) {
+        cb();
+        return;
+      }
+      const out = held.subarray(0, held.length - END);
+      held = Buffer.from(held.subarray(held.length - END));
+      cb(null, out);
+    },
+    flush(cb) {
+      if (opts.withoutEnd && (held.length !== END || held.some((b) => b !== 0))) {
+        cb(new RuError('BUNDLE_CORRUPT', 'a layer file must end with exactly the two zero blocks of the tar end'));
+        return;
+      }
+      cb();
     },
   });
   const gz = createGzip({ level: 6, chunkSize: 1 << 20 });

@@ -97,7 +97,84 @@ export interface VersionStore {
   unpin(host: string): Promise<Host>;
 }
 
-export type TokenScope = 'admin' | `publish:${string}` | `fetch:${string}` | `fetch-class:${string}`;
+/**
+ * A hardware-class layer (docs/layers.md): drivers, firmware, udev rules or newer ReaR scripts
+ * that the server composes under every host of its class. Identified by class and name; class
+ * '*' is every class. Versions work as a host's: 1, 2, 3, ... never reused, pin and unpin.
+ */
+export interface Layer {
+  /** A class name, or '*' for every class. */
+  readonly class: string;
+  readonly name: string;
+  /** The priority of its latest publish (lower composes first; a later layer wins a conflict). */
+  readonly priority: number;
+  readonly pinned: number | null;
+  readonly created: Iso;
+}
+
+export interface LayerVersionSummary extends Omit<VersionSummary, 'host'> {
+  readonly class: string;
+  readonly name: string;
+}
+
+export interface LayerVersionRecord extends LayerVersionSummary {
+  /** The layer file's manifest (format 2, one layer) as JSON text. */
+  readonly manifest: string;
+}
+
+export interface NewLayerVersion {
+  readonly class: string;
+  readonly name: string;
+  readonly priority: number;
+  readonly blob: string;
+  readonly digest: string;
+  readonly size: number;
+  readonly manifest: string;
+  readonly publisher?: string | null;
+}
+
+export interface LayerPublishResult {
+  readonly layer: Layer;
+  readonly version: LayerVersionRecord;
+  /** false when ifChanged found the latest version's digest equal (the priority is updated anyway). */
+  readonly created: boolean;
+}
+
+/** A layer with the version a host is served (pinned, else latest). */
+export interface ServedLayer {
+  readonly layer: Layer;
+  readonly version: LayerVersionRecord;
+}
+
+export interface LayerStore {
+  /**
+   * Adds the next version of a layer, creating the layer on its first publish, and sets its
+   * priority; atomically as publishVersion (concurrent publishes get distinct consecutive
+   * numbers). STORE_INVALID for a malformed class, name, priority, blob or manifest.
+   */
+  publishLayerVersion(v: NewLayerVersion, opts?: { ifChanged?: boolean }): Promise<LayerPublishResult>;
+  getLayer(cls: string, name: string): Promise<Layer | null>;
+  /** Sorted by class, then priority, then name. class: exactly that class ('*' for the every-class layers). */
+  listLayers(filter?: { class?: string }): Promise<Layer[]>;
+  getLayerVersion(cls: string, name: string, version: number): Promise<LayerVersionRecord | null>;
+  latestLayerVersion(cls: string, name: string): Promise<LayerVersionRecord | null>;
+  /** Ascending by version. LAYER_UNKNOWN. */
+  listLayerVersions(cls: string, name: string): Promise<LayerVersionSummary[]>;
+  /** LAYER_UNKNOWN, VERSION_UNKNOWN. */
+  pinLayer(cls: string, name: string, version: number): Promise<Layer>;
+  /** LAYER_UNKNOWN. */
+  unpinLayer(cls: string, name: string): Promise<Layer>;
+  /**
+   * What a host of class `cls` (null: a host without a class) is composed of: every layer of
+   * class '*' and of `cls` that has a version, each with its served version (pinned, else
+   * latest), in composition order: priority ascending; at equal priority '*' before the
+   * class; then name.
+   */
+  servedLayers(cls: string | null): Promise<ServedLayer[]>;
+}
+
+/** publish-class:C publishes layers of class C (and nothing else; C may be '*'); see docs/layers.md. */
+export type TokenScope = 'admin' | `publish:${string}` | `publish-class:${string}` | `fetch:${string}` | `fetch-class:${string}`;
 
 export interface TokenRecord {
   readonly id: string;
@@ -265,13 +342,15 @@ export interface LogIndex {
 export interface StoreProblem {
   /**
    * `damaged` (the backend reports damage: SQLite's integrity or foreign-key check),
-   * `version-gap` (a host's versions are not 1..n), `pin-missing` (pinned to no version),
+   * `version-gap` (a host's or layer's versions are not 1..n), `pin-missing` (pinned to no version),
    * `version-invalid` (a malformed blob name, size or manifest), `id-reused` (a sequence behind
    * the ids it gave: audit, pending or log ids could repeat), `log-invalid` (a negative size).
    */
   readonly kind: 'damaged' | 'version-gap' | 'pin-missing' | 'version-invalid' | 'id-reused' | 'log-invalid';
   readonly message: string;
   readonly host?: string;
+  /** A layer's problem (the version kinds apply to layers too): "CLASS/NAME". */
+  readonly layer?: string;
   readonly version?: number;
 }
 
@@ -280,14 +359,15 @@ export interface StoreMaintenance {
   /** Checks the store's own invariants (the server's check adds the blobs and log files). [] when sound. */
   check(): Promise<StoreProblem[]>;
   /**
-   * Calls `remove` for each named blob that no version refers to, holding the store's write
-   * lock meanwhile, so no version naming it is added in between; returns the names removed.
-   * A publish that lost this race finds its blob gone after publishVersion and stores it again.
+   * Calls `remove` for each named blob that no version (of a host or a layer) refers to, holding
+   * the store's write lock meanwhile, so no version naming it is added in between; returns the
+   * names removed. A publish that lost this race finds its blob gone after publishVersion (or
+   * publishLayerVersion) and stores it again.
    */
   releaseBlobs(blobs: readonly string[], remove: (sha256: string) => Promise<unknown>): Promise<string[]>;
 }
 
-export interface MetadataStore extends HostStore, VersionStore, TokenStore, PendingStore, AuditStore, LogIndex, StoreMaintenance {
+export interface MetadataStore extends HostStore, VersionStore, LayerStore, TokenStore, PendingStore, AuditStore, LogIndex, StoreMaintenance {
   close(): Promise<void>;
 }
 

@@ -2,8 +2,9 @@
 // that all backends refuse the same values with the same codes (the contract suite checks it).
 
 import { RuError } from '../errors.ts';
+import { isLayerClass, LAYER_NAME, MAX_PRIORITY } from '../manifest.ts';
 import { checkId, strictFact, strictFactList } from './facts.ts';
-import type { AuditQuery, HostFields, NewAuditEvent, NewToken, NewVersion, PendingLimits, TokenScope } from './metadata.ts';
+import type { AuditQuery, HostFields, NewAuditEvent, NewLayerVersion, NewToken, NewVersion, PendingLimits, TokenScope } from './metadata.ts';
 import { AUDIT_KINDS } from './metadata.ts';
 
 const invalid = (message: string, context: Record<string, string | number> = {}): never => {
@@ -55,11 +56,44 @@ export function checkNewVersion(v: NewVersion): NewVersion {
   return v;
 }
 
+/** A layer's class: a class name, or '*' (every class). */
+export function checkLayerClass(s: string): string {
+  if (!isLayerClass(s)) invalid(`layer class ${JSON.stringify(String(s))} is not '*' or a name (letters, digits, . _ -, at most 64)`, { what: 'class', value: String(s) });
+  return s;
+}
+
+export function checkLayerName(s: string): string {
+  if (typeof s !== 'string' || !LAYER_NAME.test(s)) invalid(`layer name ${JSON.stringify(String(s))} is not a name (letters, digits, . _ -, at most 64)`, { what: 'name', value: String(s) });
+  return s;
+}
+
+export function checkNewLayerVersion(v: NewLayerVersion): NewLayerVersion {
+  checkLayerClass(v.class);
+  checkLayerName(v.name);
+  if (!Number.isSafeInteger(v.priority) || v.priority < 0 || v.priority > MAX_PRIORITY) {
+    invalid(`layer priority must be an integer 0..${MAX_PRIORITY}`, { what: 'priority', value: String(v.priority) });
+  }
+  checkSha256(v.blob, 'blob');
+  checkSha256(v.digest, 'digest');
+  checkCount(v.size, 'size');
+  const layer = `${v.class}/${v.name}`;
+  if (typeof v.manifest !== 'string' || v.manifest.length === 0) invalid('manifest is empty', { layer });
+  try {
+    JSON.parse(v.manifest);
+  } catch {
+    invalid('manifest is not JSON text', { layer });
+  }
+  if (v.publisher != null) checkId(v.publisher, 'publisher');
+  return v;
+}
+
 export function checkScope(s: string): TokenScope {
   if (s === 'admin') return s;
-  const m = /^(publish|fetch|fetch-class):(.*)$/.exec(String(s));
-  if (!m) return invalid(`token scope ${JSON.stringify(s)} is not admin, publish:HOST, fetch:HOST or fetch-class:CLASS`, { value: String(s) });
-  checkId(m[2] as string, m[1] === 'fetch-class' ? 'class' : 'host');
+  const m = /^(publish|publish-class|fetch|fetch-class):(.*)$/.exec(String(s));
+  if (!m) return invalid(`token scope ${JSON.stringify(s)} is not admin, publish:HOST, publish-class:CLASS, fetch:HOST or fetch-class:CLASS`, { value: String(s) });
+  // publish-class takes a layer's class, '*' included (a token for the every-class layers).
+  if (m[1] === 'publish-class') checkLayerClass(m[2] as string);
+  else checkId(m[2] as string, m[1] === 'fetch-class' ? 'class' : 'host');
   return s as TokenScope;
 }
 

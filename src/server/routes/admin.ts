@@ -10,7 +10,7 @@ import { authorize, generateToken, usesLeft } from '../../core/access.ts';
 import { diffManifests, isText, textDiffCandidates, TEXT_DIFF_MAX_BYTES } from '../../core/diff.ts';
 import { DURATION_EXAMPLES, parseDuration } from '../../core/duration.ts';
 import { RuError } from '../../core/errors.ts';
-import { decodeManifest } from '../../core/manifest.ts';
+import { isLayerClass, type Manifest } from '../../core/manifest.ts';
 import { isValidId, NORMALIZE, normalizeMac, type FactKind } from '../../core/store/facts.ts';
 import { MAX_TOKEN_USES } from '../../core/store/validate.ts';
 import { AUDIT_KINDS, type AuditKind, type AuditQuery, type Host, type HostFields, type TokenRecord, type TokenScope, type VersionRecord } from '../../core/store/metadata.ts';
@@ -26,6 +26,35 @@ const MAX_TEXT_DIFFS = 50;
 const TEXT_DIFF_TIMEOUT_MS = 2000;
 
 const invalid = (message: string, param: string): RuError => new RuError('REQUEST_INVALID', message, { param });
+
+/**
+ * What changed between two manifests, with unified diffs of changed text files: the answer of
+ * a host's diff and of a layer's. `fileA`/`fileB` read one file of each side (null: absent).
+ */
+export async function diffAnswer(ma: Manifest, mb: Manifest, va: number, vb: number, fileA: (path: string) => Promise<Buffer | null>, fileB: (path: string) => Promise<Buffer | null>): Promise<ReturnType<typeof diffManifests> & { texts: { path: string; patch: string }[]; skipped: { path: string; reason: string }[] }> {
+  const d = diffManifests(ma, mb);
+  const texts: { path: string; patch: string }[] = [];
+  const skipped: { path: string; reason: string }[] = [];
+  const tooBig = (e: unknown): null => {
+    if (e instanceof RuError && e.code === 'LIMIT_BYTES') return null;
+    throw e;
+  };
+  for (const c of textDiffCandidates(ma, mb, d)) {
+    if (c.skip !== null) skipped.push({ path: c.path, reason: c.skip });
+    else if (texts.length >= MAX_TEXT_DIFFS) skipped.push({ path: c.path, reason: `more than ${MAX_TEXT_DIFFS} text diffs` });
+    else {
+      const [a, b] = await Promise.all([fileA(c.path).catch(tooBig), fileB(c.path).catch(tooBig)]);
+      if (a === null || b === null) skipped.push({ path: c.path, reason: 'not found in the stored bundle' });
+      else if (!isText(a) || !isText(b)) skipped.push({ path: c.path, reason: 'not text (NUL bytes or not UTF-8)' });
+      else {
+        const patch = createTwoFilesPatch(`a/${c.path}`, `b/${c.path}`, a.toString('utf8'), b.toString('utf8'), `version ${va}`, `version ${vb}`, { context: 3, timeout: TEXT_DIFF_TIMEOUT_MS });
+        if (patch === undefined) skipped.push({ path: c.path, reason: 'too different to diff quickly' });
+        else texts.push({ path: c.path, patch });
+      }
+    }
+  }
+  return { ...d, texts, skipped };
+}
 
 /** A JSON body that is an object with only the keys named. */
 function bodyObject(v: unknown, allowed: readonly string[]): Record<string, unknown> {
@@ -99,8 +128,8 @@ function labelParam(v: unknown): string | null {
 
 function scopeParam(v: unknown): TokenScope {
   if (v === 'admin') return v;
-  const m = typeof v === 'string' ? /^(publish|fetch|fetch-class):(.*)$/.exec(v) : null;
-  if (!m || !isValidId(m[2]!)) throw invalid(`scope ${JSON.stringify(v)} is not admin, publish:HOST, fetch:HOST or fetch-class:CLASS`, 'scope');
+  const m = typeof v === 'string' ? /^(publish|publish-class|fetch|fetch-class):(.*)$/.exec(v) : null;
+  if (!m || !(m[1] === 'publish-class' ? isLayerClass(m[2]) : isValidId(m[2]!))) throw invalid(`scope ${JSON.stringify(v)} is not admin, publish:HOST, publish-class:CLASS, fetch:HOST or fetch-class:CLASS`, 'scope');
   return v as TokenScope;
 }
 
@@ -301,39 +330,26 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
     await admin(req);
     const host = await hostOr404(ctx, idParam(req.params.id));
     const rec = await versionOf(host, req.params.v);
-    return { version: { ...rec, manifest: JSON.parse(rec.manifest) as unknown } };
+    // What the host is served: this version under its class's layers as they are now (docs/layers.md).
+    const c = await ctx.bundles.composition(host);
+    const composed = c.layers.length > 0 ? await ctx.bundles.composedManifest(host, rec, c) : null;
+    return { version: { ...rec, manifest: JSON.parse(rec.manifest) as unknown }, composed };
   });
 
-  app.get<{ Params: { id: string }; Querystring: { from?: string; to?: string } }>('/api/v1/hosts/:id/diff', async (req) => {
+  app.get<{ Params: { id: string }; Querystring: { from?: string; to?: string; own?: string } }>('/api/v1/hosts/:id/diff', async (req) => {
     await admin(req);
     const host = await hostOr404(ctx, idParam(req.params.id));
     if (req.query.from === undefined || req.query.to === undefined) throw invalid('give both ?from=A&to=B (version numbers, or latest / served)', req.query.from === undefined ? 'from' : 'to');
     const [ra, rb] = await Promise.all([versionOf(host, req.query.from), versionOf(host, req.query.to)]);
-    const ma = decodeManifest(Buffer.from(ra.manifest));
-    const mb = decodeManifest(Buffer.from(rb.manifest));
-    const d = diffManifests(ma, mb);
-    const texts: { path: string; patch: string }[] = [];
-    const skipped: { path: string; reason: string }[] = [];
+    // Composed versions (each under the class's current layers), so that a path a layer
+    // provides is not reported as added or removed; ?own=1 compares the host's own bundles.
+    const own = flagParam(req.query.own, 'own');
+    const c = own ? { layers: [], key: '' } : await ctx.bundles.composition(host);
+    const [ma, mb] = await Promise.all([ctx.bundles.composedManifest(host, ra, c), ctx.bundles.composedManifest(host, rb, c)]);
     const fileOf = async (rec: VersionRecord, path: string): Promise<Buffer | null> =>
-      extractFile((await ctx.bundles.payload(rec.blob, rec.size)).chunks(), path, TEXT_DIFF_MAX_BYTES).catch((e: unknown) => {
-        if (e instanceof RuError && e.code === 'LIMIT_BYTES') return null;
-        throw e;
-      });
-    for (const c of textDiffCandidates(ma, mb, d)) {
-      if (c.skip !== null) skipped.push({ path: c.path, reason: c.skip });
-      else if (texts.length >= MAX_TEXT_DIFFS) skipped.push({ path: c.path, reason: `more than ${MAX_TEXT_DIFFS} text diffs` });
-      else {
-        const [a, b] = await Promise.all([fileOf(ra, c.path), fileOf(rb, c.path)]);
-        if (a === null || b === null) skipped.push({ path: c.path, reason: 'not found in the stored bundle' });
-        else if (!isText(a) || !isText(b)) skipped.push({ path: c.path, reason: 'not text (NUL bytes or not UTF-8)' });
-        else {
-          const patch = createTwoFilesPatch(`a/${c.path}`, `b/${c.path}`, a.toString('utf8'), b.toString('utf8'), `version ${ra.version}`, `version ${rb.version}`, { context: 3, timeout: TEXT_DIFF_TIMEOUT_MS });
-          if (patch === undefined) skipped.push({ path: c.path, reason: 'too different to diff quickly' });
-          else texts.push({ path: c.path, patch });
-        }
-      }
-    }
-    return { host: host.id, from: ra.version, to: rb.version, ...d, texts, skipped };
+      own ? extractFile((await ctx.bundles.payload(rec.blob, rec.size)).chunks(), path, TEXT_DIFF_MAX_BYTES) : ctx.bundles.composedFile(host, rec, path, TEXT_DIFF_MAX_BYTES);
+    const d = await diffAnswer(ma, mb, ra.version, rb.version, (p) => fileOf(ra, p), (p) => fileOf(rb, p));
+    return { host: host.id, from: ra.version, to: rb.version, ...d };
   });
 
   app.put<{ Params: { id: string }; Body: unknown }>('/api/v1/hosts/:id/pin', async (req) => {

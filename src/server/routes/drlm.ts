@@ -8,7 +8,6 @@ import type { Readable } from 'node:stream';
 import { authorize } from '../../core/access.ts';
 import { RuError } from '../../core/errors.ts';
 import type { TokenRecord } from '../../core/store/metadata.ts';
-import { extractFile } from '../../adapters/tar/extract-file.ts';
 import { authenticate } from '../auth.ts';
 import type { ServerContext } from '../context.ts';
 import { logStream } from '../limits.ts';
@@ -26,8 +25,8 @@ async function config(ctx: ServerContext, req: FastifyRequest, reply: FastifyRep
     const h = host ?? (await hostOr404(ctx, id));
     const rec = await ctx.bundles.record(h, null);
     const path = `etc/rear/${cfg}.conf`;
-    const payload = await ctx.bundles.payload(rec.blob, rec.size);
-    const body = await extractFile(payload.chunks(), path, 4 << 20);
+    // The composed view: a class layer may carry a config file the host's own bundle lacks.
+    const body = await ctx.bundles.composedFile(h, rec, path, 4 << 20);
     if (body === null) throw new RuError('NO_BUNDLE', `host ${id}'s bundle (version ${rec.version}) has no ${path}`, { host: id, path });
     await audit(ctx, req, { kind: 'fetch', token: token.id, host: id, version: rec.version, bytes: body.length, result: 'ok', detail: `drlm ${path}` });
     return reply.type('text/plain; charset=utf-8').header('cache-control', 'no-store').send(body);

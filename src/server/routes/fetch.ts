@@ -19,6 +19,7 @@ import { normalizeMac } from '../../core/store/facts.ts';
 import type { Host, TokenRecord, VersionRecord } from '../../core/store/metadata.ts';
 import { resolveHost } from '../../core/store/resolve.ts';
 import { SEAL_FORMAT, sealedBytes } from '../../adapters/tar/served-bundle.ts';
+import type { Composition } from '../bundles.ts';
 import { authenticate } from '../auth.ts';
 import type { ServerContext } from '../context.ts';
 import { spendDownload } from '../token-use.ts';
@@ -33,17 +34,17 @@ const RESUME_WINDOW_S = 24 * 3600;
  * only when one was sent) and how seal() lays out bytes, so a resumed download gets the same
  * bytes or, if any of them changed, the whole new bundle.
  */
-const etagOf = (ctx: ServerContext, host: Host, version: number, served: number, nonce: string | null): string =>
-  `"ru-${SEAL_FORMAT}-${host.id}-${version}-${served}-${ctx.key.publicKey.fingerprint.slice(8, 16)}-${createHash('sha256').update(host.class ?? '').digest('hex').slice(0, 6)}${nonce === null ? '' : `-n${createHash('sha256').update(nonce).digest('hex').slice(0, 16)}`}"`;
+const etagOf = (ctx: ServerContext, host: Host, version: number, served: number, nonce: string | null, comp: Composition): string =>
+  `"ru-${SEAL_FORMAT}-${host.id}-${version}-${served}-${ctx.key.publicKey.fingerprint.slice(8, 16)}-${createHash('sha256').update(host.class ?? '').digest('hex').slice(0, 6)}${comp.key === '' ? '' : `-c${comp.key}`}${nonce === null ? '' : `-n${createHash('sha256').update(nonce).digest('hex').slice(0, 16)}`}"`;
 
 /** The served time of a previous sealing the client wants to resume, if its If-Range names one. */
-function resumedTime(ctx: ServerContext, req: FastifyRequest, host: Host, version: number, now: number, nonce: string | null): number | null {
+function resumedTime(ctx: ServerContext, req: FastifyRequest, host: Host, version: number, now: number, nonce: string | null, comp: Composition): number | null {
   const ir = req.headers['if-range'];
   if (typeof ir !== 'string' || req.headers.range === undefined) return null;
-  const m = /-(\d+)-[0-9a-f]{8}-[0-9a-f]{6}(?:-n[0-9a-f]{16})?"$/.exec(ir.trim());
+  const m = /-(\d+)-[0-9a-f]{8}-[0-9a-f]{6}(?:-c[0-9a-f]{12})?(?:-n[0-9a-f]{16})?"$/.exec(ir.trim());
   if (!m) return null;
   const t = Number(m[1]);
-  if (etagOf(ctx, host, version, t, nonce) !== ir.trim() || t > now || now - t > RESUME_WINDOW_S) return null;
+  if (etagOf(ctx, host, version, t, nonce, comp) !== ir.trim() || t > now || now - t > RESUME_WINDOW_S) return null;
   return t;
 }
 
@@ -59,9 +60,11 @@ function nonceOf(req: FastifyRequest): string | null {
 export async function sendBundle(ctx: ServerContext, req: FastifyRequest, reply: FastifyReply, host: Host, rec: VersionRecord, token: TokenRecord, protocol: 'api' | 'rear'): Promise<FastifyReply> {
   const now = Math.floor(ctx.now().getTime() / 1000);
   const nonce = nonceOf(req);
-  const resumed = resumedTime(ctx, req, host, rec.version, now, nonce);
+  // The class's layers as they are now: a new layer version is a new composition, new bytes, a new ETag.
+  const comp = await ctx.bundles.composition(host);
+  const resumed = resumedTime(ctx, req, host, rec.version, now, nonce, comp);
   const served = resumed ?? now;
-  const sealed = await ctx.bundles.sealed(host, rec, new Date(served * 1000), nonce);
+  const sealed = await ctx.bundles.sealed(host, rec, new Date(served * 1000), nonce, comp);
   let start = 0;
   let end = sealed.size - 1;
   if (resumed !== null) {
@@ -79,11 +82,11 @@ export async function sendBundle(ctx: ServerContext, req: FastifyRequest, reply:
   const bytes = end - start + 1;
   // A --uses token spends one use per download, before any byte goes out; a resume is free.
   // Other tokens cost nothing here (the download path is the server's hot path).
-  if (token.uses !== null) await spendDownload(ctx, req, token, etagOf(ctx, host, rec.version, served, nonce), resumed !== null);
+  if (token.uses !== null) await spendDownload(ctx, req, token, etagOf(ctx, host, rec.version, served, nonce, comp), resumed !== null);
   // HEAD (which Fastify answers with this handler) sends no body: neither a fetch nor bytes.
   if (req.method !== 'HEAD') recordFetch(ctx, req, reply, token, host, rec, protocol, start, bytes);
   reply
-    .header('etag', etagOf(ctx, host, rec.version, served, nonce))
+    .header('etag', etagOf(ctx, host, rec.version, served, nonce, comp))
     .header('accept-ranges', 'bytes')
     .header('cache-control', 'no-store')
     .header('content-length', bytes)
@@ -92,12 +95,12 @@ export async function sendBundle(ctx: ServerContext, req: FastifyRequest, reply:
     .type('application/gzip');
   // The key statements (key-ring.ts) travel with the bundle: a client that trusts an older key follows the rotation.
   if (ctx.keys.header !== null) reply.header(STATEMENTS_HEADER, ctx.keys.header);
-  if (sealed.payload.buffer && req.method !== 'HEAD') {
+  if (sealed.payload.buffers && req.method !== 'HEAD') {
     // A payload kept in memory goes out as it is, without a copy and without a stream per
     // request: written to the connection in one go (Node corks the writes of one tick into a
     // single writev). The per-request stream cost ~8 % of the serving core under load. No
     // onSend hook exists to skip; onResponse hooks still run (Fastify: reply.hijack()).
-    const parts = slices([sealed.head, sealed.payload.buffer], start, end);
+    const parts = slices([sealed.head, ...sealed.payload.buffers], start, end);
     reply.hijack();
     const res = reply.raw;
     res.writeHead(reply.statusCode, reply.getHeaders() as OutgoingHttpHeaders);

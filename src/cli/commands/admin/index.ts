@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { registerAudit } from './audit.ts';
 import { registerHost } from './host.ts';
 import { registerKey } from './key.ts';
+import { registerLayers } from './layers.ts';
 import { registerLogs } from './logs.ts';
 import { registerPending } from './pending.ts';
 import { registerToken } from './token.ts';
@@ -36,6 +37,7 @@ Examples:
   registerToken(admin);
   registerPending(admin);
   registerVersions(admin);
+  registerLayers(admin);
   registerAudit(admin);
   registerLogs(admin);
   registerKey(admin);

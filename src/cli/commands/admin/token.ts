@@ -12,6 +12,7 @@ import { api, dash, leaf, printTable, seg, SERVER_HELP, time, type AdminFlags } 
 interface TokenFlags extends AdminFlags {
   admin?: boolean;
   publish?: string;
+  publishClass?: string;
   fetch?: string;
   fetchClass?: string;
   label?: string;
@@ -46,8 +47,8 @@ const usesText = (t: PublicToken): string => (t.uses === null ? '-' : t.usesLeft
 const expiryText = (t: PublicToken): string => (t.expires === null ? '-' : `${time(t.expires)}${t.expired ? ' (expired)' : ''}`);
 
 function scopeFrom(o: TokenFlags): string {
-  const given = [o.admin ? 'admin' : null, o.publish ? `publish:${o.publish}` : null, o.fetch ? `fetch:${o.fetch}` : null, o.fetchClass ? `fetch-class:${o.fetchClass}` : null].filter((s): s is string => s !== null);
-  if (given.length !== 1) throw new RuError('USAGE', 'give exactly one of --admin, --publish HOST, --fetch HOST, --fetch-class CLASS');
+  const given = [o.admin ? 'admin' : null, o.publish ? `publish:${o.publish}` : null, o.publishClass ? `publish-class:${o.publishClass}` : null, o.fetch ? `fetch:${o.fetch}` : null, o.fetchClass ? `fetch-class:${o.fetchClass}` : null].filter((s): s is string => s !== null);
+  if (given.length !== 1) throw new RuError('USAGE', 'give exactly one of --admin, --publish HOST, --publish-class CLASS, --fetch HOST, --fetch-class CLASS');
   return given[0]!;
 }
 
@@ -59,6 +60,7 @@ function hints(scope: string, server: string): string[] {
   const withCreds = `${u.protocol}//rear:${token}@${u.host}`;
   if (kind === 'admin') return [`rear-update admin host list --server ${server} --token ${token}`];
   if (kind === 'publish') return [`on ${value}: REAR_UPDATE_SERVER=${server} REAR_UPDATE_TOKEN=${token} rear-update publish --host ${value}`];
+  if (kind === 'publish-class') return [`REAR_UPDATE_SERVER=${server} REAR_UPDATE_TOKEN=${token} rear-update publish --layer NAME --class '${value}' --root DIR --path PATH`];
   const host = kind === 'fetch' ? value : 'HOST';
   return [
     `in the rescue system: rear-update apply --server ${server} --token ${token}${kind === 'fetch' ? ` ${value}` : ''}`,
@@ -73,6 +75,7 @@ export function registerToken(admin: Command): void {
   leaf(token, 'create', 'create a token; its secret is printed once, on stdout')
     .option('--admin', 'every admin route and every host')
     .option('--publish <host>', 'publish (and fetch) one host')
+    .option('--publish-class <class>', 'publish layers of one hardware class (drivers, firmware, scripts) and nothing else; \'*\' for the every-class layers')
     .option('--fetch <host>', 'fetch one host\'s bundle, config and logs')
     .option('--fetch-class <class>', 'fetch any host of one hardware class (one token for a class-wide rescue image)')
     .option('--label <text>', 'a note for token list: who or what uses it')
@@ -93,6 +96,7 @@ ${SERVER_HELP}
 Examples:
   rear-update admin token create --publish e229 --label "cron on e229"
   rear-update admin token create --fetch-class typeA --label "typeA rescue ISO" --expires 30d
+  rear-update admin token create --publish-class typeC --label "driver builds for typeC"
   rear-update admin token create --fetch e229 --uses 1 --expires 12h --label "recovery of e229"
   rear-update admin token create --admin --label alice --expires 1w`)
     .action(async (o: TokenFlags) => {
