@@ -199,3 +199,49 @@ export function jsonRequest(base: string, token: string, method: string, path: s
     r.end(body ? JSON.stringify(body) : undefined);
   });
 }
+
+export interface HttpAnswer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+  json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+export interface HttpOptions {
+  /** Sent as `Bearer TOKEN`; null: no Authorization header. */
+  token?: string | null;
+  /** The raw Authorization value (DRLM style), instead of `token`. */
+  auth?: string;
+  headers?: Record<string, string>;
+  /** A Buffer goes as application/gzip, a string as text/plain, anything else as JSON. */
+  body?: Buffer | string | object;
+  /** The client's source address (any 127.x works on loopback). */
+  from?: string;
+}
+
+/** One request to a test server on loopback; the whole answer, and its JSON when it is JSON. */
+export function httpRequest(base: string, method: string, path: string, opts: HttpOptions = {}): Promise<HttpAnswer> {
+  const body = opts.body === undefined ? undefined : Buffer.isBuffer(opts.body) || typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
+  const headers: Record<string, string> = { ...opts.headers };
+  if (opts.auth !== undefined) headers.authorization = opts.auth;
+  else if (opts.token !== null && opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
+  if (opts.body !== undefined) headers['content-type'] = Buffer.isBuffer(opts.body) ? 'application/gzip' : typeof opts.body === 'string' ? 'text/plain' : 'application/json';
+  return new Promise((resolve, reject) => {
+    const r = http.request(new URL(path, base), { method, headers, agent: false, ...(opts.from ? { localAddress: opts.from } : {}) }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () => {
+        const b = Buffer.concat(parts);
+        let json: unknown = null;
+        try {
+          json = JSON.parse(b.toString('utf8'));
+        } catch {
+          // a bundle or a log
+        }
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b, json });
+      });
+    });
+    r.on('error', reject);
+    r.end(body);
+  });
+}

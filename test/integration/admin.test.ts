@@ -13,44 +13,16 @@ import type { ServerContext } from '../../src/server/context.ts';
 import { loadConfig } from '../../src/server/config.ts';
 import { startServer, type Running } from '../../src/server/serve.ts';
 import { cleanup, CLI, cli, cliAsync, errorCode, makeTree, tempDir, type CliResult, type TreeSpec } from '../helpers.ts';
+import { httpRequest, type HttpAnswer, type HttpOptions } from '../helpers.ts';
 
-interface Answer {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-  json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-}
 
 const work = tempDir('ru-admin-');
 let srv: Running;
 let admin: string;
 
-/** One request; `auth` is the raw Authorization value (DRLM style) when given, else Bearer. */
-function req(method: string, path: string, opts: { token?: string | null; auth?: string; body?: Buffer | string | object } = {}): Promise<Answer> {
-  const body = opts.body === undefined ? undefined : Buffer.isBuffer(opts.body) || typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
-  const headers: Record<string, string> = {};
-  if (opts.auth !== undefined) headers.authorization = opts.auth;
-  else if (opts.token !== null) headers.authorization = `Bearer ${opts.token ?? admin}`;
-  if (opts.body !== undefined) headers['content-type'] = Buffer.isBuffer(opts.body) ? 'application/gzip' : typeof opts.body === 'string' ? 'text/plain' : 'application/json';
-  return new Promise((resolve, reject) => {
-    const r = http.request(new URL(path, srv.url), { method, headers, agent: false }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
-      res.on('end', () => {
-        const b = Buffer.concat(parts);
-        let json: unknown = null;
-        try {
-          json = JSON.parse(b.toString('utf8'));
-        } catch {
-          // a bundle or a log
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b, json });
-      });
-    });
-    r.on('error', reject);
-    r.end(body);
-  });
-}
+/** One request with the admin token unless another (or `auth`) is given. */
+const req = (method: string, path: string, opts: HttpOptions = {}): Promise<HttpAnswer> =>
+  httpRequest(srv.url, method, path, { ...opts, token: opts.token === undefined ? admin : opts.token });
 
 /** `rear-update admin ARGS` with the server and a token from the environment. */
 const adm = (args: string[], token: string = admin): Promise<CliResult> =>
@@ -175,7 +147,7 @@ describe('admin API and CLI', () => {
   test('pending machines: assign by id and by MAC, then resolve returns the host', async () => {
     await addHost('pend-host', 'typeP');
     const fetchClass = await newToken('fetch-class:typeP');
-    const resolve = (q: string): Promise<Answer> => req('GET', `/api/v1/resolve?${q}`, { token: fetchClass });
+    const resolve = (q: string): Promise<HttpAnswer> => req('GET', `/api/v1/resolve?${q}`, { token: fetchClass });
     const one = await resolve('mac=52:54:00:bb:00:01&hostname=newbox1');
     const two = await resolve('mac=52:54:00:bb:00:02&serial=XYZ-2');
     assert.equal(one.status, 202);
@@ -272,7 +244,7 @@ describe('admin API and CLI', () => {
     const fetchTok = await newToken('fetch:log-host');
     // ReaR's upload: one long chunked PUT, token in the raw Authorization header.
     const upload = http.request(new URL('/clients/log-host/log/recover/20260101120000', srv.url), { method: 'PUT', headers: { authorization: fetchTok, 'transfer-encoding': 'chunked' }, agent: false });
-    const uploaded = new Promise<Answer>((resolve, reject) => {
+    const uploaded = new Promise<HttpAnswer>((resolve, reject) => {
       upload.on('response', (res) => {
         const parts: Buffer[] = [];
         res.on('data', (c: Buffer) => parts.push(c));

@@ -5,7 +5,6 @@
 
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
-import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { MemoryMetadataStore } from '../../src/adapters/storage/memory-metadata.ts';
@@ -13,13 +12,8 @@ import { loadConfig } from '../../src/server/config.ts';
 import { ensureAdminToken, layout } from '../../src/server/data-dir.ts';
 import { startServer, type Running } from '../../src/server/serve.ts';
 import { cleanup, cli, cliAsync, errorCode, fakeSysRoot, makeTree, tempDir, type CliResult } from '../helpers.ts';
+import { httpRequest, type HttpAnswer, type HttpOptions } from '../helpers.ts';
 
-interface Answer {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-  json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-}
 
 const work = tempDir('ru-tokens-');
 const data = join(work, 'data');
@@ -27,31 +21,9 @@ let srv: Running;
 let admin: string;
 let skewMs = 0;
 
-/** One request; `from` is the client's source address (any 127.x works on loopback). */
-function req(method: string, path: string, opts: { token?: string; auth?: string; headers?: Record<string, string>; body?: Buffer | string | object; from?: string } = {}): Promise<Answer> {
-  const body = opts.body === undefined ? undefined : Buffer.isBuffer(opts.body) || typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
-  const headers: Record<string, string> = { ...opts.headers };
-  headers.authorization = opts.auth ?? `Bearer ${opts.token ?? admin}`;
-  if (opts.body !== undefined) headers['content-type'] = Buffer.isBuffer(opts.body) ? 'application/gzip' : typeof opts.body === 'string' ? 'text/plain' : 'application/json';
-  return new Promise((resolve, reject) => {
-    const r = http.request(new URL(path, srv.url), { method, headers, agent: false, ...(opts.from ? { localAddress: opts.from } : {}) }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
-      res.on('end', () => {
-        const b = Buffer.concat(parts);
-        let json: unknown = null;
-        try {
-          json = JSON.parse(b.toString('utf8'));
-        } catch {
-          // a bundle
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b, json });
-      });
-    });
-    r.on('error', reject);
-    r.end(body);
-  });
-}
+/** One request with the admin token unless another (or `auth`) is given. */
+const req = (method: string, path: string, opts: HttpOptions = {}): Promise<HttpAnswer> =>
+  httpRequest(srv.url, method, path, { ...opts, token: opts.token === undefined ? admin : opts.token });
 
 const adm = (args: string[], token: string = admin): Promise<CliResult> =>
   cliAsync(['admin', ...args], { env: { REAR_UPDATE_SERVER: srv.url, REAR_UPDATE_TOKEN: token } });
@@ -262,10 +234,10 @@ describe('tokens: expiry, uses, last use; pending limits', () => {
     const a = await newToken({ scope: 'fetch-class:typeT' });
     const b = await newToken({ scope: 'fetch-class:typeT' });
     const c = await newToken({ scope: 'fetch-class:typeT' });
-    const ask = (i: number, token: string, from = '127.0.0.1'): Promise<Answer> =>
+    const ask = (i: number, token: string, from = '127.0.0.1'): Promise<HttpAnswer> =>
       req('GET', `/api/v1/resolve?mac=02:00:00:00:aa:${i.toString(16).padStart(2, '0')}`, { token, from });
 
-    const firsts: Answer[] = [];
+    const firsts: HttpAnswer[] = [];
     for (let i = 1; i <= 3; i++) firsts.push(await ask(i, a.token));
     assert.deepEqual(firsts.map((r) => r.status), [202, 202, 202]);
     const byToken = await ask(4, a.token, '127.0.0.5');
