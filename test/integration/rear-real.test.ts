@@ -22,6 +22,7 @@ import { loadConfig } from '../../src/server/config.ts';
 import { startServer, type Running } from '../../src/server/serve.ts';
 import { cleanup, CLI, cliAsync, fakeSysRoot, tempDir, testCa } from '../helpers.ts';
 import { drlmLocalConf, runRearRecoverInit, STOPPED_STATUS, type RearSandboxResult } from '../support/rear-sandbox.ts';
+import { INIT_SCRIPT, INIT_SCRIPT_NAME } from '../../src/adapters/rear/boot-hook.ts';
 
 const work = tempDir('ru-rear-real-');
 const tag = randomBytes(6).toString('hex');
@@ -222,6 +223,50 @@ describe('real ReaR 2.7 against our server on 127.0.0.1', { timeout: 300_000, co
       assert.equal(again.status, 401);
       assert.equal((JSON.parse(again.body.toString('utf8')) as { error: { code: string } }).error.code, 'AUTH_INVALID');
       assert.deepEqual(realState(), realBefore);
+    });
+  });
+
+  describe('rear recover ID=e229 (install-rear\'s init/default/015_rear_update.sh)', { concurrency: true }, () => {
+    test('installs e229\'s bundle with rear-update before 030 and re-sources it: this very run has e229\'s local.conf', async () => {
+      const { token } = await fetchToken(plain, 'e229');
+      const serverPub = readFileSync(join(work, 'data-http', 'server.pub'), 'utf8');
+      const r = await runRearRecoverInit({
+        // The image's own configuration: the template's, which the run must NOT recover with.
+        localConf: `OUTPUT=ISO\n${MARKER}=template-image\n`,
+        args: ['ID=e229'],
+        vars: [MARKER],
+        files: {
+          [`/usr/share/rear/init/default/${INIT_SCRIPT_NAME}`]: INIT_SCRIPT,
+          '/usr/sbin/rear-update': { content: `#!/bin/sh\nexec ${process.execPath} ${CLI} "$@"\n`, mode: 0o755 },
+          '/etc/rear-update/settings.conf': { content: `REAR_UPDATE_SERVER=${plain.running.url}\nREAR_UPDATE_TOKEN=${token}\n`, mode: 0o600 },
+          '/etc/rear-update/keys/server.pub': serverPub,
+        },
+      });
+      assert.equal(r.status, STOPPED_STATUS, show(r));
+      assert.deepEqual(r.vars, { [MARKER]: markerValue('e229') }, 'ReaR read the freshly installed local.conf in the same run');
+      assert.ok(r.readFile('/etc/rear/local.conf').equals(hostFiles('e229')['etc/rear/local.conf']!));
+      assert.match(r.stdout, /rear-update: installing the configuration of host e229/);
+      const installed = JSON.parse(r.readText('/var/lib/rear-update/installed.json')) as { host: string; key: string | null };
+      assert.equal(installed.host, 'e229');
+      assert.ok(installed.key, 'verified against the server key');
+    });
+
+    test('a host the server does not know: rear fails with rear-update\'s message, nothing of it installed', async () => {
+      const { token } = await fetchToken(plain, 'e229');
+      const r = await runRearRecoverInit({
+        localConf: `OUTPUT=ISO\n${MARKER}=template-image\n`,
+        args: ['ID=e229-no-such-host'],
+        files: {
+          [`/usr/share/rear/init/default/${INIT_SCRIPT_NAME}`]: INIT_SCRIPT,
+          '/usr/sbin/rear-update': { content: `#!/bin/sh\nexec ${process.execPath} ${CLI} "$@"\n`, mode: 0o755 },
+          '/etc/rear-update/settings.conf': { content: `REAR_UPDATE_SERVER=${plain.running.url}\nREAR_UPDATE_TOKEN=${token}\n`, mode: 0o600 },
+          '/etc/rear-update/keys/server.pub': readFileSync(join(work, 'data-http', 'server.pub'), 'utf8'),
+        },
+      });
+      assert.notEqual(r.status, STOPPED_STATUS, show(r));
+      assert.ok(!r.stopped);
+      assert.match(r.stderr + r.stdout, /rear-update apply e229-no-such-host failed/);
+      assert.ok(!r.written.includes('/var/lib/rear-update/installed.json'));
     });
   });
 

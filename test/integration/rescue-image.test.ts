@@ -32,7 +32,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import net from 'node:net';
 import { join, posix } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { BOOT_HOOK, HOOK_NAME } from '../../src/adapters/rear/boot-hook.ts';
+import { BOOT_HOOK, HOOK_NAME, INIT_SCRIPT, INIT_SCRIPT_NAME, MEDIA_HOOK, MEDIA_HOOK_NAME } from '../../src/adapters/rear/boot-hook.ts';
 import { loadConfig } from '../../src/server/config.ts';
 import { startServer, type Running } from '../../src/server/serve.ts';
 import { cleanup, CLI, cliAsync, EXE, jsonRequest, makeTree, REPO, tempDir } from '../helpers.ts';
@@ -47,8 +47,10 @@ const STAGE = '/root/rear-update-under-test';
 const SIGNING = '/etc/rear-update/signing';
 const UNPACKED = '/root/initrd-root';
 const HOOK = `/usr/share/rear/skel/default/etc/scripts/system-setup.d/${HOOK_NAME}`;
+const MEDIA = `/usr/share/rear/skel/default/etc/scripts/system-setup.d/${MEDIA_HOOK_NAME}`;
+const INIT = `/usr/share/rear/init/default/${INIT_SCRIPT_NAME}`;
 /** Everything install-rear may touch; snapshots of these prove idempotence and a clean uninstall. */
-const TOUCHED = ['/etc/rear/local.conf', '/etc/rear-update', '/usr/local/sbin', '/usr/share/rear/skel'];
+const TOUCHED = ['/etc/rear/local.conf', '/etc/rear-update', '/usr/local/sbin', '/usr/share/rear/skel', '/usr/share/rear/init'];
 const VERSION = (JSON.parse(readFileSync(`${REPO}/package.json`, 'utf8')) as { version: string }).version;
 
 // The fleet. None of these is this machine's: the sandbox gets its own hostname, the VMs their
@@ -200,7 +202,7 @@ describe('install-rear with real ReaR 2.7: rear mkrescue carries rear-update int
     // USE_DHCLIENT=yes in local.conf: install-rear --class sees no static-address hazard.
     assert.doesNotMatch(installOut, /WARNING: the typeA image/, installOut);
     assert.deepEqual(installedPaths(installOut).sort(), [
-      '/etc/rear-update/install-rear.json', '/etc/rear-update/keys/server.pub', '/etc/rear-update/settings.conf', HOOK, '/usr/local/sbin/rear-update',
+      '/etc/rear-update/install-rear.json', '/etc/rear-update/keys/server.pub', '/etc/rear-update/settings.conf', HOOK, MEDIA, INIT, '/usr/local/sbin/rear-update',
     ].sort(), installOut);
 
     const mk = await runMkrescue(sb);
@@ -271,6 +273,11 @@ describe('install-rear with real ReaR 2.7: rear mkrescue carries rear-update int
     assert.match(await sb.readText(at('etc/scripts/system-setup')), /for system_setup_script in \/etc\/scripts\/system-setup\.d\/\*\.sh/);
     const setup = (await sb.run(['sh', '-c', 'cd "$1" && ls *.sh', 'ls', at('etc/scripts/system-setup.d')])).text.split('\n').filter(Boolean);
     assert.ok(setup.indexOf('58-start-dhclient.sh') >= 0 && setup.indexOf('58-start-dhclient.sh') < setup.indexOf(HOOK_NAME), setup.join(' '));
+    // The local-media hook: after udev (40) and SCSI (42), before networking (55, 58).
+    assert.equal(await sb.readText(at(`etc/scripts/system-setup.d/${MEDIA_HOOK_NAME}`)), MEDIA_HOOK);
+    assert.ok(setup.indexOf('42-engage-scsi.sh') < setup.indexOf(MEDIA_HOOK_NAME) && setup.indexOf(MEDIA_HOOK_NAME) < setup.indexOf('55-migrate-network-devices.sh'), setup.join(' '));
+    // rear recover ID=HOST: ReaR's share directory, init scripts included, is in the image.
+    assert.equal(await sb.readText(at(`usr/share/rear/init/default/${INIT_SCRIPT_NAME}`)), INIT_SCRIPT);
 
     // ReaR's own configuration in the image: local.conf as install-rear left it, block included.
     const imageConf = await sb.readText(at('etc/rear/local.conf'));

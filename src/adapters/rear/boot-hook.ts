@@ -13,9 +13,12 @@ export const HOOK_NAME = '90-rear-update.sh';
 export const GUARD_BLOCK = 'guard';
 export const INSTALLED_FILE = '/var/lib/rear-update/installed.json';
 
-/** The lines of the guard block in /etc/rear/rescue.conf. */
+/**
+ * The lines of the guard block in /etc/rear/rescue.conf. `rear recover ID=HOST` passes: the
+ * init script (INIT_SCRIPT) installs that host's configuration before anything else runs.
+ */
 export const GUARD_LINES = [
-  `if test "$WORKFLOW" = recover && ! test -s ${INSTALLED_FILE} ; then`,
+  `if test "$WORKFLOW" = recover && ! test -s ${INSTALLED_FILE} && ! [[ " \${ARGS[*]} " == *" ID="* ]] ; then`,
   '    Error "rear-update has not installed this host\'s configuration, so this rescue system still carries the configuration of the machine the image was made on. Run \'rear-update apply HOST\' (or \'rear-update apply\' to be resolved by this machine\'s facts), or remove the rear-update guard block from /etc/rear/rescue.conf to recover with the image\'s own configuration."',
   'fi',
 ];
@@ -137,4 +140,108 @@ rear_update_boot_hook
 REAR_UPDATE_HOOK_STATUS=$?
 unset -f rear_update_boot_hook
 return $REAR_UPDATE_HOOK_STATUS
+`;
+
+export const MEDIA_HOOK_NAME = '43-rear-update-media.sh';
+
+/**
+ * Local media first (docs/layers.md): a missing network driver cannot come over the network.
+ * Sourced by the rescue system's setup after udev started (40) and SCSI engaged (42), before
+ * networking (55, 58): applies every bundle in /rear-update/ of a file system labelled
+ * REAR-UPDATE (a USB stick, a second CD), or of LABEL:/path given as rear_update=media=LABEL:/path.
+ * Only bundles signed by a key the image trusts are installed (apply's default); their
+ * activation (depmod, udev, modprobe) runs before networking starts.
+ */
+export const MEDIA_HOOK = `# ${MEDIA_HOOK_NAME}: written by \`rear-update install-rear\`. Sourced by ReaR's rescue system setup
+# after udev and before networking: installs the signed bundles (driver layers) found on local
+# media, so that a network driver the image lacks is there before the network is needed.
+# Media: a file system labelled REAR-UPDATE, bundles in its /rear-update/ directory; or
+# rear_update=media=LABEL:/path on the kernel command line. rear_update=off skips it.
+
+rear_update_media_hook() {
+    local label=REAR-UPDATE dir=/rear-update given='' word item dev f rc mnt=/run/rear-update/media
+    local cmdline=\${REAR_UPDATE_CMDLINE:-$(cat /proc/cmdline 2>/dev/null)}
+    for word in $cmdline ; do
+        case "$word" in
+            (rear_update=off) return 0 ;;
+            (rear_update=*)
+                local IFS_SAVED=$IFS
+                IFS=,
+                for item in \${word#rear_update=} ; do
+                    case "$item" in
+                        (media=*) given=\${item#media=} ;;
+                    esac
+                done
+                IFS=$IFS_SAVED ;;
+        esac
+    done
+    if test -n "$given" ; then
+        label=\${given%%:*}
+        case "$given" in
+            (*:*) dir=\${given#*:} ;;
+        esac
+    fi
+    type -p udevadm >/dev/null && udevadm settle --timeout=10 >/dev/null 2>&1
+    dev=$(blkid -L "$label" 2>/dev/null)
+    test -n "$dev" || test ! -e "/dev/disk/by-label/$label" || dev=/dev/disk/by-label/$label
+    if test -z "$dev" ; then
+        test -n "$given" && echo "rear-update: no file system labelled $label (rear_update=media=$given): no layers from local media"
+        return 0
+    fi
+    mkdir -p "$mnt"
+    if ! mount -o ro "$dev" "$mnt" ; then
+        echo "rear-update: could not mount $dev ($label) read-only: no layers from local media"
+        return 1
+    fi
+    rc=0
+    for f in "$mnt$dir"/*.tar.gz ; do
+        test -f "$f" || continue
+        echo "rear-update: installing $label:$dir/\${f##*/} from local media (signed bundles only)"
+        # Unsigned or untrusted bundles are refused by apply itself: no --unsigned here.
+        if ! rear-update apply --quiet "$f" ; then
+            echo "rear-update: $label:$dir/\${f##*/} was NOT installed (see above)"
+            rc=1
+        fi
+    done
+    umount "$mnt" 2>/dev/null
+    return $rc
+}
+rear_update_media_hook
+REAR_UPDATE_MEDIA_STATUS=$?
+unset -f rear_update_media_hook
+return $REAR_UPDATE_MEDIA_STATUS
+`;
+
+export const INIT_SCRIPT_NAME = '015_rear_update.sh';
+
+/**
+ * \`rear recover ID=HOST\`, as DRLM's ID= argument: in ReaR's init stage (after 010, the DRLM
+ * setup, before 030, RECOVERY_UPDATE_URL), installs HOST's composed bundle with rear-update and
+ * sources the freshly installed site.conf, local.conf and rescue.conf, as ReaR's DRLM code
+ * sources what it fetches, so this very run recovers with HOST's configuration. Installed
+ * into SHARE/init/default/ (the rescue image carries ReaR's share directory).
+ */
+export const INIT_SCRIPT = `# ${INIT_SCRIPT_NAME}: written by \`rear-update install-rear\`. 'rear recover ID=HOST'
+# installs host HOST's configuration (and its class's layers) with rear-update before the
+# recovery goes on, and makes this run read it. Not with DRLM_MANAGED=y: DRLM owns ID= then.
+
+test "$WORKFLOW" = recover || return 0
+is_true "$DRLM_MANAGED" && return 0
+local rear_update_id='' rear_update_arg
+for rear_update_arg in "\${ARGS[@]}" ; do
+    case "$rear_update_arg" in
+        (ID=*) rear_update_id=\${rear_update_arg#ID=} ;;
+    esac
+done
+test -n "$rear_update_id" || return 0
+has_binary rear-update || Error "rear recover ID=$rear_update_id needs rear-update, which this rescue system lacks (rear-update install-rear, then rear mkrescue)"
+LogPrint "rear-update: installing the configuration of host $rear_update_id"
+rear-update apply "$rear_update_id" 0<&6 1>&7 2>&8 || Error "rear-update apply $rear_update_id failed (see above); nothing of it was installed"
+rear-update guard --off "$CONFIG_DIR/rescue.conf" >/dev/null 2>&1
+for rear_update_arg in site local rescue ; do
+    if test -r "$CONFIG_DIR/$rear_update_arg.conf" ; then
+        Source "$CONFIG_DIR/$rear_update_arg.conf" || Error "Failed to Source $CONFIG_DIR/$rear_update_arg.conf"
+    fi
+done
+LogPrint "rear-update: host $rear_update_id's configuration is installed and read; the recovery goes on with it"
 `;

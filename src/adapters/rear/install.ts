@@ -4,6 +4,8 @@
 //   /etc/rear-update/keys/*.pub          the keys apply trusts      (COPY_AS_IS, that dir only)
 //   /etc/rear-update/settings.conf       server, token, id source   (COPY_AS_IS, that file; 0600)
 //   SHARE/skel/default/etc/scripts/system-setup.d/90-rear-update.sh  the boot hook (ReaR's skeleton)
+//   SHARE/skel/default/etc/scripts/system-setup.d/43-rear-update-media.sh  layers from local media, before networking
+//   SHARE/init/default/015_rear_update.sh  `rear recover ID=HOST` (ReaR's init stage)
 //   /etc/rear/local.conf                 a marked block adding the two arrays above
 // Every step is idempotent; a record of what was installed lets --uninstall remove exactly it.
 
@@ -12,7 +14,7 @@ import { dirname, join } from 'node:path';
 import { RuError } from '../../core/errors.ts';
 import { hasBlock, withBlock, withoutBlock } from '../../core/marked-block.ts';
 import type { PublicKey } from '../../core/signature.ts';
-import { BOOT_HOOK, HOOK_NAME } from './boot-hook.ts';
+import { BOOT_HOOK, HOOK_NAME, INIT_SCRIPT, INIT_SCRIPT_NAME, MEDIA_HOOK, MEDIA_HOOK_NAME } from './boot-hook.ts';
 
 export const EXE_PATH = 'usr/local/sbin/rear-update';
 export const CONF_DIR = 'etc/rear-update';
@@ -38,7 +40,8 @@ interface Record_ {
   readonly dirs: string[];
 }
 
-const hookPath = (share: string): string => `${share}/skel/default/etc/scripts/system-setup.d/${HOOK_NAME}`;
+const hookPath = (share: string, name = HOOK_NAME): string => `${share}/skel/default/etc/scripts/system-setup.d/${name}`;
+const initPath = (share: string): string => `${share}/init/default/${INIT_SCRIPT_NAME}`;
 
 /** Writes by temporary file and rename, so a reader (or a crash) never sees half a file. */
 function put(root: string, rel: string, data: string | Buffer, mode: number): void {
@@ -90,6 +93,8 @@ export function installRear(p: InstallPlan): { installed: string[]; block: strin
   add(SETTINGS, p.settings, 0o600);
   for (const x of p.extra ?? []) add(`${CONF_DIR}/${x.name}`, x.data, 0o644);
   add(hookPath(p.share), BOOT_HOOK, 0o644);
+  add(hookPath(p.share, MEDIA_HOOK_NAME), MEDIA_HOOK, 0o644);
+  add(initPath(p.share), INIT_SCRIPT, 0o644);
   // Named files only, never the whole /etc/rear-update: an admin may keep a signing key in
   // there (keygen --out /etc/rear-update/signing), and the image must not carry it.
   const block = [
