@@ -9,6 +9,9 @@ command -v xz >/dev/null || need+=(xz-utils)
 command -v openssl >/dev/null || need+=(openssl)
 command -v mkfifo >/dev/null || need+=(coreutils)
 command -v unshare >/dev/null || need+=(util-linux)
+# Layers (test/integration/layers-apply.test.ts): real depmod and modprobe, copied with their
+# libraries into small chroot roots; chroot itself comes with coreutils.
+[ -x /usr/sbin/depmod ] || command -v depmod >/dev/null || need+=(kmod)
 # The ReaR sandbox (test/support/rear-sandbox.ts) runs Debian's real ReaR 2.7. Its Depends
 # (attr, gawk, iproute2, lsb-release, ...) are all it needs up to the init stage; curl is not
 # among them but ReaR's RECOVERY_UPDATE_URL and DRLM code call it. The sandbox itself uses

@@ -5,7 +5,7 @@ import { ERRORS } from '../src/core/errors.ts';
 
 const GROUPS: Record<number, string> = {
   1: 'Internal', 2: 'Usage', 3: 'Keys', 4: 'Bundle integrity and trust', 5: 'Unsafe members (safe-extraction rules)',
-  6: 'Limits', 7: 'Network', 8: 'Root, transactions and server store', 9: 'Packing',
+  6: 'Limits', 7: 'Network', 8: 'Root, transactions and server store', 9: 'Packing', 10: 'Hardware and activation (layers)',
 };
 
 export function renderErrorsDoc(): string {

@@ -208,6 +208,72 @@ export function planApply(entriesIn: readonly StagedEntry[], owns: readonly stri
   return { ops: [...removes, ...writes.sort((a, b) => comparePaths(a.path, b.path))], items, totals };
 }
 
+/** The top-level directories that a merged-/usr system replaces by links into usr/. */
+export const MERGED_USR = ['bin', 'lib', 'lib64', 'sbin'] as const;
+
+/**
+ * Which of those are, in this root, exactly the merged-/usr link (`lib -> usr/lib` or
+ * `-> /usr/lib`). `links` maps each name to its link target, or null when it is no link.
+ * Only these exact links are aliases; any other link keeps rule 2's refusal.
+ */
+export function mergedUsrAliases(links: ReadonlyMap<string, string | null>): string[] {
+  return MERGED_USR.filter((d) => {
+    const t = links.get(d);
+    return t === `usr/${d}` || t === `/usr/${d}`;
+  });
+}
+
+export interface Aliased<E extends ManifestEntry> {
+  readonly entries: E[];
+  readonly owns: string[];
+  /** Per alias used: how many entries moved (`lib` -> `usr/lib`). */
+  readonly moved: readonly { readonly from: string; readonly to: string; readonly entries: number }[];
+  /** The root path of a bundle path. */
+  readonly rootPath: (bundlePath: string) => string;
+}
+
+/**
+ * On a merged-/usr root, what a bundle carries below `lib/` is installed below `usr/lib/`
+ * (likewise bin, sbin, lib64): the place `tar -xzf` would reach through the link, without
+ * ever writing through a link. A directory entry `lib` itself becomes `usr/lib`; a link or
+ * file entry `lib` stays what it is (the bundle replaces the link, and then nothing may lie
+ * below it). Two entries that meet at one path are refused, unless they are the same
+ * directory.
+ */
+export function aliasMergedUsr<E extends ManifestEntry>(entries: readonly E[], owns: readonly string[], aliases: readonly string[]): Aliased<E> {
+  const counts = new Map<string, number>();
+  const byPath = new Map(entries.map((e) => [e.path, e]));
+  const mapPath = (p: string, isDir: boolean): string => {
+    for (const a of aliases) {
+      if (p.startsWith(`${a}/`) || (p === a && isDir)) return `usr/${p}`;
+    }
+    return p;
+  };
+  const rootPath = (p: string): string => mapPath(p, byPath.get(p)?.type === 'dir');
+  if (aliases.length === 0) return { entries: [...entries], owns: [...owns], moved: [], rootPath: (p) => p };
+  const out = new Map<string, E>();
+  for (const e of entries) {
+    const to = rootPath(e.path);
+    const moved = to === e.path ? e : ({ ...e, path: to, ...(e.type === 'hardlink' ? { target: rootPath(e.target as string) } : {}) } as E);
+    if (to !== e.path) {
+      const a = e.path.split('/')[0] as string;
+      counts.set(a, (counts.get(a) ?? 0) + 1);
+    }
+    const other = out.get(to);
+    if (other) {
+      const sameDir = other.type === 'dir' && moved.type === 'dir' && other.mode === moved.mode && other.uid === moved.uid && other.gid === moved.gid;
+      if (!sameDir) {
+        const a = to.split('/')[1] as string;
+        throw new RuError('BUNDLE_MEMBER_DUPLICATE', `${to} is in the bundle twice: as ${to} and as ${to.slice(4)}, which this root's merged-/usr link ${a} -> usr/${a} makes the same path`, { path: to });
+      }
+      continue;
+    }
+    out.set(to, moved);
+  }
+  const moved = [...counts].map(([a, n]) => ({ from: a, to: `usr/${a}`, entries: n }));
+  return { entries: [...out.values()].sort((x, y) => comparePaths(x.path, y.path)), owns: [...new Set(owns.map((o) => mapPath(o, true)))], moved, rootPath };
+}
+
 /** Paths whose lstat the planner needs: every entry, every ancestor of one. */
 export function pathsToInspect(entries: readonly ManifestEntry[]): string[] {
   const s = new Set<string>();

@@ -5,7 +5,7 @@
 import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { comparePaths, parentOf, ROOT_PATH } from '../../core/paths.ts';
-import { pathsToInspect, type RootNode, type RootView, type StagedEntry } from '../../core/plan.ts';
+import { MERGED_USR, pathsToInspect, type RootNode, type RootView, type StagedEntry } from '../../core/plan.ts';
 import { hashFile } from './source-tree.ts';
 
 function nodeOf(abs: string, st: Stats): RootNode {
@@ -14,6 +14,16 @@ function nodeOf(abs: string, st: Stats): RootNode {
   if (st.isFile()) return { type: 'file', ...meta, size: st.size };
   if (st.isSymbolicLink()) return { type: 'symlink', uid: st.uid, gid: st.gid, target: readlinkSync(abs) };
   return { type: 'other', kind: st.isFIFO() ? 'fifo' : st.isSocket() ? 'socket' : 'device' };
+}
+
+/** The link target of each of a merged-/usr system's top-level links (bin, lib, ...), or null. */
+export function topLevelLinks(root: string): Map<string, string | null> {
+  const links = new Map<string, string | null>();
+  for (const d of MERGED_USR) {
+    const abs = join(root, d);
+    links.set(d, lstatSync(abs, { throwIfNoEntry: false })?.isSymbolicLink() ? readlinkSync(abs) : null);
+  }
+  return links;
 }
 
 export interface RootScan extends RootView {

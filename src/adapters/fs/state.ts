@@ -5,6 +5,7 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmdirSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { RuError } from '../../core/errors.ts';
+import type { StepResult } from '../../core/activation.ts';
 import type { ManifestEntry } from '../../core/manifest.ts';
 import { STATE_DIR } from '../../core/paths.ts';
 
@@ -27,7 +28,30 @@ export interface Installed {
   readonly keep?: readonly string[];
   /** How `key` was trusted: pinned, or through key statements (absent in older records). */
   readonly trust?: InstalledTrust;
+  /**
+   * A layered bundle (format 2): the kernel release its kernel-bound content was installed for
+   * (other releases' content was left out, and is neither installed nor drift), its layers,
+   * and what became of the activation steps. Absent for other bundles and in older records.
+   */
+  readonly kernel?: string;
+  readonly layers?: readonly InstalledLayer[];
+  readonly activation?: InstalledActivation;
   readonly entries: readonly ManifestEntry[];
+}
+
+export interface InstalledLayer {
+  readonly name: string;
+  readonly class: string | null;
+  readonly version: number | null;
+}
+
+export interface InstalledActivation {
+  readonly kernel: string;
+  /** The steps ran through `chroot ROOT` (the root is not /). */
+  readonly chroot: boolean;
+  /** False until the last step is done: a crash during activation leaves it false. */
+  readonly complete: boolean;
+  readonly steps: readonly StepResult[];
 }
 
 export interface InstalledTrust {
@@ -82,6 +106,11 @@ export class StateDir {
   constructor(readonly root: string) {
     this.dir = join(root, STATE_DIR);
     this.txnRoot = join(this.dir, 'txn');
+  }
+
+  /** Where activation steps (and rollback's depmod) append their output. */
+  get activationLog(): string {
+    return join(this.dir, 'activation.log');
   }
 
   /**
@@ -152,6 +181,9 @@ export class StateDir {
     }
     try {
       rmdirSync(this.txnRoot);
+      // Something else lives there (the apply log of a vetoed apply): leave it all, the record
+      // of created parents included, so that a later close can still remove them.
+      if (readdirSync(this.dir).some((n) => n !== 'parents.json')) return;
       rmSync(join(this.dir, 'parents.json'), { force: true });
       rmdirSync(this.dir);
     } catch {

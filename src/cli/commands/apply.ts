@@ -1,21 +1,29 @@
 // `rear-update apply`: resolve the source, verify while staging, plan against the live root,
-// commit through the journal. Plan first, then apply: --dry-run prints the same plan that a
-// real run executes, and writes nothing at all.
+// commit through the journal, then activate what a layered bundle declares (depmod, udev,
+// modprobe, its hooks). Plan first, then apply: --dry-run prints the same plan and the same
+// activation steps that a real run executes, and writes nothing at all.
 
 import type { Command } from 'commander';
-import { realpathSync, statfsSync, statSync } from 'node:fs';
-import { freemem } from 'node:os';
-import { scanRoot, type RootScan } from '../../adapters/fs/root-view.ts';
+import { InvalidArgumentError } from 'commander';
+import { realpathSync, rmSync, statfsSync, statSync } from 'node:fs';
+import { freemem, release } from 'node:os';
+import { join } from 'node:path';
+import { resultLine, runSteps, udevRunning, type RunnerOptions, type StepOutcome } from '../../adapters/fs/activation-runner.ts';
+import { scanRoot, topLevelLinks, type RootScan } from '../../adapters/fs/root-view.ts';
 import { DirStager } from '../../adapters/fs/stager.ts';
-import { StateDir, type Installed } from '../../adapters/fs/state.ts';
+import { StateDir, type Installed, type InstalledActivation } from '../../adapters/fs/state.ts';
 import { Transactions } from '../../adapters/fs/transaction.ts';
 import { readBundle, type ReadOptions, type ReadResult } from '../../adapters/tar/bundle-reader.ts';
+import {
+  activationSteps, checkHookTrust, checkKernels, commandLine, otherKernel, preHookSteps, selectForKernel, type Step, type StepResult,
+} from '../../core/activation.ts';
 import { fromSystemError, RuError } from '../../core/errors.ts';
 import { freshnessCheck } from '../../core/freshness.ts';
 import { keepMatcher, splitKeep } from '../../core/keep.ts';
-import { manifestBytes, type Manifest } from '../../core/manifest.ts';
+import { KERNEL_RELEASE, manifestBytes, type LayerInfo, type Manifest } from '../../core/manifest.ts';
 import { ancestors, parentOf, ROOT_PATH, STATE_DIR } from '../../core/paths.ts';
-import { planApply, type Plan, type PlanOptions } from '../../core/plan.ts';
+import { aliasMergedUsr, mergedUsrAliases, planApply, type Plan, type PlanOptions, type StagedEntry } from '../../core/plan.ts';
+import type { SignatureStatus } from '../../core/signature.ts';
 import { byteSize, collect, limitsFrom, positiveInt, type LimitFlags } from '../options.ts';
 import { formatBytes, note, out, printJson, table } from '../output.ts';
 import { openSource, type OpenedSource } from '../source.ts';
@@ -43,6 +51,33 @@ export interface ApplyFlags extends LimitFlags {
   json?: boolean;
   verbose?: boolean;
   quiet?: boolean;
+  /** The kernel release kernel-bound content is installed for (default: the running one). */
+  kernel?: string;
+  allowHooks?: boolean;
+  /** Seconds each activation step (and pre hook) may take. */
+  stepTimeout?: number;
+}
+
+export const DEFAULT_STEP_TIMEOUT = 300;
+
+/** --kernel: a release as uname -r prints it. */
+export function kernelRelease(v: string): string {
+  if (!KERNEL_RELEASE.test(v)) throw new InvalidArgumentError('expected a kernel release as uname -r prints it (e.g. 6.1.0-57-amd64)');
+  return v;
+}
+
+/** How activation steps run for a root: chrooted unless it is /, with the apply log of its state directory. */
+export const runnerFor = (root: string, state: StateDir, o: { stepTimeout?: number; quiet?: boolean }, label: string): RunnerOptions => ({
+  root, timeoutSeconds: o.stepTimeout ?? DEFAULT_STEP_TIMEOUT, log: state.activationLog, echo: o.quiet !== true, label,
+});
+
+/** The last lines a failed step printed, for its error message. */
+export const lastLines = (f: StepOutcome): string => (f.tail.length ? `\n  its last output:\n${f.tail.map((l) => `    ${l}`).join('\n')}` : ' (it printed nothing)');
+
+export function failureOf(f: StepOutcome): string {
+  if (f.status === 'timeout') return `${f.note ?? 'did not finish within its timeout'} (--step-timeout)`;
+  if (f.exit !== null) return `exited with status ${f.exit}`;
+  return f.note ?? 'failed';
 }
 
 export function resolveRoot(root: string): string {
@@ -86,7 +121,8 @@ function hostCheck(m: Manifest | null, expected: string | undefined): void {
   }
 }
 
-function installedRecord(r: ReadResult, source: string, keep: readonly string[]): Installed {
+function installedRecord(r: ReadResult, layout: Layout, source: string, keep: readonly string[]): Installed {
+  const layers = r.manifest?.layers;
   return {
     host: r.manifest?.host ?? null,
     class: r.manifest?.class ?? null,
@@ -95,11 +131,81 @@ function installedRecord(r: ReadResult, source: string, keep: readonly string[])
     appliedAt: new Date().toISOString(),
     source,
     key: r.signature.status === 'valid' ? r.signature.key.fingerprint : null,
-    owns: r.manifest?.owns ?? [],
+    owns: layout.owns,
     keep: [...keep],
-    entries: r.entries.map(({ staged: _s, ...e }) => e),
+    ...(layers ? { kernel: layout.kernel, layers: layers.map((l) => ({ name: l.name, class: l.class, version: l.version })) } : {}),
+    entries: layout.entries.map(({ staged: _s, ...e }) => e),
   };
 }
+
+/**
+ * Where the bundle's entries land in this root. A layered bundle's kernel-bound content is
+ * installed for the target release only; on a merged-/usr root, lib/... goes below usr/lib/.
+ */
+interface Layout {
+  readonly kernel: string;
+  /** What is installed, by root path. */
+  readonly entries: StagedEntry[];
+  readonly owns: string[];
+  readonly skipped: readonly { readonly kernel: string; readonly entries: number }[];
+  /** The entries left out for another kernel release. */
+  readonly left: readonly StagedEntry[];
+  readonly moved: readonly { readonly from: string; readonly to: string; readonly entries: number }[];
+  /** The root path of a bundle path; null when it is left out. */
+  readonly rootPath: (bundlePath: string) => string | null;
+}
+
+function layoutFor(r: ReadResult, root: string, kernel: string): Layout {
+  const layered = r.manifest?.layers !== undefined;
+  const sel = layered ? selectForKernel(r.entries, kernel) : { install: r.entries, skipped: [], left: [] };
+  const owns = (r.manifest?.owns ?? []).filter((o) => !layered || !otherKernel(o, kernel));
+  const al = aliasMergedUsr(sel.install, owns, mergedUsrAliases(topLevelLinks(root)));
+  const left = new Set(sel.left.map((e) => e.path));
+  return { kernel, entries: al.entries, owns: al.owns, skipped: sel.skipped, left: sel.left, moved: al.moved, rootPath: (p) => (left.has(p) ? null : al.rootPath(p)) };
+}
+
+const describeSignature = (s: SignatureStatus): string =>
+  s.status === 'unknown-key' ? `signed by ${s.fingerprint}, a key this machine does not trust` : s.status === 'valid' ? 'signed by a trusted key' : s.status;
+
+/** Paths the commit created, replaced or removed: what activation reacts to. */
+const changedPaths = (plan: Plan): string[] =>
+  plan.items.filter((i) => i.action === 'create' || i.action === 'replace' || i.action === 'remove').map((i) => i.path);
+
+interface ActivationPlan {
+  readonly layers: readonly LayerInfo[];
+  readonly pre: Step[];
+  readonly post: Step[];
+}
+
+function activationPlan(r: ReadResult, layout: Layout, plan: Plan, root: string, running: string, stagedAt: (e: StagedEntry) => string): ActivationPlan | null {
+  const layers = r.manifest?.layers;
+  if (!layers) return null;
+  const byPath = new Map(r.entries.map((e) => [e.path, e]));
+  const pre = preHookSteps(layers, layout.kernel, (p) => {
+    const e = byPath.get(p);
+    return e && layout.rootPath(p) !== null ? stagedAt(e) : null;
+  });
+  const post = activationSteps({
+    layers, changed: changedPaths(plan), kernel: layout.kernel, running, chroot: root !== '/', udevRunning: udevRunning(root),
+    installedAt: (p) => {
+      const at = layout.rootPath(p);
+      return at === null ? null : `/${at}`;
+    },
+  });
+  return { layers, pre, post };
+}
+
+const describeStep = (st: Step): string =>
+  st.skip ? `skipped  ${st.name} (${st.skip})` : st.kind === 'pre' ? `${st.name}: its staged copy, before the commit` : `${st.name}: ${commandLine(st.argv)}`;
+
+function printLayout(layout: Layout, aliases: boolean, running: string): void {
+  const target = layout.kernel === running ? `running ${running}` : `target ${layout.kernel}, from --kernel`;
+  for (const s of layout.skipped) out(`skipped ${s.entries} ${s.entries === 1 ? 'entry' : 'entries'} for kernel ${s.kernel} (${target})`);
+  if (!aliases) return;
+  for (const m of layout.moved) out(`${m.from} is this root's merged-/usr link to ${m.to}: ${m.entries} ${m.entries === 1 ? 'entry' : 'entries'} of the bundle below ${m.from}/ go below ${m.to}/`);
+}
+
+const stepJson = (st: Step): Record<string, unknown> => ({ kind: st.kind, name: st.name, command: commandLine(st.argv), ...(st.skip ? { skip: st.skip } : {}) });
 
 /** Every directory a commit renames into must be on the state directory's file system. */
 function crossDeviceCheck(plan: Plan, devs: ReadonlyMap<string, number>, stateDev: number): void {
@@ -118,10 +224,11 @@ interface Planned {
   readonly r: ReadResult;
   readonly scan: RootScan;
   readonly plan: Plan;
+  readonly layout: Layout;
 }
 
 /** The one path from bundle to plan, shared by --dry-run (no stager) and a real apply. */
-async function readAndPlan(src: OpenedSource, root: string, opts: ReadOptions, plan: PlanOptions, assumeDirs: readonly string[], trust: Trust): Promise<Planned> {
+async function readAndPlan(src: OpenedSource, root: string, opts: ReadOptions, plan: PlanOptions, assumeDirs: readonly string[], trust: Trust, kernel: string): Promise<Planned> {
   let r: ReadResult;
   try {
     r = await readBundle(src.stream, opts);
@@ -129,9 +236,12 @@ async function readAndPlan(src: OpenedSource, root: string, opts: ReadOptions, p
     // A signer that a key statement retired is KEY_RETIRED, not merely untrusted.
     throw explainRefusal(trust, fromSystemError(e, 'staging the bundle'));
   }
-  const owns = r.manifest?.owns ?? [];
-  const scan = await scanRoot(root, r.entries, owns, assumeDirs);
-  return { r, scan, plan: planApply(r.entries, owns, scan, plan) };
+  const layout = layoutFor(r, root, kernel);
+  const scan = await scanRoot(root, layout.entries, layout.owns, assumeDirs);
+  // Another release's modules are none of this apply's business: never removed below owned paths.
+  const userKeep = plan.keep;
+  const keep = r.manifest?.layers ? (p: string): boolean => otherKernel(p, kernel) || userKeep?.(p) === true : userKeep;
+  return { r, scan, layout, plan: planApply(layout.entries, layout.owns, scan, { ...plan, ...(keep ? { keep } : {}) }) };
 }
 
 export async function apply(source: string | undefined, o: ApplyFlags): Promise<void> {
@@ -152,6 +262,14 @@ export async function apply(source: string | undefined, o: ApplyFlags): Promise<
   const keep = o.keep ?? splitKeep(effectiveEnv().REAR_UPDATE_KEEP);
   const keepPath = keepMatcher(keep);
   const planOpts: PlanOptions = { owners, ...(keepPath ? { keep: keepPath } : {}) };
+  const running = release();
+  const kernel = o.kernel ?? running;
+  // Before any payload byte: may this bundle run hooks here, is it made for this kernel?
+  const layerChecks = (m: Manifest | null, sig: SignatureStatus): void => {
+    if (!m?.layers) return;
+    checkHookTrust(m.layers, sig.status === 'valid', o.allowHooks === true, describeSignature(sig));
+    checkKernels(m.layers, kernel, running);
+  };
 
   if (o.dryRun) {
     const txns = new Transactions(state);
@@ -160,11 +278,29 @@ export async function apply(source: string | undefined, o: ApplyFlags): Promise<
     }
     const src = await openSource(from.url, { ...from.open, quiet: o.quiet === true || o.json === true });
     try {
-      const { r, plan } = await readAndPlan(src, root, { trusted, allowUnsigned, enforceTrust: true, limits, onVerified: answers }, planOpts, state.missingParents(), trust);
-      if (o.json) printJson({ dryRun: true, root, source: src.label, host: r.manifest?.host ?? null, version: r.manifest?.version ?? null, items: plan.items, totals: plan.totals });
-      else {
+      const { r, plan, layout } = await readAndPlan(src, root, {
+        trusted, allowUnsigned, enforceTrust: true, limits,
+        onVerified: (m, sig) => {
+          answers(m);
+          layerChecks(m, sig);
+        },
+      }, planOpts, state.missingParents(), trust, kernel);
+      const act = activationPlan(r, layout, plan, root, running, (e) => `/${e.path}`);
+      if (o.json) {
+        printJson({
+          dryRun: true, root, source: src.label, host: r.manifest?.host ?? null, version: r.manifest?.version ?? null, items: plan.items, totals: plan.totals,
+          ...(act ? { kernel, skipped: layout.skipped, steps: [...act.pre, ...act.post].map(stepJson) } : {}),
+          ...(layout.moved.length ? { aliases: layout.moved } : {}),
+        });
+      } else {
         out(`dry run: would apply ${src.label} to ${root} (host ${r.manifest?.host ?? '-'}, version ${r.manifest?.version ?? '-'})`);
         printPlan(plan, true);
+        printLayout(layout, true, running);
+        if (act) {
+          out(`activation for kernel ${kernel}${root === '/' ? '' : ` (each step through chroot ${root})`}:`);
+          if (act.pre.length + act.post.length === 0) out('  nothing to do');
+          for (const st of [...act.pre, ...act.post]) out(`  ${describeStep(st)}`);
+        }
         out('nothing was written');
       }
     } finally {
@@ -184,27 +320,73 @@ export async function apply(source: string | undefined, o: ApplyFlags): Promise<
     const txn = state.newTxnDir();
     txnId = txn.id;
     const stager = new DirStager(txn.dir, owners);
-    const { r, scan, plan } = await readAndPlan(src, root, {
+    const { r, scan, plan, layout } = await readAndPlan(src, root, {
       trusted, allowUnsigned, enforceTrust: true, limits, stager,
-      onVerified: (m) => {
+      onVerified: (m, sig) => {
         answers(m);
+        layerChecks(m, sig);
         spaceCheck(txn.dir, m);
       },
-    }, planOpts, [], trust);
+    }, planOpts, [], trust, kernel);
     if (r.signature.status !== 'valid') note(`applying an UNVERIFIED bundle (--unsigned): ${r.signature.status === 'unknown-key' ? `signed by unknown key ${r.signature.fingerprint}` : 'no signature'}`);
     crossDeviceCheck(plan, scan.devs, statSync(state.dir).dev);
+    // What another kernel release needed is not kept in memory (a rescue system's root is RAM).
+    for (const e of layout.left) if (e.staged) rmSync(join(txn.dir, e.staged), { force: true });
+    const act = activationPlan(r, layout, plan, root, running, (e) => `/${STATE_DIR}/txn/${txn.id}/${e.staged}`);
+    const runner = runnerFor(root, state, o, 'apply');
+    const steps: StepResult[] = [];
+    if (act?.pre.length) {
+      if (!o.json) out('pre hooks (before the commit):');
+      const pre = await runSteps(act.pre, runner, (res) => {
+        if (!o.json) out(`  ${resultLine(res)}`);
+      });
+      steps.push(...pre.results);
+      if (pre.failed) {
+        const f = pre.failed;
+        throw new RuError('HOOK_VETO', `${f.name} ${failureOf(f)}: it vetoes the apply; nothing was committed${lastLines(f)}`, {
+          step: f.name, command: f.command, status: f.status, exit: f.exit, lines: [...f.tail],
+        });
+      }
+    }
     const previous = state.readInstalled();
-    const next: Installed = { ...installedRecord(r, src.label, keep), ...trustOf(trust, r.signature.status === 'valid' ? r.signature.key.fingerprint : null) };
+    let activation: InstalledActivation | undefined = act ? { kernel, chroot: root !== '/', complete: false, steps } : undefined;
+    const base: Installed = { ...installedRecord(r, layout, src.label, keep), ...trustOf(trust, r.signature.status === 'valid' ? r.signature.key.fingerprint : null) };
+    const next: Installed = activation ? { ...base, activation } : base;
     txns.commit(txn.id, plan.ops, previous, next, { owners, beforeOp: testHooks().beforeOp });
     committed = true;
     recordTrust(trust, next.key, o, `by apply on ${next.appliedAt} from ${src.label}`);
-    if (o.json) {
-      printJson({ applied: true, root, source: src.label, host: next.host, version: next.version, key: next.key, items: plan.items, totals: plan.totals });
-    } else {
+    if (!o.json) {
       if (o.verbose) printPlan(plan, true);
       const t = plan.totals;
       out(`applied ${src.label} to ${root}: host ${next.host ?? '-'}, version ${next.version ?? '-'}, ${next.key ? `signed by ${next.key}` : 'UNSIGNED'}`);
       out(`${t.create} created, ${t.replace} replaced, ${t.update} updated, ${t.remove} removed, ${t.unchanged} unchanged (${formatBytes(t.bytesIn)} written); undo with: rear-update rollback${root === '/' ? '' : ` --root ${root}`}`);
+      printLayout(layout, o.verbose === true, running);
+    }
+    let failed: StepOutcome | null = null;
+    let notRun = 0;
+    if (act && activation) {
+      if (!o.json) out(`activation for kernel ${kernel}${root === '/' ? '' : ` (each step through chroot ${root})`}:${act.post.length ? '' : ' nothing to do'}`);
+      const run = act.post.length === 0 ? { results: [], failed: null } : await runSteps(act.post, runner, (res, all) => {
+        // Recorded step by step: status after a crash shows how far activation got.
+        state.writeInstalled({ ...next, activation: { ...(activation as InstalledActivation), steps: [...steps, ...all] } });
+        if (!o.json) out(`  ${resultLine(res)}`);
+      });
+      activation = { ...activation, complete: true, steps: [...steps, ...run.results] };
+      state.writeInstalled({ ...next, activation });
+      failed = run.failed;
+      notRun = run.results.length - 1 - run.results.findIndex((x) => x.status === 'failed' || x.status === 'timeout');
+    }
+    if (o.json) {
+      printJson({
+        applied: true, root, source: src.label, host: next.host, version: next.version, key: next.key, items: plan.items, totals: plan.totals,
+        ...(act ? { kernel, skipped: layout.skipped, activation: activation?.steps ?? [] } : {}),
+        ...(layout.moved.length ? { aliases: layout.moved } : {}),
+      });
+    }
+    if (failed) {
+      throw new RuError('ACTIVATION_FAILED', `activation step ${failed.name} (${failed.command}) ${failureOf(failed)}${notRun > 0 ? `; the ${notRun} step(s) after it were not run` : ''}. The files stay installed: fix the cause and run the step by hand, or undo everything with rear-update rollback${root === '/' ? '' : ` --root ${root}`}${lastLines(failed)}`, {
+        step: failed.name, command: failed.command, status: failed.status, exit: failed.exit, lines: [...failed.tail],
+      });
     }
   } finally {
     src?.cleanup();
@@ -226,7 +408,10 @@ export function registerApply(program: Command): void {
     .option('--statement <file>', 'a key statement to consider (a rotation or retirement made by `rear-update key rotate|retire`), repeatable', collect)
     .option('--unsigned', 'accept a bundle without a valid signature from a trusted key (plain tar.gz archives); the extraction rules still apply')
     .option('--keep <glob>', 'never remove paths matching this glob below owned directories, although the bundle lacks them (e.g. etc/rear/rescue.conf), repeatable', collect)
-    .option('--dry-run', 'print the plan (create / replace / update / remove / unchanged per path) and write nothing')
+    .option('--dry-run', 'print the plan (create / replace / update / remove / unchanged per path) and the activation steps, and write nothing')
+    .option('--kernel <release>', 'install kernel-bound content (lib/modules/RELEASE/...) of a layered bundle for this release (default: the running kernel, uname -r)', kernelRelease)
+    .option('--allow-hooks', 'run the pre/post hooks of a bundle that is NOT signed by a trusted key (with --unsigned); without it such a bundle is refused (HOOKS_UNTRUSTED)')
+    .option('--step-timeout <seconds>', `how long each activation step and hook may run before its process group is killed (default ${DEFAULT_STEP_TIMEOUT})`, positiveInt)
     .option('--max-bytes <size>', 'refuse more unpacked content than this (default 1G)', byteSize)
     .option('--max-entries <n>', 'refuse more members than this (default 100000)', positiveInt)
     .option('--max-ratio <n>', 'refuse data that expands more than n:1 beyond the first 16 MiB (default 200)', positiveInt)
@@ -262,6 +447,30 @@ this request; a bundle without it (a replayed or cached answer) is refused with 
 and nothing is written. A resumed download sends the same nonce. ReaR's /rear/HOST.tar.gz
 route and other URLs carry no nonce and are open to replay: fetch them over https.
 
+Layered bundles (hardware-class layers, bundle format 2; docs/layers.md):
+  - Content below lib/modules/REL/ or usr/lib/modules/REL/ is installed only for the target
+    release: --kernel REL, default the running kernel. Other releases' entries are skipped
+    (reported), and what the root holds of other releases is never removed. A layer made
+    for other releases only is refused before anything is written (KERNEL_MISMATCH).
+  - On a merged-/usr root (lib -> usr/lib, and bin, sbin, lib64 likewise, exactly), the
+    bundle's lib/... is installed below usr/lib/... (shown by --dry-run and --verbose); any
+    other link in the way is refused as before (ENTRY_THROUGH_SYMLINK).
+  - Hooks run only from a bundle signed by a trusted key; an --unsigned bundle that declares
+    hooks is refused (HOOKS_UNTRUSTED) unless --allow-hooks is given too.
+  - pre hooks run after verification and staging, before the commit: a failure vetoes it
+    (HOOK_VETO) and nothing is committed.
+  - After the commit, in this order: depmod -a REL (when modules of REL changed); udevadm
+    control --reload, trigger --action=add, settle (when udev rules or firmware changed, or
+    modules of the running kernel; skipped when udev does not run in the root); modprobe of
+    each layer's modules; each layer's post hooks. modprobe loads a module only for the
+    running kernel and --root /; otherwise it only resolves it (modprobe --dry-run
+    --set-version REL), so that no module is ever loaded into a kernel it was not built for.
+  - With --root DIR other than /, every step runs through chroot DIR, with the image's own
+    tools. Each step has --step-timeout seconds; its output goes to the screen (not with -q)
+    and to var/lib/rear-update/activation.log. A failed step stops activation with
+    ACTIVATION_FAILED (exit 10): the files stay installed; rollback undoes them (and runs
+    depmod again). status shows each step's result.
+
 Key rotation: a key statement signed by a trusted key can hand its trust on to a new key
 (rotation) or disown a key (retirement); apply reads the *.statement files of the keys
 directory, --statement FILE, and the server's statements (GET /api/v1/key-statements) when
@@ -288,6 +497,7 @@ Examples:
   rear-update apply e229 --server http://rear-server:8080 --token ru_...
   rear-update apply e229.tar.gz --pubkey /etc/rear-update/keys/fleet.pub
   rear-update apply https://rear.example.com/rear/e229.tar.gz --cacert ca.pem
-  rear-update apply --unsigned --dry-run legacy-config.tar.gz`)
+  rear-update apply --unsigned --dry-run legacy-config.tar.gz
+  rear-update apply nic-tg3.layer.tar.gz --pubkey fleet.pub --root /mnt/image --kernel 6.1.0-57-amd64 --step-timeout 60`)
     .action((src: string | undefined, o: ApplyFlags) => apply(src, o));
 }

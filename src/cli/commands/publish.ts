@@ -1,6 +1,7 @@
 // `rear-update publish`: pack this host's ReaR configuration (same rules as pack) and upload
 // it to the server with the machine's identity facts. The server keeps a new version only
-// when the content changed; run it from cron or after `rear mkbackup`.
+// when the content changed; run it from cron or after `rear mkbackup`. With --layer it packs
+// and uploads a hardware-class layer instead (docs/layers.md): no host, no facts.
 
 import { createReadStream, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
@@ -10,9 +11,10 @@ import { readMachineFacts } from '../../adapters/fs/machine-facts.ts';
 import { collect } from '../options.ts';
 import { formatBytes, note, out, printJson } from '../output.ts';
 import { addServerOptions, clientFrom, type ServerFlags } from '../server-options.ts';
-import { DEFAULT_PATHS, pack } from './pack.ts';
+import { RuError } from '../../core/errors.ts';
+import { addLayerOptions, DEFAULT_PATHS, layerOptionsFrom, pack, type LayerFlags } from './pack.ts';
 
-interface PublishFlags extends ServerFlags {
+interface PublishFlags extends ServerFlags, LayerFlags {
   root: string;
   path?: string[];
   exclude?: string[];
@@ -28,11 +30,17 @@ interface Published {
   version: { host: string; version: number; size: number; created: string };
 }
 
+interface LayerPublished {
+  created: boolean;
+  layer: { class: string; name: string; priority: number; pinned: number | null };
+  version: { version: number; size: number; created: string };
+}
+
 export function registerPublish(program: Command): void {
   const cmd = program
     .command('publish')
-    .description('pack this host\'s ReaR configuration and upload it to the server as the host\'s next version (only if it changed)');
-  addServerOptions(cmd)
+    .description('pack this host\'s ReaR configuration (or, with --layer, a hardware-class layer) and upload it to the server as the next version (only if it changed)');
+  addLayerOptions(addServerOptions(cmd))
     .option('--root <dir>', 'the tree\'s root; member paths are relative to it', '/')
     .option('--path <path>', `a path below the root, repeatable (default: ${DEFAULT_PATHS.join(', ')})`, collect)
     .option('--exclude <glob>', 'leave out paths matching this glob, repeatable', collect)
@@ -46,9 +54,20 @@ token, which also creates the host on its first publish. The machine's facts go 
 hostname, MACs of physical interfaces, DMI system UUID and serial (see rear-update facts); the
 server resolves a booting replacement machine by them.
 
-Example (cron, after rear mkbackup):
-  REAR_UPDATE_SERVER=https://rear-server:8443 REAR_UPDATE_TOKEN=ru_... rear-update publish`)
+With --layer NAME --class C (and --path: what the layer carries) it publishes a layer of
+hardware class C instead: drivers, firmware, udev rules or newer ReaR scripts that the server
+composes under every host of class C (docs/layers.md). The token is an admin token or one
+made with admin token create --publish-class C. No machine facts are sent.
+
+Examples:
+  # cron, after rear mkbackup:
+  REAR_UPDATE_SERVER=https://rear-server:8443 REAR_UPDATE_TOKEN=ru_... rear-update publish
+  # a driver for the typeC machines, loaded after it is installed:
+  rear-update publish --layer nic-e1000e --class typeC --priority 10 --root /srv/layers/typeC \\
+    --path usr/lib/modules/6.1.0-57-amd64/updates --module e1000e --kernel 6.1.0-57-amd64`)
     .action(async (o: PublishFlags) => {
+      if (o.layer !== undefined) return publishLayer(o);
+      if (o.class !== undefined) throw new RuError('USAGE', '--class goes with --layer (a host\'s class is set on the server: admin host set HOST --class C)');
       const api = clientFrom(o);
       const host = o.host ?? hostname().split('.')[0] ?? 'localhost';
       const dir = mkdtempSync(join(tmpdir(), 'rear-update-publish-'));
@@ -77,4 +96,39 @@ Example (cron, after rear mkbackup):
         rmSync(dir, { recursive: true, force: true });
       }
     });
+}
+
+async function publishLayer(o: PublishFlags): Promise<void> {
+  const layer = layerOptionsFrom(o);
+  if (!layer) return;
+  if (o.path === undefined || o.path.length === 0) {
+    throw new RuError('USAGE', `--layer ${layer.name}: give what the layer carries with --path (e.g. --path usr/lib/modules/$(uname -r)/updates); the default paths are a host's own configuration`);
+  }
+  if (o.host !== undefined || o.overlay) throw new RuError('USAGE', '--host and --overlay do not go with --layer');
+  const api = clientFrom(o);
+  const dir = mkdtempSync(join(tmpdir(), 'rear-update-publish-'));
+  try {
+    const file = join(dir, 'layer.tar.gz');
+    const packed = await pack({ ...o, output: file });
+    for (const m of packed.missing) note(`${m} does not exist under ${o.root}; skipped`);
+    const size = statSync(file).size;
+    const r = await api.request<LayerPublished>('POST', `/api/v1/layers/${encodeURIComponent(layer.class)}/${encodeURIComponent(layer.name)}/versions`, {
+      query: { priority: String(layer.priority) },
+      stream: createReadStream(file, { highWaterMark: 1 << 20 }),
+      contentType: 'application/gzip',
+      headers: { 'content-length': String(size) },
+    });
+    if (o.json) {
+      printJson(r.body);
+      return;
+    }
+    const l = r.body.layer;
+    const v = r.body.version;
+    out(r.body.created
+      ? `published layer ${l.class}/${l.name} version ${v.version}, priority ${l.priority} (${packed.manifest.entries.length} entries, ${formatBytes(size)} uploaded)`
+      : `unchanged: layer ${l.class}/${l.name} version ${v.version} already has this content (priority ${l.priority}); nothing stored`);
+    if (l.pinned !== null) note(`layer ${l.class}/${l.name} is pinned to version ${l.pinned}: hosts get that one until admin unpin --layer ${l.name} --class '${l.class}'`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

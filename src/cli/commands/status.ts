@@ -6,9 +6,11 @@
 import type { Command } from 'commander';
 import { existsSync, lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { resultLine } from '../../adapters/fs/activation-runner.ts';
 import { hashFile } from '../../adapters/fs/source-tree.ts';
 import { StateDir, type Installed } from '../../adapters/fs/state.ts';
 import { Transactions, type InstalledSummary } from '../../adapters/fs/transaction.ts';
+import { otherKernel } from '../../core/activation.ts';
 import { keptBy } from '../../core/keep.ts';
 import { formatMode } from '../../core/manifest.ts';
 import { out, printJson, table } from '../output.ts';
@@ -94,6 +96,8 @@ export async function checkRoot(root: string, rec: Installed, owners: boolean): 
           walk(p);
           continue;
         }
+        // Another kernel release's modules: a layered apply neither installs nor removes them.
+        if (rec.kernel !== undefined && otherKernel(p, rec.kernel)) continue;
         const r = notInstalled(p, o);
         drift.push(...r.drift);
         kept.push(...r.kept);
@@ -104,6 +108,14 @@ export async function checkRoot(root: string, rec: Installed, owners: boolean): 
   return { drift, kept };
 }
 
+function activationSummary(a: NonNullable<Installed['activation']>): string {
+  const bad = a.steps.filter((r) => r.status === 'failed' || r.status === 'timeout');
+  const where = `kernel ${a.kernel}${a.chroot ? ', through chroot' : ''}`;
+  if (!a.complete) return `INTERRUPTED after ${a.steps.length} step(s) (${where}): the process ended while it ran`;
+  if (bad.length) return `FAILED at ${(bad[0] as { name: string }).name} (${where}); the files are installed, rollback undoes them`;
+  return a.steps.length ? `${a.steps.length} step(s), none failed (${where})` : `nothing to do (${where})`;
+}
+
 export function registerStatus(program: Command): void {
   program
     .command('status')
@@ -111,6 +123,10 @@ export function registerStatus(program: Command): void {
     .option('--root <dir>', 'the root to look at', '/')
     .option('--json', 'machine-readable output')
     .addHelpText('after', `
+Activation: for a layered bundle, each step apply ran after the commit (depmod, udev,
+modprobe, hooks) with its result (ok, failed, skipped, timeout), exit status and time; the
+output is in var/lib/rear-update/activation.log.
+
 Drift: installed entries whose content, mode, owner, type or link target changed, and paths
 below owned directories that the bundle lacks. Paths the apply kept on purpose (--keep or
 REAR_UPDATE_KEEP, recorded with what was installed; the boot hook keeps etc/rear/rescue.conf
@@ -155,10 +171,14 @@ and then lifts its guard in it) are listed as kept, not as drift, changed or not
         ['key:', rec.key ? `${rec.key}${rec.trust?.via === 'statement' ? `, ${describeTrust(rec.trust)}` : ''}` : 'none (applied --unsigned)'],
         ['applied:', `${rec.appliedAt} from ${rec.source}`],
         ['entries:', String(rec.entries.length)],
+        ...(rec.kernel !== undefined ? [['kernel:', `${rec.kernel} (kernel-bound content was installed for this release)`]] : []),
+        ...(rec.layers ?? []).map((l, i) => [i === 0 ? 'layers:' : '', `${l.name} (class ${l.class ?? 'none: the host\'s own'}, version ${l.version ?? '-'})`]),
+        ...(rec.activation ? [['activation:', activationSummary(rec.activation)]] : []),
         ['rollback:', rollback ? `available: back to ${rollback.previous ? `host ${rollback.previous.host ?? '-'} version ${rollback.previous.version ?? '-'}` : 'the state before the first apply'}` : 'not available'],
         ['drift:', drift.length === 0 ? 'none: every installed entry matches' : `${drift.length} difference(s)`],
         ...(rec.keep?.length ? [['kept:', `${kept.length} path(s) not in the bundle, kept by --keep ${rec.keep.join(' ')} (not drift)`]] : []),
       ])) out(l);
+      for (const r of rec.activation?.steps ?? []) out(`  ${resultLine(r)}`);
       for (const l of table([
         ...drift.map((d) => [`  ${d.problem}`, d.path, d.detail]),
         ...kept.map((k) => ['  kept', k.path, `matches --keep ${k.glob}`]),
