@@ -270,6 +270,44 @@ describe('real ReaR 2.7 against our server on 127.0.0.1', { timeout: 300_000, co
     });
   });
 
+  describe('a class layer that adds a ReaR init script', { concurrency: true }, () => {
+    test('installed by rear-update before rear starts: the real rear recover init stage that follows runs the new script', async () => {
+      // Host e231 of class typeL; the layer adds init/default/020_rear_update_layer_test.sh to
+      // ReaR's share directory (--overlay: it owns nothing, so ReaR's own scripts stay).
+      const add = await req(plain, 'POST', '/api/v1/hosts', { json: { id: 'e231', class: 'typeL' } });
+      assert.equal(add.status, 201, add.body.toString());
+      await publish(plain, 'e231', '52:54:00:00:22:31');
+      const layerRoot = join(work, 'layer-rear-scripts');
+      mkdirSync(join(layerRoot, 'usr/share/rear/init/default'), { recursive: true });
+      writeFileSync(join(layerRoot, 'usr/share/rear/init/default/020_rear_update_layer_test.sh'), `# from a rear-update layer\nLogPrint "rear-update layer script running"\n${MARKER}=from-layer-${tag}\n`, { mode: 0o644 });
+      const p = await cliAsync(['publish', '--server', plain.running.url, '--token', plain.admin, '--layer', 'rear-scripts', '--class', 'typeL', '--overlay',
+        '--root', layerRoot, '--path', 'usr/share/rear/init/default/020_rear_update_layer_test.sh']);
+      assert.equal(p.status, 0, p.stderr);
+      assert.match(p.stdout, /published layer typeL\/rear-scripts version 1/);
+      const { token } = await fetchToken(plain, 'e231');
+      const r = await runRearRecoverInit({
+        localConf: `OUTPUT=ISO\n${MARKER}=template-image\n`,
+        before: 'rear-update apply e231\n',
+        vars: [MARKER],
+        files: {
+          '/usr/sbin/rear-update': { content: `#!/bin/sh\nexec ${process.execPath} ${CLI} "$@"\n`, mode: 0o755 },
+          '/etc/rear-update/settings.conf': { content: `REAR_UPDATE_SERVER=${plain.running.url}\nREAR_UPDATE_TOKEN=${token}\n`, mode: 0o600 },
+          '/etc/rear-update/keys/server.pub': readFileSync(join(work, 'data-http', 'server.pub'), 'utf8'),
+        },
+      });
+      assert.equal(r.status, STOPPED_STATUS, show(r));
+      assert.match(r.log, /Including init\/default\/020_rear_update_layer_test\.sh/);
+      assert.match(r.stdout, /rear-update layer script running/);
+      // The script ran after local.conf was read (the host's, installed before rear started).
+      assert.deepEqual(r.vars, { [MARKER]: `from-layer-${tag}` });
+      const installed = JSON.parse(r.readText('/var/lib/rear-update/installed.json')) as { host: string; layers?: { name: string }[] };
+      assert.equal(installed.host, 'e231');
+      assert.deepEqual(installed.layers?.map((l) => l.name), ['rear-scripts', 'e231']);
+      // ReaR's own init scripts are all still there (the layer owns nothing).
+      assert.ok(r.readText('/usr/share/rear/init/default/030_update_recovery_system.sh').length > 0);
+    });
+  });
+
   describe('DRLM_MANAGED=y over https with the test\'s CA (lib/drlm-functions.sh)', { concurrency: true }, () => {
     const caFile = '/etc/rear/cert/rear-real-ca.pem';
     const DRLM_VARS = [MARKER, 'DRLM_MANAGED', 'DRLM_SERVER', 'DRLM_ID', 'DRLM_REST_OPTS'];

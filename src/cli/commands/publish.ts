@@ -104,7 +104,7 @@ async function publishLayer(o: PublishFlags): Promise<void> {
   if (o.path === undefined || o.path.length === 0) {
     throw new RuError('USAGE', `--layer ${layer.name}: give what the layer carries with --path (e.g. --path usr/lib/modules/$(uname -r)/updates); the default paths are a host's own configuration`);
   }
-  if (o.host !== undefined || o.overlay) throw new RuError('USAGE', '--host and --overlay do not go with --layer');
+  if (o.host !== undefined) throw new RuError('USAGE', '--host does not go with --layer: a layer belongs to a class, not a host');
   const api = clientFrom(o);
   const dir = mkdtempSync(join(tmpdir(), 'rear-update-publish-'));
   try {
