@@ -4,7 +4,10 @@
 // included; (b) a large driver/script layer (~5,000 files, ~200 MB). Each is measured on a
 // tmpfs (what a rescue system's root is) and on the disk holding the temp directory; on disk
 // also against tar followed by a flush, since apply flushes and tar does not.
+// (c) a composed bundle as the server serves it (a ~100 MiB driver layer of ~2,000 files plus a
+// host's ~1 MiB configuration), fetched once from `rear-update serve`.
 // Prints medians of several runs; asserts nothing (these machines are shared and noisy).
+// BENCH_ONLY=layers runs only what issue 12 added: (c) and composed serving against nginx.
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -97,7 +100,8 @@ try {
   execFileSync(EXE, ['keygen', '--out', join(work, 'keys')]);
   const key = join(work, 'keys', 'rear-update.key');
   const pub = join(work, 'keys', 'rear-update.pub');
-  const cases = [
+  const only = process.env.BENCH_ONLY;
+  const cases = only === 'layers' ? [] : [
     { name: '(a) config bundle', files: 200, bytes: 1 << 20, top: 'etc/rear', target: '< 500 ms wall' },
     { name: '(b) large layer', files: 5000, bytes: 200 << 20, top: 'usr/share/rear', target: '<= 1.5x tar' },
   ];
@@ -117,6 +121,18 @@ try {
       ]);
     }
   }
+  {
+    // (c) the composed bundle, as served.
+    const composed = await composedBundle(work);
+    for (const [label, where] of [['tmpfs', ram], ['disk', work]] as const) {
+      if (label === 'tmpfs' && !mounted) continue;
+      const m = measure(where, composed.bundle, composed.pub, label === 'disk');
+      rows.push([
+        '(c) composed: 100 MiB layer + 1 MiB host', label, m.tar.toFixed(0), m.apply.toFixed(0), `${(m.apply / m.tar).toFixed(2)}x`, '<= 1.5x tar',
+        m.tarSync === null ? '-' : m.tarSync.toFixed(0), m.tarSync === null ? '-' : `${(m.apply / m.tarSync).toFixed(2)}x`,
+      ]);
+    }
+  }
   const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] as string).length)));
   console.log(`rear-update apply vs GNU tar -xzf, median of ${RUNS} runs, one-file executable (${EXE})`);
   for (const r of rows) console.log(r.map((c, i) => c.padEnd(w[i] as number)).join('  '));
@@ -125,13 +141,66 @@ try {
   rmSync(work, { recursive: true, force: true });
 }
 
+/**
+ * A composed bundle as `rear-update serve` answers a host of a class with a layer: a ~100 MiB
+ * layer of ~2,000 files (modules- and firmware-like, a third text) and the host's ~1 MiB.
+ */
+async function composedBundle(dir: string): Promise<{ bundle: string; pub: string }> {
+  const { spawn } = await import('node:child_process');
+  const { freePort, stopProcess } = await import('./serve.ts');
+  const { readFileSync, statSync } = await import('node:fs');
+  const data = join(dir, 'composed-data');
+  const port = await freePort();
+  const child = spawn(EXE, ['serve', '--data', data, '--listen', `127.0.0.1:${port}`, '--log-level', 'warn'], { stdio: 'ignore' });
+  const base = `http://127.0.0.1:${port}`;
+  try {
+    for (let i = 0; i < 200 && !(await fetch(`${base}/healthz`).then((r) => r.ok, () => false)); i++) await new Promise((r) => setTimeout(r, 50));
+    const token = readFileSync(join(data, 'admin.token'), 'utf8').trim();
+    const auth = { authorization: `Bearer ${token}` };
+    const post = async (path: string, file: string): Promise<void> => {
+      const r = await fetch(`${base}${path}`, { method: 'POST', headers: { ...auth, 'content-type': 'application/gzip', 'content-length': String(statSync(file).size) }, body: readFileSync(file) });
+      if (r.status !== 201) throw new Error(`POST ${path}: HTTP ${r.status} ${await r.text()}`);
+    };
+    const layerSrc = join(dir, 'layer-src');
+    makeTree(layerSrc, 2000, 100 << 20, 'usr/lib/firmware/bench'); // firmware-like: no depmod in the bench's roots
+    execFileSync(EXE, ['pack', '--root', layerSrc, '--path', 'usr/lib/firmware/bench', '--layer', 'drivers', '--class', 'bench', '-o', join(dir, 'layer.tgz')]);
+    rmSync(layerSrc, { recursive: true, force: true });
+    await post('/api/v1/layers/bench/drivers/versions?priority=10', join(dir, 'layer.tgz'));
+    const hostSrc = join(dir, 'host-src');
+    makeTree(hostSrc, 200, 1 << 20, 'etc/rear');
+    execFileSync(EXE, ['pack', '--root', hostSrc, '--path', 'etc/rear', '--host', 'bench', '-o', join(dir, 'host.tgz')]);
+    rmSync(hostSrc, { recursive: true, force: true });
+    const add = await fetch(`${base}/api/v1/hosts`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ id: 'bench', class: 'bench' }) });
+    if (add.status !== 201) throw new Error(`adding the host: HTTP ${add.status}`);
+    await post('/api/v1/hosts/bench/versions', join(dir, 'host.tgz'));
+    const got = await fetch(`${base}/api/v1/hosts/bench/bundle`, { headers: auth });
+    if (got.status !== 200) throw new Error(`fetching the composed bundle: HTTP ${got.status}`);
+    const bundle = join(dir, 'composed.tgz');
+    writeFileSync(bundle, Buffer.from(await got.arrayBuffer()));
+    return { bundle, pub: join(data, 'server.pub') };
+  } finally {
+    await stopProcess(child);
+  }
+}
+
 // ---- the server (issue 4): rear-update serve vs nginx serving the same files from disk ----
-{
+if (process.env.BENCH_ONLY !== 'layers') {
   const { runServeBench } = await import('./serve.ts');
   const { productTarget } = await import('./product-server.ts');
   const report = await runServeBench({ targets: [productTarget()] });
   const ours = report.rows.filter((r) => r.target === 'rear-update serve');
   for (const r of ours) {
     console.log(`rear-update serve, ${r.clients} clients: ${r.ratioToNginx.toFixed(2)}x nginx's throughput (target >= 0.80x: ${r.ratioToNginx >= 0.8 ? 'met' : 'NOT met'}), p99 ${r.p99Ms.toFixed(0)} ms, peak RSS ${r.peakRssMiB?.toFixed(0) ?? '?'} MiB`);
+  }
+}
+
+// ---- composed bundles (issue 12): a shared 100 MiB layer + each host's 1 MiB, sealed per
+// request, against nginx serving one prebuilt file of the same size per client ----
+{
+  const { runServeBench } = await import('./serve.ts');
+  const { layeredProductTarget } = await import('./product-server.ts');
+  const report = await runServeBench({ targets: [layeredProductTarget()], concurrency: [64], fileBytes: 101 << 20, durationS: 20, warmupS: 3 });
+  for (const r of report.rows.filter((x) => x.target !== 'nginx')) {
+    console.log(`rear-update serve, composed bundles (100 MiB layer + 1 MiB host), ${r.clients} clients: ${r.ratioToNginx.toFixed(2)}x nginx's throughput (one prebuilt 101 MiB file per client), p99 ${r.p99Ms.toFixed(0)} ms, peak RSS ${r.peakRssMiB?.toFixed(0) ?? '?'} MiB`);
   }
 }

@@ -29,6 +29,7 @@ command -v xorriso >/dev/null || need+=(xorriso)
 # Booting that image (test/support/qemu-vm.ts): QEMU (TCG), and socat, which hands each guest
 # connection to the test's server on loopback.
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v mke2fs >/dev/null || need+=(e2fsprogs)  # the local-media disk of the QEMU test (mke2fs -d)
 command -v socat >/dev/null || need+=(socat)
 # bench/serve.ts (npm run bench): nginx as the reference server, wrk as the load generator
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need+=(nginx)

@@ -131,6 +131,8 @@ async function startFleetServer(keyPair: { pub: string; priv: string }): Promise
 
 let sb: MkrescueSandbox;
 let kernel: BootableKernel;
+/** The network driver the image lacks, as the chroot layer test picked it (the media boot loads it). */
+let lackingDriver: { mod: string; layerRoot: string } | null = null;
 /** On this machine: the image's kernel and initrd, and its boot loader's kernel command line. */
 let boot: { kernel: string; initrd: string; append: string } | null = null;
 
@@ -283,7 +285,64 @@ describe('install-rear with real ReaR 2.7: rear mkrescue carries rear-update int
     const imageConf = await sb.readText(at('etc/rear/local.conf'));
     assert.equal(imageConf, await sb.readText('/etc/rear/local.conf'));
     assert.ok(imageConf.startsWith(localConf), imageConf);
-    assert.match(imageConf, /^# BEGIN rear-update install-rear .*\nREQUIRED_PROGS\+=\( \/usr\/local\/sbin\/rear-update \)\nCOPY_AS_IS\+=\( \/etc\/rear-update\/keys \/etc\/rear-update\/settings.conf \)\n# END rear-update install-rear\n$/m);
+    assert.match(imageConf, /^# BEGIN rear-update install-rear .*\nREQUIRED_PROGS\+=\( \/usr\/local\/sbin\/rear-update \)\nPROGS\+=\( depmod \)\nCOPY_AS_IS\+=\( \/etc\/rear-update\/keys \/etc\/rear-update\/settings.conf \)\n# END rear-update install-rear\n$/m);
+  });
+
+  test('a driver the image lacks, from a class layer: the boot hook installs it in the unpacked initrd (chroot), the image\'s own depmod runs, modprobe resolves it; rollback removes it and modules.dep is as before', async (t) => {
+    assert.ok(unpacked, 'the image was not unpacked (see the mkrescue test)');
+    const REL = kernel.version;
+    // Where the image keeps its modules (merged /usr: lib -> usr/lib, which apply follows as an alias).
+    const libLink = (await sb.exec(['readlink', `${UNPACKED}/lib`])).text.trim();
+    const modRoot = `${UNPACKED}/${libLink === 'usr/lib' || libLink === '/usr/lib' ? 'usr/lib' : 'lib'}/modules/${REL}`;
+    t.diagnostic(`image lib -> ${libLink || '(a directory)'}; modules in ${modRoot}`);
+    // The chosen driver: ReaR puts every network and storage driver of the kernel into the image
+    // (its driver sets), so a driver of the template's kernel that the image lacks (without
+    // dependencies) stands in for a vendor's newer one: softdog, which also loads without any
+    // hardware (the media boot below loads it for real; it does nothing until /dev/watchdog is opened).
+    const pick = await sb.run(['sh', '-c', `for f in $(find /lib/modules/${REL}/kernel/drivers/watchdog -name 'softdog.ko*') $(find /lib/modules/${REL}/kernel/drivers/watchdog /lib/modules/${REL}/kernel/drivers/hwmon -name '*.ko*' | sort); do n=\${f##*/}; [ -z "$(find "$1" -name "$n")" ] && [ -z "$(modinfo -F depends "$f")" ] && { echo "$f"; break; }; done; true`, 'pick', modRoot]);
+    const ko = pick.text.trim();
+    assert.ok(ko, 'a driver of the template\'s kernel that the image lacks');
+    const name = posix.basename(ko);
+    const mod = name.replace(/\.ko(\.[a-z]+)?$/, '');
+    t.diagnostic(`the driver the image lacks: ${mod} (${ko})`);
+    lackingDriver = { mod, layerRoot: '/root/layer-drv' };
+    await sb.run(['sh', '-c', `mkdir -p /root/layer-drv/lib/modules/${REL}/updates && cp "$1" /root/layer-drv/lib/modules/${REL}/updates/`, 'cp', ko]);
+    // A host of another class (typeC), so the boots below (typeA) are not composed with it.
+    assert.equal((await api('POST', '/api/v1/hosts', { id: 'e232', class: 'typeC' })).status, 201);
+    const tree = join(work, 'tree-e232');
+    makeTree(tree, { etc: { rear: { 'local.conf': HOST_CONF('e232') } } });
+    const hostPub = await cliAsync(['publish', '--server', srv.url, '--token', admin, '--root', tree, '--host', 'e232', '--sys-root', join(work, 'nosys')]);
+    assert.equal(hostPub.status, 0, hostPub.stderr);
+    // The class layer, published from the template as a driver build would be.
+    await sb.run(['node', `${STAGE}/rear-update.cjs`, 'publish', '--server', srv.url, '--token', admin, '--layer', 'nic-driver', '--class', 'typeC', '--priority', '10',
+      '--root', '/root/layer-drv', '--path', `lib/modules/${REL}/updates`, '--module', mod, '--kernel', REL]);
+
+    const depBefore = await sb.readFile(`${modRoot}/modules.dep`);
+    const chrootBash = (script: string): Promise<{ status: number | null; text: string; stderr: string }> =>
+      sb.exec(['chroot', UNPACKED, '/bin/bash', '-c', `export PATH=/bin:/sbin:/usr/bin:/usr/sbin REAR_UPDATE_KERNEL=${REL}\n${script}`]);
+    // The boot hook as ReaR's system setup sources it; this machine runs another kernel, so the
+    // image's own release is named (REAR_UPDATE_KERNEL); the server is the test's, on loopback.
+    const hook = await chrootBash(`export REAR_UPDATE_CMDLINE='rear_update=id=e232,server=${srv.url},token=${admin} unattended'\nsource /etc/scripts/system-setup.d/${HOOK_NAME}`);
+    await sb.exec(['pkill', '-f', 'rear-update log-stream']);
+    t.diagnostic(hook.text);
+    assert.match(hook.text, /rear-update: done; 'rear recover' will use this host's configuration/, `${hook.text}\n${hook.stderr}`);
+    assert.match(hook.text + hook.stderr, /depmod/);
+    const installedKo = `${modRoot}/updates/${name}`;
+    assert.equal((await sb.stat(installedKo))?.type, 'regular file');
+    const dep = (await sb.readText(`${modRoot}/modules.dep`));
+    assert.match(dep, new RegExp(`^updates/${name.replace(/\./g, '\\.')}:`, 'm'), 'the image\'s depmod indexed the new module');
+    const show = await chrootBash(`modprobe --dry-run --show-depends --set-version ${REL} ${mod}`);
+    assert.equal(show.status, 0, show.stderr);
+    assert.match(show.text, new RegExp(`insmod /(usr/)?lib/modules/${REL.replace(/\./g, '\\.')}/updates/${name.replace(/\./g, '\\.')}`));
+    const status = await chrootBash('rear-update status');
+    assert.match(status.text, /nic-driver/);
+
+    const rb = await chrootBash('rear-update rollback');
+    assert.equal(rb.status, 0, `${rb.text}\n${rb.stderr}`);
+    assert.equal(await sb.stat(installedKo), null, 'rollback removed the module');
+    assert.ok((await sb.readFile(`${modRoot}/modules.dep`)).equals(depBefore), 'modules.dep is as before (depmod ran again)');
+    // The image stays as mkrescue made it for the boots below.
+    await chrootBash(`rear-update guard --on /etc/rear/rescue.conf >/dev/null 2>&1 || true`);
   });
 
   test('private key leak: no private key reaches the image, not even the signing key kept in /etc/rear-update/signing as `rear-update --help` suggests', async () => {
@@ -343,9 +402,9 @@ describe('the real rescue image booted in QEMU: one image, the right host for ea
    * Boots the image with a MAC and extra kernel options; its GUEST_SERVER_URL reaches `port` on
    * loopback. The VM is killed when the test ends, passed or not.
    */
-  const bootVm = (t: TestContext, name: string, mac: string, extra: string, port = Number(new URL(srv.url).port)): Vm => {
+  const bootVm = (t: TestContext, name: string, mac: string, extra: string, port = Number(new URL(srv.url).port), drives: readonly string[] = []): Vm => {
     assert.ok(boot, 'the image was not built or not copied out (see the install-rear suite above)');
-    const vm = startVm({ name, kernel: boot.kernel, initrd: boot.initrd, append: `${boot.append} ${extra}`.trim(), mac, serverPort: port });
+    const vm = startVm({ name, kernel: boot.kernel, initrd: boot.initrd, append: `${boot.append} ${extra}`.trim(), mac, serverPort: port, drives });
     t.after(() => vm.close());
     return vm;
   };
@@ -390,6 +449,27 @@ describe('the real rescue image booted in QEMU: one image, the right host for ea
     // A serial console gets plain progress lines, no cursor escape codes.
     assert.ok(!hookOut().includes('\x1b[?25l') && !hookOut().includes('\x1b[2K'), 'progress bar escape codes on the serial console');
     assert.ok((await auditOf('host=e230&kind=fetch')).some((e) => e.result === 'ok'), 'e230\'s download is audited');
+  });
+
+  test('local media first: a signed driver layer on a disk labelled REAR-UPDATE is installed after udev and before networking, and its modprobe loads the driver', async (t) => {
+    assert.ok(lackingDriver, 'the chroot layer test picked the driver the image lacks');
+    const REL = kernel.version;
+    // Signed with the server's key (the one the image trusts), as an admin would put it on a stick.
+    await sb.run(['node', `${STAGE}/rear-update.cjs`, 'pack', '--root', lackingDriver.layerRoot, '--path', `lib/modules/${REL}/updates`, '--layer', 'nic-media', '--class', 'typeA',
+      '--module', lackingDriver.mod, '--kernel', REL, '--key', `${SIGNING}/rear-update.key`, '-o', '/root/media-layer.tar.gz']);
+    const media = join(work, 'media');
+    mkdirSync(join(media, 'rear-update'), { recursive: true });
+    writeFileSync(join(media, 'rear-update', 'nic.tar.gz'), await sb.readFile('/root/media-layer.tar.gz'));
+    const img = join(work, 'media.img');
+    execFileSync('mke2fs', ['-q', '-F', '-t', 'ext2', '-L', 'REAR-UPDATE', '-d', media, img, '16M']);
+    const vm = bootVm(t, 'media', '52:54:00:22:90:09', 'rear_update=id=e229', Number(new URL(srv.url).port), [img]);
+    const m = await vm.waitFor(/rear-update: installing REAR-UPDATE:\/rear-update\/nic\.tar\.gz from local media \(signed bundles only\)\n/, 8 * 60_000, 'the media hook finding the layer');
+    t.diagnostic(`${vm.name}: the media hook ran ${vm.elapsed().toFixed(0)} s after power-on`);
+    assert.doesNotMatch(vm.console().slice(0, m.index), /Running 58-start-dhclient\.sh/, 'before networking');
+    await vm.waitFor(new RegExp(`ok +modprobe ${lackingDriver.mod} \\(layer nic-media\\)`), 3 * 60_000, 'the layer\'s modprobe step', m.index);
+    const dh = await vm.waitFor(/Running 58-start-dhclient\.sh\.\.\.\n/, 3 * 60_000, 'networking after the media hook', m.index);
+    assert.ok(dh.index > m.index);
+    assert.doesNotMatch(vm.console().slice(m.index, dh.index), /was NOT installed/);
   });
 
   test('rear_update=id=e229 on the kernel command line installs e229\'s bundle', async (t) => {

@@ -354,9 +354,10 @@ export async function prepareBootableSystem(sb: MkrescueSandbox): Promise<Bootab
 
 /**
  * The modules a QEMU guest (pc machine, virtio-net) needs on top of what ReaR adds by itself,
- * loaded at boot through MODULES_LOAD; the rest of the 400 MB module tree stays out.
+ * loaded at boot through MODULES_LOAD; the rest of the 400 MB module tree stays out. virtio_blk
+ * and ext4: the local-media test's disk (an ext2 file system labelled REAR-UPDATE).
  */
-export const VM_MODULES = ['virtio_pci', 'virtio_net', 'e1000'] as const;
+export const VM_MODULES = ['virtio_pci', 'virtio_net', 'e1000', 'virtio_blk', 'ext4'] as const;
 
 /** local.conf for a rescue image that boots in QEMU with a serial console and DHCP. */
 export function bootableLocalConf(kernel: BootableKernel, extra = ''): string {

@@ -46,6 +46,8 @@ export interface VmOptions {
   readonly serverPort: number;
   /** Guest memory; default 2048 MiB (the rescue system lives in RAM: a 120 MB initrd unpacks to ~400 MB). */
   readonly memoryMiB?: number;
+  /** Raw disk images attached read-only as virtio disks (/dev/vda, /dev/vdb, ...). */
+  readonly drives?: readonly string[];
 }
 
 export interface Vm {
@@ -94,6 +96,7 @@ export function startVm(o: VmOptions): Vm {
     '-kernel', o.kernel, '-initrd', o.initrd, '-append', o.append,
     '-nic', nic,
     ...(smbios ? ['-smbios', `type=1,${smbios}`] : []),
+    ...(o.drives ?? []).flatMap((f) => ['-drive', `file=${f},format=raw,if=virtio,readonly=on`]),
   ];
   const started = Date.now();
   const p = spawn(QEMU, args, { stdio: ['pipe', 'pipe', 'pipe'] });

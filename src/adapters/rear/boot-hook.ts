@@ -198,7 +198,7 @@ rear_update_media_hook() {
         test -f "$f" || continue
         echo "rear-update: installing $label:$dir/\${f##*/} from local media (signed bundles only)"
         # Unsigned or untrusted bundles are refused by apply itself: no --unsigned here.
-        if ! rear-update apply --quiet "$f" ; then
+        if ! rear-update apply "$f" ; then
             echo "rear-update: $label:$dir/\${f##*/} was NOT installed (see above)"
             rc=1
         fi

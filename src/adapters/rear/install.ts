@@ -99,6 +99,8 @@ export function installRear(p: InstallPlan): { installed: string[]; block: strin
   // there (keygen --out /etc/rear-update/signing), and the image must not carry it.
   const block = [
     `REQUIRED_PROGS+=( /${EXE_PATH} )`,
+    // Layers with modules run depmod in the rescue system (ReaR copies modprobe, not depmod).
+    'PROGS+=( depmod )',
     `COPY_AS_IS+=( ${[`/${KEYS_DIR}`, `/${SETTINGS}`, ...(p.extra ?? []).map((x) => `/${CONF_DIR}/${x.name}`)].join(' ')} )`,
   ];
   const confAbs = join(p.root, LOCAL_CONF);

@@ -263,7 +263,13 @@ export async function apply(source: string | undefined, o: ApplyFlags): Promise<
   const keepPath = keepMatcher(keep);
   const planOpts: PlanOptions = { owners, ...(keepPath ? { keep: keepPath } : {}) };
   const running = release();
-  const kernel = o.kernel ?? running;
+  // REAR_UPDATE_KERNEL: what the boot hook's apply targets when a rescue image is exercised in
+  // a chroot on another kernel (the image's own release, not the test machine's).
+  const envKernel = effectiveEnv().REAR_UPDATE_KERNEL;
+  if (envKernel !== undefined && envKernel !== '' && !KERNEL_RELEASE.test(envKernel)) {
+    throw new RuError('CONFIG_INVALID', `REAR_UPDATE_KERNEL=${envKernel} is not a kernel release as uname -r prints it`, { setting: 'REAR_UPDATE_KERNEL' });
+  }
+  const kernel = o.kernel ?? (envKernel !== undefined && envKernel !== '' ? envKernel : running);
   // Before any payload byte: may this bundle run hooks here, is it made for this kernel?
   const layerChecks = (m: Manifest | null, sig: SignatureStatus): void => {
     if (!m?.layers) return;
@@ -409,7 +415,7 @@ export function registerApply(program: Command): void {
     .option('--unsigned', 'accept a bundle without a valid signature from a trusted key (plain tar.gz archives); the extraction rules still apply')
     .option('--keep <glob>', 'never remove paths matching this glob below owned directories, although the bundle lacks them (e.g. etc/rear/rescue.conf), repeatable', collect)
     .option('--dry-run', 'print the plan (create / replace / update / remove / unchanged per path) and the activation steps, and write nothing')
-    .option('--kernel <release>', 'install kernel-bound content (lib/modules/RELEASE/...) of a layered bundle for this release (default: the running kernel, uname -r)', kernelRelease)
+    .option('--kernel <release>', 'install kernel-bound content (lib/modules/RELEASE/...) of a layered bundle for this release (default: $REAR_UPDATE_KERNEL, else the running kernel, uname -r)', kernelRelease)
     .option('--allow-hooks', 'run the pre/post hooks of a bundle that is NOT signed by a trusted key (with --unsigned); without it such a bundle is refused (HOOKS_UNTRUSTED)')
     .option('--step-timeout <seconds>', `how long each activation step and hook may run before its process group is killed (default ${DEFAULT_STEP_TIMEOUT})`, positiveInt)
     .option('--max-bytes <size>', 'refuse more unpacked content than this (default 1G)', byteSize)

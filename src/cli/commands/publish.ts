@@ -64,7 +64,7 @@ Examples:
   REAR_UPDATE_SERVER=https://rear-server:8443 REAR_UPDATE_TOKEN=ru_... rear-update publish
   # a driver for the typeC machines, loaded after it is installed:
   rear-update publish --layer nic-e1000e --class typeC --priority 10 --root /srv/layers/typeC \\
-    --path usr/lib/modules/6.1.0-57-amd64/updates --module e1000e --kernel 6.1.0-57-amd64`)
+    --path lib/modules/6.1.0-57-amd64/updates --module e1000e --kernel 6.1.0-57-amd64`)
     .action(async (o: PublishFlags) => {
       if (o.layer !== undefined) return publishLayer(o);
       if (o.class !== undefined) throw new RuError('USAGE', '--class goes with --layer (a host\'s class is set on the server: admin host set HOST --class C)');
@@ -102,7 +102,7 @@ async function publishLayer(o: PublishFlags): Promise<void> {
   const layer = layerOptionsFrom(o);
   if (!layer) return;
   if (o.path === undefined || o.path.length === 0) {
-    throw new RuError('USAGE', `--layer ${layer.name}: give what the layer carries with --path (e.g. --path usr/lib/modules/$(uname -r)/updates); the default paths are a host's own configuration`);
+    throw new RuError('USAGE', `--layer ${layer.name}: give what the layer carries with --path (e.g. --path lib/modules/$(uname -r)/updates); the default paths are a host's own configuration`);
   }
   if (o.host !== undefined) throw new RuError('USAGE', '--host does not go with --layer: a layer belongs to a class, not a host');
   const api = clientFrom(o);
