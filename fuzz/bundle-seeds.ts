@@ -1,6 +1,8 @@
 // The valid bundles the fuzzer starts from, made by the real code: `pack` (signed, signed with
-// wide owned paths, overlay, unsigned) and GNU tar (plain archives in GNU and POSIX format, with
-// a hard link, long and non-ASCII names and a `./` member). Every byte is deterministic (fixed
+// wide owned paths, overlay, unsigned), GNU tar (plain archives in GNU and POSIX format, with
+// a hard link, long and non-ASCII names and a `./` member), and a composed bundle as the server
+// serves it (format 2: two layers, a shadowed member, the host on top; added with layers, so case
+// numbers of runs before it name other inputs now). Every byte is deterministic (fixed
 // times, sorted names, fixed keys derived from a constant), so a case number reproduces the
 // same bytes in any later run.
 
@@ -10,7 +12,9 @@ import { chmodSync, chownSync, linkSync, mkdirSync, readFileSync, rmSync, symlin
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { pack } from '../src/cli/commands/pack.ts';
-import { decodeManifest } from '../src/core/manifest.ts';
+import { compose } from '../src/core/compose.ts';
+import { decodeManifest, encodeManifest, type Manifest } from '../src/core/manifest.ts';
+import { bufferPayload, concatPayload, metaTarBytes, payloadMember, seal, sealedBytes, type PayloadSource } from '../src/adapters/tar/served-bundle.ts';
 import { MANIFEST_MEMBER } from '../src/core/paths.ts';
 import { parsePrivateKey, type PrivateKey } from '../src/core/signature.ts';
 import type { Keys, SeedBundle } from './bundle-mutations.ts';
@@ -97,6 +101,7 @@ export async function makeSeeds(dir: string): Promise<Seeds> {
     await packed('unsigned', {}),
     seedOf('gnu-tar', gzipSync(gnuTar(src, 'gnu'), { level: 6 })),
     seedOf('posix-tar', gzipSync(gnuTar(src, 'posix'), { level: 6 })),
+    await composedSeed(dir, src, trusted.key),
   ];
   return { seeds, keys: { trusted: trusted.key, untrusted: untrusted.key }, trustedPub };
 }
@@ -110,4 +115,47 @@ function seedOf(name: string, bytes: Buffer): SeedBundle {
     manifest = decodeManifest(first.data.subarray(0, size));
   }
   return { name, bytes, tar, manifest };
+}
+
+/**
+ * A bundle as the server composes it for a host of a class with layers (bundle format 2): two
+ * layers of class "fuzz" that both carry etc/udev/rules.d/70-fz.rules (the later one wins, the
+ * earlier is a shadowed member), the host's own configuration on top; each layer's payload
+ * member without tar end blocks, sealed with the trusted key exactly as serving does.
+ */
+async function composedSeed(dir: string, src: string, key: PrivateKey): Promise<SeedBundle> {
+  const layer = async (name: string, priority: number, rule: string): Promise<{ file: string; manifest: Manifest; bytes: Buffer }> => {
+    const root = join(dir, `layer-${name}`);
+    mkdirSync(join(root, 'etc/udev/rules.d'), { recursive: true });
+    mkdirSync(join(root, 'usr/lib/firmware/fz'), { recursive: true });
+    writeFileSync(join(root, 'etc/udev/rules.d/70-fz.rules'), rule, { mode: 0o644 });
+    writeFileSync(join(root, `usr/lib/firmware/fz/${name}.fw`), `firmware of ${name}\n`.repeat(20), { mode: 0o644 });
+    for (const d of ['etc', 'etc/udev', 'etc/udev/rules.d', 'usr', 'usr/lib', 'usr/lib/firmware', 'usr/lib/firmware/fz']) chmodSync(join(root, d), 0o755);
+    const file = join(dir, `layer-${name}.tar.gz`);
+    await pack({ root, path: ['etc/udev/rules.d', `usr/lib/firmware/fz`], layer: name, class: 'fuzz', priority, created: CREATED, output: file });
+    const bytes = readFileSync(file);
+    return { file, manifest: seedOf(name, bytes).manifest as Manifest, bytes };
+  };
+  const a = await layer('nic', 10, 'ACTION=="add", RUN+="/bin/true old"\n');
+  const b = await layer('nic-fix', 20, 'ACTION=="add", RUN+="/bin/true new"\n');
+  const hostFile = join(dir, 'composed-host.tar.gz');
+  await pack({ root: src, path: ['etc/rear', 'var/lib/rear/layout'], host: 'fz1', created: CREATED, output: hostFile });
+  const host = seedOf('composed-host', readFileSync(hostFile)).manifest as Manifest;
+  const manifest = compose(
+    [{ class: 'fuzz', name: 'nic', priority: 10, version: 1, manifest: a.manifest }, { class: 'fuzz', name: 'nic-fix', priority: 20, version: 3, manifest: b.manifest }],
+    { id: 'fz1', class: 'fuzz', version: 7, manifest: host },
+  );
+  const member = async (file: string, m: Manifest, withoutEnd: boolean): Promise<PayloadSource> => {
+    const skip = metaTarBytes(encodeManifest(m).length, null);
+    const parts: Buffer[] = [];
+    for await (const c of payloadMember(file, skip, { withoutEnd })) parts.push(c as Buffer);
+    const data = Buffer.concat(parts);
+    return bufferPayload(data, createHash('sha256').update(data).digest('hex'));
+  };
+  const parts = [await member(a.file, a.manifest, true), await member(b.file, b.manifest, true), await member(hostFile, host, false)];
+  const all = Buffer.concat(parts.flatMap((p) => p.buffers ?? []));
+  const sealed = seal({ ...manifest, host: 'fz1', class: 'fuzz', version: 7, served: CREATED }, key, concatPayload(parts, createHash('sha256').update(all).digest('hex')));
+  const out: Buffer[] = [];
+  for await (const c of sealedBytes(sealed)) out.push(Buffer.from(c));
+  return seedOf('signed-composed', Buffer.concat(out));
 }
