@@ -125,6 +125,16 @@ describe('hardware-class layers on the server', () => {
     // admin show: the composed view with provenance.
     const show = await req('GET', '/api/v1/hosts/e230/versions/served');
     assert.deepEqual(show.json.composed.layers.map((l: { name: string }) => l.name), ['tools', 'nic', 'nic-fix', 'e230']);
+
+    // admin diff on composed versions: a host change shows as itself; the layers' paths are in
+    // both composed versions, so they are neither added nor removed.
+    assert.equal((await req('POST', '/api/v1/hosts/e230/versions', { body: hostFile('e230', { etc: { rear: { 'local.conf': 'OUTPUT=USB\n' } } }) })).status, 201);
+    const diff = await req('GET', '/api/v1/hosts/e230/diff?from=1&to=2');
+    assert.equal(diff.status, 200, diff.body.toString());
+    assert.deepEqual([diff.json.added, diff.json.removed], [[], []]);
+    assert.deepEqual(diff.json.changed.map((c: { path: string }) => c.path), ['etc/rear/local.conf']);
+    assert.match(diff.json.texts[0].patch, /-OUTPUT=ISO\n\+OUTPUT=USB/);
+    assert.equal((await req('PUT', '/api/v1/hosts/e230/pin', { body: { version: 1 } })).status, 200, 'the tests below expect version 1 served');
   });
 
   test('the ReaR route serves the composed bundle (plain tar -xzf installs the layers), the DRLM route the host\'s own local.conf', async () => {
