@@ -295,11 +295,11 @@ describe('install-rear with real ReaR 2.7: rear mkrescue carries rear-update int
     const libLink = (await sb.exec(['readlink', `${UNPACKED}/lib`])).text.trim();
     const modRoot = `${UNPACKED}/${libLink === 'usr/lib' || libLink === '/usr/lib' ? 'usr/lib' : 'lib'}/modules/${REL}`;
     t.diagnostic(`image lib -> ${libLink || '(a directory)'}; modules in ${modRoot}`);
-    // The chosen driver: ReaR puts every network and storage driver of the kernel into the image
-    // (its driver sets), so a driver of the template's kernel that the image lacks (without
-    // dependencies) stands in for a vendor's newer one: softdog, which also loads without any
-    // hardware (the media boot below loads it for real; it does nothing until /dev/watchdog is opened).
-    const pick = await sb.run(['sh', '-c', `for f in $(find /lib/modules/${REL}/kernel/drivers/watchdog -name 'softdog.ko*') $(find /lib/modules/${REL}/kernel/drivers/watchdog /lib/modules/${REL}/kernel/drivers/hwmon -name '*.ko*' | sort); do n=\${f##*/}; [ -z "$(find "$1" -name "$n")" ] && [ -z "$(modinfo -F depends "$f")" ] && { echo "$f"; break; }; done; true`, 'pick', modRoot]);
+    // The chosen module: ReaR puts every network and storage driver (and the watchdogs) of the
+    // kernel into the image, so a module of the template's kernel that the image lacks, has no
+    // dependencies and loads without any hardware (the media boot below loads it for real)
+    // stands in for a vendor's newer driver: the first of softdog and a few cipher modules.
+    const pick = await sb.run(['sh', '-c', `for f in $(for m in softdog tea anubis khazad wp512 fcrypt; do find /lib/modules/${REL}/kernel -name "$m.ko*"; done); do n=\${f##*/}; [ -z "$(find "$1" -name "$n")" ] && [ -z "$(modinfo -F depends "$f")" ] && { echo "$f"; break; }; done; true`, 'pick', modRoot]);
     const ko = pick.text.trim();
     assert.ok(ko, 'a driver of the template\'s kernel that the image lacks');
     const name = posix.basename(ko);
