@@ -295,11 +295,12 @@ describe('install-rear with real ReaR 2.7: rear mkrescue carries rear-update int
     const libLink = (await sb.exec(['readlink', `${UNPACKED}/lib`])).text.trim();
     const modRoot = `${UNPACKED}/${libLink === 'usr/lib' || libLink === '/usr/lib' ? 'usr/lib' : 'lib'}/modules/${REL}`;
     t.diagnostic(`image lib -> ${libLink || '(a directory)'}; modules in ${modRoot}`);
-    // The chosen module: ReaR puts every network and storage driver (and the watchdogs) of the
-    // kernel into the image, so a module of the template's kernel that the image lacks, has no
-    // dependencies and loads without any hardware (the media boot below loads it for real)
-    // stands in for a vendor's newer driver: the first of softdog and a few cipher modules.
-    const pick = await sb.run(['sh', '-c', `for f in $(for m in softdog tea anubis khazad wp512 fcrypt; do find /lib/modules/${REL}/kernel -name "$m.ko*"; done); do n=\${f##*/}; [ -z "$(find "$1" -name "$n")" ] && [ -z "$(modinfo -F depends "$f")" ] && { echo "$f"; break; }; done; true`, 'pick', modRoot]);
+    // The chosen module: ReaR puts every network, storage, virtio and crypto driver of the kernel
+    // (and whatever the building machine has loaded) into the image, so a module of the
+    // template's kernel that the image lacks, has no dependencies and loads without any hardware
+    // (the media boot below loads it for real) stands in for a vendor's newer driver: the first
+    // of a few rare file-system drivers (minix, qnx4, ...).
+    const pick = await sb.run(['sh', '-c', `for f in $(for m in minix qnx4 romfs efs befs sysv ufs cramfs; do find /lib/modules/${REL}/kernel -name "$m.ko*"; done); do n=\${f##*/}; [ -z "$(find "$1" -name "$n")" ] && [ -z "$(modinfo -F depends "$f")" ] && { echo "$f"; break; }; done; true`, 'pick', modRoot]);
     const ko = pick.text.trim();
     assert.ok(ko, 'a driver of the template\'s kernel that the image lacks');
     const name = posix.basename(ko);
