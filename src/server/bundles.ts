@@ -49,6 +49,8 @@ const IDLE_MS = 60_000;
 export class BundleService {
   readonly #o: BundleServiceOptions;
   readonly #cache = new Map<string, { data: Buffer; used: number }>();
+  /** Payloads being read into the cache: concurrent first requests wait for the one read. */
+  readonly #loading = new Map<string, Promise<Buffer>>();
   readonly #sealings = new TtlCache<string, Sealed>(2000, 1024);
   /** A stored version's manifest never changes: decoded once per minute, not per sealing (0.35 ms for 200 entries). */
   readonly #manifests = new TtlCache<string, Manifest>(60_000, 4096);
@@ -321,7 +323,7 @@ export class BundleService {
   async #composedPayload(c: Composition, rec: VersionRecord): Promise<PayloadSource> {
     const own = await this.payload(rec.blob, rec.size);
     if (c.layers.length === 0) return own;
-    const parts = await Promise.all(c.layers.map(async (l) => this.payload(l.version.blob, l.version.size)));
+    const parts = await Promise.all(c.layers.map(async (l) => this.payload(l.version.blob, l.version.size, { shared: true })));
     const prefix = await this.#prefixes.get(c.layers.map((l) => l.version.blob).join(','), async () => {
       const h = createHash('sha256');
       for (const p of parts) for await (const chunk of p.chunks()) h.update(chunk);
@@ -343,8 +345,12 @@ export class BundleService {
    * new payload displaces only entries unused for IDLE_MS; otherwise it is served from disk
    * without being kept: a fleet slightly larger than the cache, fetched in turn, would
    * otherwise evict every entry just before it is needed again (an LRU's worst case).
+   * A host's member may take a quarter of the cache; a layer's (`shared`: every host of its
+   * class is served it) half: measured, a 100 MiB layer served from memory keeps up with nginx's
+   * sendfile, streamed from disk it reaches a third of it (docs/performance.md). Concurrent
+   * first requests read a payload once.
    */
-  async payload(sha256: string, size: number): Promise<PayloadSource> {
+  async payload(sha256: string, size: number, opts: { shared?: boolean } = {}): Promise<PayloadSource> {
     const hit = this.#cache.get(sha256);
     const now = Date.now();
     if (hit) {
@@ -357,15 +363,25 @@ export class BundleService {
       if (!got) throw new RuError('BLOB_MISSING', `bundle data ${sha256} is missing from the blob store`, { blob: sha256 });
       return got.stream;
     };
-    if (size <= this.#o.cacheBytes / 4 && this.#makeRoom(size, now)) {
-      const parts: Buffer[] = [];
-      for await (const c of await open()) parts.push(c as Buffer);
-      const data = Buffer.concat(parts);
-      if (!this.#cache.has(sha256)) {
-        this.#cache.set(sha256, { data, used: now });
-        this.#cached += data.length;
+    const loading = this.#loading.get(sha256);
+    if (loading) return bufferPayload(await loading, sha256);
+    if (size <= this.#o.cacheBytes / (opts.shared ? 2 : 4) && this.#makeRoom(size, now)) {
+      const load = (async (): Promise<Buffer> => {
+        const parts: Buffer[] = [];
+        for await (const c of await open()) parts.push(c as Buffer);
+        const data = Buffer.concat(parts);
+        if (!this.#cache.has(sha256)) {
+          this.#cache.set(sha256, { data, used: now });
+          this.#cached += data.length;
+        }
+        return data;
+      })();
+      this.#loading.set(sha256, load);
+      try {
+        return bufferPayload(await load, sha256);
+      } finally {
+        this.#loading.delete(sha256);
       }
-      return bufferPayload(data, sha256);
     }
     return {
       size,
