@@ -56,7 +56,11 @@ export function checkToken(rec: TokenRecord | null, secret: string, opts: { now:
 export const usedUp = (rec: Pick<TokenRecord, 'id' | 'uses'>): RuError =>
   new RuError('AUTH_USED_UP', `token ${rec.id} has started all of its ${rec.uses} bundle download${rec.uses === 1 ? '' : 's'}: it is used up`, { token: rec.id, uses: rec.uses });
 
-export type Action = 'admin' | 'publish' | 'fetch';
+/**
+ * admin: change anything. operate: assign and forget pending machines. view: read what an admin
+ * reads (hosts, versions, diffs, tokens, audit, recoveries, logs). publish, fetch: one host's.
+ */
+export type Action = 'admin' | 'operate' | 'view' | 'publish' | 'fetch';
 
 const forbidden = (rec: TokenRecord, what: string): RuError =>
   new RuError('FORBIDDEN', `token ${rec.id} (${rec.scope}) may not ${what}`, { token: rec.id, scope: rec.scope });
@@ -73,6 +77,16 @@ export function authorize(rec: TokenRecord, action: Action, host: Pick<Host, 'id
   const id = host?.id ?? hostId ?? null;
   const label = id === null ? action : `${action} host ${id}`;
   if (action === 'admin') throw forbidden(rec, 'use admin routes');
+  // The console roles reach no host's bundle and publish nothing: they read, and operate pending machines.
+  if (action === 'view') {
+    if (scope === 'view' || scope === 'operate') return;
+    throw forbidden(rec, 'read the admin views');
+  }
+  if (action === 'operate') {
+    if (scope === 'operate') return;
+    throw forbidden(rec, 'assign or forget pending machines');
+  }
+  if (scope === 'view' || scope === 'operate') throw forbidden(rec, label);
   const [kind, value] = [scope.slice(0, scope.indexOf(':')), scope.slice(scope.indexOf(':') + 1)];
   // Said outright rather than left to the comparisons below: a layer token reaches no host.
   if (kind === 'publish-class') throw forbidden(rec, label);

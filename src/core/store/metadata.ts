@@ -4,6 +4,8 @@
 // Pure types: no I/O here. Every failure is a RuError with a code from src/core/errors.ts.
 
 import type { CanonicalFacts, FactKind, MachineFacts } from './facts.ts';
+import type { Hardware } from './hardware.ts';
+import type { RecoveryEventKind, RecoveryPhase } from '../recovery.ts';
 
 /** Times are ISO 8601 UTC strings with milliseconds (Date#toISOString), so they sort as text. */
 export type Iso = string;
@@ -174,7 +176,11 @@ export interface LayerStore {
 }
 
 /** publish-class:C publishes layers of class C (and nothing else; C may be '*'); see docs/layers.md. */
-export type TokenScope = 'admin' | `publish:${string}` | `publish-class:${string}` | `fetch:${string}` | `fetch-class:${string}`;
+/**
+ * view: sees everything an admin sees, changes nothing; operate: view, and assigns and forgets
+ * pending machines (the disaster-time role); admin: everything (docs/console.md).
+ */
+export type TokenScope = 'admin' | 'view' | 'operate' | `publish:${string}` | `publish-class:${string}` | `fetch:${string}` | `fetch-class:${string}`;
 
 export interface TokenRecord {
   readonly id: string;
@@ -265,10 +271,12 @@ export interface PendingStore {
   listPending(filter?: { mac?: string; unassigned?: boolean }): Promise<PendingMachine[]>;
   /** PENDING_UNKNOWN, HOST_UNKNOWN. Reassigning replaces the host. */
   assignPending(id: number, host: string): Promise<PendingMachine>;
+  /** Deletes a pending record (an admin's "forget": a machine asking again is recorded anew). PENDING_UNKNOWN. */
+  forgetPending(id: number): Promise<PendingMachine>;
 }
 
-export type AuditKind = 'publish' | 'fetch' | 'resolve' | 'assign' | 'pin' | 'token' | 'host' | 'log' | 'key';
-export const AUDIT_KINDS: readonly AuditKind[] = ['publish', 'fetch', 'resolve', 'assign', 'pin', 'token', 'host', 'log', 'key'];
+export type AuditKind = 'publish' | 'fetch' | 'resolve' | 'assign' | 'pin' | 'token' | 'host' | 'log' | 'key' | 'recovery' | 'session' | 'pending';
+export const AUDIT_KINDS: readonly AuditKind[] = ['publish', 'fetch', 'resolve', 'assign', 'pin', 'token', 'host', 'log', 'key', 'recovery', 'session', 'pending'];
 
 export interface AuditEvent {
   readonly id: number;
@@ -338,6 +346,149 @@ export interface LogIndex {
   listLogs(host: string): Promise<LogRecord[]>;
 }
 
+/**
+ * A recovery (docs/recoveries.md): one rescue boot that talks to the server, from resolving to
+ * finished or failed. The phase is the store's: each event moves it (core/recovery.ts decides
+ * how); "silent" is not a phase but a reading of `lastSign` against the clock.
+ */
+export interface Recovery {
+  readonly id: number;
+  /** The token that opened it: only that token (or an operator) may add events. */
+  readonly token: string | null;
+  readonly address: string | null;
+  /** The host it recovers, once resolved or assigned. */
+  readonly host: string | null;
+  /** The pending machine it waited as, if it did. */
+  readonly pending: number | null;
+  /** The newest recovery log (LogRecord id) linked to it. */
+  readonly log: number | null;
+  readonly facts: CanonicalFacts | null;
+  readonly hardware: Hardware | null;
+  readonly phase: RecoveryPhase;
+  readonly started: Iso;
+  /** Time of the newest event. */
+  readonly updated: Iso;
+  /** Newest sign of life: an event, a heartbeat, or log bytes arriving. */
+  readonly lastSign: Iso;
+  /** When it reached done or failed. */
+  readonly ended: Iso | null;
+  /** `rear recover`'s exit status, when it reported one. */
+  readonly exitStatus: number | null;
+  /** The code of the failure, when failed. */
+  readonly error: string | null;
+}
+
+export interface RecoveryEvent {
+  readonly recovery: number;
+  /** 1, 2, 3, ... within a recovery. */
+  readonly seq: number;
+  readonly time: Iso;
+  readonly kind: RecoveryEventKind;
+  /** The token id that caused it (the rescue system's, or the admin's who assigned). */
+  readonly actor: string | null;
+  /** One line for people; untrusted when the rescue system wrote it. */
+  readonly message: string;
+  /** Kind-specific values (version, bytes, counts, layers, code, exit status, ...), JSON-safe. */
+  readonly detail: Readonly<Record<string, unknown>>;
+}
+
+export interface NewRecovery {
+  readonly token?: string | null;
+  readonly address?: string | null;
+  readonly host?: string | null;
+  readonly facts?: CanonicalFacts | null;
+  readonly hardware?: Hardware | null;
+}
+
+export interface NewRecoveryEvent {
+  readonly kind: RecoveryEventKind;
+  readonly actor?: string | null;
+  readonly message?: string;
+  readonly detail?: Readonly<Record<string, unknown>>;
+  /** Set what the event establishes (the store keeps the newest non-null value). */
+  readonly host?: string | null;
+  readonly pending?: number | null;
+  readonly log?: number | null;
+  readonly exitStatus?: number | null;
+  readonly error?: string | null;
+}
+
+export interface RecoveryQuery {
+  /** Only those not done or failed. */
+  readonly active?: boolean;
+  readonly host?: string;
+  readonly pending?: number;
+  /** Paging: only recoveries with a smaller id. */
+  readonly beforeId?: number;
+  /** Default 100, at most 1000. */
+  readonly limit?: number;
+}
+
+export interface RecoveryStore {
+  /** Phase 'resolving', one first event 'booted'. STORE_INVALID. */
+  openRecovery(r: NewRecovery): Promise<Recovery>;
+  getRecovery(id: number): Promise<Recovery | null>;
+  /** Newest first. */
+  listRecoveries(q?: RecoveryQuery): Promise<Recovery[]>;
+  /**
+   * Appends an event and moves the recovery's phase (core/recovery.ts nextPhase), updated and
+   * lastSign, in one step. A recovery that ended takes further events, but its phase stays
+   * unless the event is a new start (core/recovery.ts). RECOVERY_UNKNOWN, STORE_INVALID.
+   */
+  appendRecoveryEvent(id: number, e: NewRecoveryEvent): Promise<{ recovery: Recovery; event: RecoveryEvent }>;
+  /** Ascending by seq; afterSeq: only later ones. RECOVERY_UNKNOWN. */
+  listRecoveryEvents(id: number, opts?: { afterSeq?: number }): Promise<RecoveryEvent[]>;
+  /** Sets lastSign (the store's clock): a heartbeat, or log bytes arriving. RECOVERY_UNKNOWN. */
+  noteRecoverySign(id: number): Promise<void>;
+}
+
+/**
+ * The disks a host's newest configuration describes (its var/lib/rear/layout/disklayout.conf),
+ * kept when a version is published so match hints (core/match.ts) need no bundle reads.
+ */
+export interface HostLayout {
+  readonly host: string;
+  readonly version: number;
+  readonly disks: readonly { readonly device: string; readonly size: number }[];
+}
+
+export interface HostLayoutStore {
+  /** Replaces the host's layout. HOST_UNKNOWN, STORE_INVALID. */
+  setHostLayout(l: HostLayout): Promise<void>;
+  /** Every host's layout, sorted by host. */
+  listHostLayouts(): Promise<HostLayout[]>;
+}
+
+/**
+ * A signed-in browser (docs/console.md). The cookie carries a random secret; the store keeps
+ * only its sha256 (`id`), as with tokens. The token it was opened with decides what it may do,
+ * read afresh per request, so revoking the token ends its sessions.
+ */
+export interface Session {
+  /** sha256 hex of the cookie's secret. */
+  readonly id: string;
+  readonly token: string;
+  /** The synchronizer token every state-changing request must carry. */
+  readonly csrf: string;
+  readonly created: Iso;
+  readonly lastSeen: Iso;
+  /** Absolute expiry, fixed at creation. */
+  readonly expires: Iso;
+  readonly address: string | null;
+}
+
+export interface SessionStore {
+  /** STORE_CONFLICT for an existing id, TOKEN_UNKNOWN, STORE_INVALID. */
+  createSession(s: Omit<Session, 'lastSeen' | 'created'>): Promise<Session>;
+  getSession(id: string): Promise<Session | null>;
+  /** Sets lastSeen to the store's clock; false when there is no such session. */
+  touchSession(id: string): Promise<boolean>;
+  /** false when there was none. */
+  deleteSession(id: string): Promise<boolean>;
+  /** Deletes sessions whose absolute expiry passed or that were idle since `idleBefore`; returns how many. */
+  deleteStaleSessions(idleBefore: Iso): Promise<number>;
+}
+
 /** One inconsistency the store finds in itself (check), named by kind for tests and tools. */
 export interface StoreProblem {
   /**
@@ -367,7 +518,8 @@ export interface StoreMaintenance {
   releaseBlobs(blobs: readonly string[], remove: (sha256: string) => Promise<unknown>): Promise<string[]>;
 }
 
-export interface MetadataStore extends HostStore, VersionStore, LayerStore, TokenStore, PendingStore, AuditStore, LogIndex, StoreMaintenance {
+export interface MetadataStore
+  extends HostStore, VersionStore, LayerStore, TokenStore, PendingStore, AuditStore, LogIndex, RecoveryStore, HostLayoutStore, SessionStore, StoreMaintenance {
   close(): Promise<void>;
 }
 

@@ -88,9 +88,9 @@ export function checkNewLayerVersion(v: NewLayerVersion): NewLayerVersion {
 }
 
 export function checkScope(s: string): TokenScope {
-  if (s === 'admin') return s;
+  if (s === 'admin' || s === 'view' || s === 'operate') return s;
   const m = /^(publish|publish-class|fetch|fetch-class):(.*)$/.exec(String(s));
-  if (!m) return invalid(`token scope ${JSON.stringify(s)} is not admin, publish:HOST, publish-class:CLASS, fetch:HOST or fetch-class:CLASS`, { value: String(s) });
+  if (!m) return invalid(`token scope ${JSON.stringify(s)} is not admin, view, operate, publish:HOST, publish-class:CLASS, fetch:HOST or fetch-class:CLASS`, { value: String(s) });
   // publish-class takes a layer's class, '*' included (a token for the every-class layers).
   if (m[1] === 'publish-class') checkLayerClass(m[2] as string);
   else checkId(m[2] as string, m[1] === 'fetch-class' ? 'class' : 'host');
