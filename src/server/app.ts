@@ -14,11 +14,13 @@ import { publicRoutes } from './routes/public.ts';
 import { publishRoutes } from './routes/publish.ts';
 import { keyRoutes } from './routes/keys.ts';
 import { layerRoutes } from './routes/layers.ts';
+import { recoveryRoutes } from './routes/recoveries.ts';
+import { consoleRoutes } from './console/routes.ts';
 
 export type RouteRegistrar = (app: FastifyInstance, ctx: ServerContext) => void;
 
 /** Route sets registered beside the built-in ones (admin.ts adds itself through this list). */
-export const ROUTES: RouteRegistrar[] = [publicRoutes, fetchRoutes, publishRoutes, drlmRoutes, adminRoutes, keyRoutes, layerRoutes];
+export const ROUTES: RouteRegistrar[] = [publicRoutes, fetchRoutes, publishRoutes, drlmRoutes, adminRoutes, keyRoutes, layerRoutes, recoveryRoutes, consoleRoutes];
 
 export interface AppOptions {
   readonly logger?: FastifyServerOptions['logger'];

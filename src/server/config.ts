@@ -28,6 +28,10 @@ export interface ServerConfig {
   /** 0: no limit. */
   readonly maxConnections: number;
   readonly maxConnectionsPerAddress: number;
+  /** Recoveries and the console (docs/recoveries.md, docs/console.md). Milliseconds. */
+  readonly silentAfter: number;
+  readonly sessionIdle: number;
+  readonly sessionMax: number;
 }
 
 type Key = keyof ServerConfig;
@@ -108,6 +112,9 @@ export const SETTINGS = [
   { key: 'keepAliveTimeout', flag: '--keep-alive-timeout <duration>', env: 'REAR_UPDATE_KEEP_ALIVE_TIMEOUT', default: '65s', parse: timeout('keep-alive timeout', false), help: 'close an idle kept-alive connection after this' },
   { key: 'maxConnections', flag: '--max-connections <n>', env: 'REAR_UPDATE_MAX_CONNECTIONS', default: '512', parse: connections('connection limit'), help: 'open connections in all; more are closed at once (0: no limit)' },
   { key: 'maxConnectionsPerAddress', flag: '--max-connections-per-address <n>', env: 'REAR_UPDATE_MAX_CONNECTIONS_PER_ADDRESS', default: '64', parse: connections('connection limit per address'), help: 'open connections from one client address; more are closed at once (0: no limit)' },
+  { key: 'silentAfter', flag: '--silent-after <duration>', env: 'REAR_UPDATE_SILENT_AFTER', default: '5m', parse: span('silent-after'), help: 'an active recovery with no event, heartbeat or log output for this long is shown as silent' },
+  { key: 'sessionIdle', flag: '--session-idle <duration>', env: 'REAR_UPDATE_SESSION_IDLE', default: '30m', parse: span('session idle timeout'), help: 'a console session unused for this long ends' },
+  { key: 'sessionMax', flag: '--session-max <duration>', env: 'REAR_UPDATE_SESSION_MAX', default: '12h', parse: span('session lifetime'), help: 'a console session ends this long after sign-in, used or not' },
 ] as const satisfies readonly Setting<Key>[];
 
 export type ConfigFlags = Partial<Record<Key, string | undefined>> & { config?: string };

@@ -13,12 +13,24 @@ import type { KeyRing } from './key-ring.ts';
 import type { LogService } from './logs.ts';
 import type { Metrics } from './metrics.ts';
 import type { TokenUseRecorder } from './token-use.ts';
+import type { RecoveryService } from './recoveries.ts';
+
+/** The console's session rules (console/session.ts). Milliseconds. */
+export interface ConsoleSettings {
+  readonly sessionIdleMs: number;
+  readonly sessionMaxMs: number;
+  /** Cookies carry Secure (the server runs TLS). */
+  readonly secure: boolean;
+}
 
 export interface ServerContext {
   readonly meta: MetadataStore;
   readonly blobs: BlobStore;
   readonly bundles: BundleService;
   readonly logs: LogService;
+  /** Recoveries: their events, live changes for the console, match hints (recoveries.ts). */
+  readonly recoveries: RecoveryService;
+  readonly console: ConsoleSettings;
   /** Batches the records of successful downloads (audit-queue.ts). */
   readonly auditQueue: AuditQueue;
   /** The current signing key: read it per use, a rotation (keys) switches it. */

@@ -10,6 +10,7 @@ import { BundleService } from './bundles.ts';
 import type { ServerConfig } from './config.ts';
 import { ensureAdminToken, layout, prepareDataDir } from './data-dir.ts';
 import { KeyRing } from './key-ring.ts';
+import { RecoveryService } from './recoveries.ts';
 import { LogService } from './logs.ts';
 import { TtlCache } from './cache.ts';
 import { AuditQueue } from './audit-queue.ts';
@@ -62,6 +63,8 @@ export async function startServer(cfg: ServerConfig, opts: { now?: () => Date; l
       metrics: createMetrics(),
       bundles: new BundleService({ meta, blobs, get key() { return keys.current; }, tmpDir: data.tmp, maxUpload: cfg.maxUpload, cacheBytes: cfg.payloadCache, now }),
       logs: new LogService(meta, data.logs),
+      recoveries: new RecoveryService(meta, { now, silentAfterMs: cfg.silentAfter }),
+      console: { sessionIdleMs: cfg.sessionIdle, sessionMaxMs: cfg.sessionMax, secure: https !== null },
       auditQueue: new AuditQueue(meta),
       cache: { tokens: new TtlCache<string, TokenRecord | null>(), served: new TtlCache<string, { host: Host; rec: VersionRecord } | null>() },
     };
