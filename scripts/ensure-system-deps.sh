@@ -34,6 +34,10 @@ command -v socat >/dev/null || need+=(socat)
 # bench/serve.ts (npm run bench): nginx as the reference server, wrk as the load generator
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need+=(nginx)
 command -v wrk >/dev/null || need+=(wrk)
+# The console's browser tests (test/browser/): Debian's Chromium driven by playwright-core
+# (playwright's own browser download is not reachable here), and a font for its screenshots.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
