@@ -13,6 +13,11 @@ import { freePort, pidOf, stopProcess, track, waitUntilServing, type RunningTarg
 
 const CLI = join(import.meta.dirname, '..', 'dist', 'rear-update.cjs');
 
+/** Seeds one client after another, four at a time (the server stores each publish in one transaction). */
+async function eachClient(clients: number, one: (i: number) => Promise<void>): Promise<void> {
+  for (let i = 0; i < clients; i += 4) await Promise.all([0, 1, 2, 3].filter((k) => i + k < clients).map((k) => one(i + k)));
+}
+
 async function seed(ctx: ServeContext, base: string, token: string): Promise<void> {
   const tree = join(ctx.workDir, 'ru-tree');
   const one = async (i: number): Promise<void> => {
@@ -28,7 +33,7 @@ async function seed(ctx: ServeContext, base: string, token: string): Promise<voi
     rmSync(root, { recursive: true, force: true });
     rmSync(file, { force: true });
   };
-  for (let i = 0; i < ctx.clients; i += 4) await Promise.all([0, 1, 2, 3].filter((k) => i + k < ctx.clients).map((k) => one(i + k)));
+  await eachClient(ctx.clients, one);
 }
 
 /**
@@ -66,7 +71,7 @@ async function seedLayered(ctx: ServeContext, base: string, token: string): Prom
     rmSync(root, { recursive: true, force: true });
     rmSync(file, { force: true });
   };
-  for (let i = 0; i < ctx.clients; i += 4) await Promise.all([0, 1, 2, 3].filter((k) => i + k < ctx.clients).map((k) => one(i + k)));
+  await eachClient(ctx.clients, one);
 }
 
 async function startProduct(ctx: ServeContext, layered = false): Promise<RunningTarget> {

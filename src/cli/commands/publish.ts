@@ -12,7 +12,7 @@ import { collect } from '../options.ts';
 import { formatBytes, note, out, printJson } from '../output.ts';
 import { addServerOptions, clientFrom, type ServerFlags } from '../server-options.ts';
 import { RuError } from '../../core/errors.ts';
-import { addLayerOptions, DEFAULT_PATHS, layerOptionsFrom, pack, type LayerFlags } from './pack.ts';
+import { addLayerOptions, DEFAULT_PATHS, layerOptionsFrom, pack, type LayerFlags, type PackFlags } from './pack.ts';
 
 interface PublishFlags extends ServerFlags, LayerFlags {
   root: string;
@@ -68,34 +68,43 @@ Examples:
     .action(async (o: PublishFlags) => {
       if (o.layer !== undefined) return publishLayer(o);
       if (o.class !== undefined) throw new RuError('USAGE', '--class goes with --layer (a host\'s class is set on the server: admin host set HOST --class C)');
-      const api = clientFrom(o);
       const host = o.host ?? hostname().split('.')[0] ?? 'localhost';
-      const dir = mkdtempSync(join(tmpdir(), 'rear-update-publish-'));
-      try {
-        const file = join(dir, 'bundle.tar.gz');
-        const packed = await pack({ root: o.root, path: o.path, exclude: o.exclude, host, overlay: o.overlay, output: file });
-        for (const m of packed.missing) note(`${m} does not exist under ${o.root}; skipped`);
-        const facts = readMachineFacts(o.sysRoot);
-        const size = statSync(file).size;
-        const r = await api.request<Published>('POST', `/api/v1/hosts/${encodeURIComponent(host)}/versions`, {
-          query: { mac: facts.macs, hostname: facts.hostname, uuid: facts.uuid, serial: facts.serial },
-          stream: createReadStream(file, { highWaterMark: 1 << 20 }),
-          contentType: 'application/gzip',
-          headers: { 'content-length': String(size) },
+      const facts = readMachineFacts(o.sysRoot);
+      await packAndUpload<Published>(o, { root: o.root, path: o.path, exclude: o.exclude, host, overlay: o.overlay }, `/api/v1/hosts/${encodeURIComponent(host)}/versions`,
+        { mac: facts.macs, hostname: facts.hostname, uuid: facts.uuid, serial: facts.serial }, (r, packed, size) => {
+          for (const w of r.warnings ?? []) note(`warning: ${w}`);
+          const v = r.version;
+          out(r.created
+            ? `published ${v.host} version ${v.version} (${packed.manifest.entries.length} entries, ${formatBytes(size)} uploaded)`
+            : `unchanged: ${v.host} version ${v.version} already has this content; nothing stored`);
         });
-        if (o.json) {
-          printJson(r.body);
-          return;
-        }
-        for (const w of r.body.warnings ?? []) note(`warning: ${w}`);
-        const v = r.body.version;
-        out(r.body.created
-          ? `published ${v.host} version ${v.version} (${packed.manifest.entries.length} entries, ${formatBytes(size)} uploaded)`
-          : `unchanged: ${v.host} version ${v.version} already has this content; nothing stored`);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
     });
+}
+
+/**
+ * Packs into a temporary file, uploads it to `route` (streamed, with its length), and hands the
+ * answer to `report` (or prints it as JSON with --json). The temporary file goes in any case.
+ */
+async function packAndUpload<T>(o: PublishFlags, packOpts: Omit<PackFlags, 'output'>, route: string,
+  query: Record<string, string | readonly string[] | null>, report: (body: T, packed: Awaited<ReturnType<typeof pack>>, size: number) => void): Promise<void> {
+  const api = clientFrom(o);
+  const dir = mkdtempSync(join(tmpdir(), 'rear-update-publish-'));
+  try {
+    const file = join(dir, 'bundle.tar.gz');
+    const packed = await pack({ ...packOpts, output: file });
+    for (const m of packed.missing) note(`${m} does not exist under ${o.root}; skipped`);
+    const size = statSync(file).size;
+    const r = await api.request<T>('POST', route, {
+      query,
+      stream: createReadStream(file, { highWaterMark: 1 << 20 }),
+      contentType: 'application/gzip',
+      headers: { 'content-length': String(size) },
+    });
+    if (o.json) printJson(r.body);
+    else report(r.body, packed, size);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 async function publishLayer(o: PublishFlags): Promise<void> {
@@ -105,30 +114,13 @@ async function publishLayer(o: PublishFlags): Promise<void> {
     throw new RuError('USAGE', `--layer ${layer.name}: give what the layer carries with --path (e.g. --path lib/modules/$(uname -r)/updates); the default paths are a host's own configuration`);
   }
   if (o.host !== undefined) throw new RuError('USAGE', '--host does not go with --layer: a layer belongs to a class, not a host');
-  const api = clientFrom(o);
-  const dir = mkdtempSync(join(tmpdir(), 'rear-update-publish-'));
-  try {
-    const file = join(dir, 'layer.tar.gz');
-    const packed = await pack({ ...o, output: file });
-    for (const m of packed.missing) note(`${m} does not exist under ${o.root}; skipped`);
-    const size = statSync(file).size;
-    const r = await api.request<LayerPublished>('POST', `/api/v1/layers/${encodeURIComponent(layer.class)}/${encodeURIComponent(layer.name)}/versions`, {
-      query: { priority: String(layer.priority) },
-      stream: createReadStream(file, { highWaterMark: 1 << 20 }),
-      contentType: 'application/gzip',
-      headers: { 'content-length': String(size) },
+  await packAndUpload<LayerPublished>(o, o, `/api/v1/layers/${encodeURIComponent(layer.class)}/${encodeURIComponent(layer.name)}/versions`,
+    { priority: String(layer.priority) }, (r, packed, size) => {
+      const l = r.layer;
+      const v = r.version;
+      out(r.created
+        ? `published layer ${l.class}/${l.name} version ${v.version}, priority ${l.priority} (${packed.manifest.entries.length} entries, ${formatBytes(size)} uploaded)`
+        : `unchanged: layer ${l.class}/${l.name} version ${v.version} already has this content (priority ${l.priority}); nothing stored`);
+      if (l.pinned !== null) note(`layer ${l.class}/${l.name} is pinned to version ${l.pinned}: hosts get that one until admin unpin --layer ${l.name} --class '${l.class}'`);
     });
-    if (o.json) {
-      printJson(r.body);
-      return;
-    }
-    const l = r.body.layer;
-    const v = r.body.version;
-    out(r.body.created
-      ? `published layer ${l.class}/${l.name} version ${v.version}, priority ${l.priority} (${packed.manifest.entries.length} entries, ${formatBytes(size)} uploaded)`
-      : `unchanged: layer ${l.class}/${l.name} version ${v.version} already has this content (priority ${l.priority}); nothing stored`);
-    if (l.pinned !== null) note(`layer ${l.class}/${l.name} is pinned to version ${l.pinned}: hosts get that one until admin unpin --layer ${l.name} --class '${l.class}'`);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 }
