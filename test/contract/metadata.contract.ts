@@ -7,7 +7,11 @@ import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { isRuError, type ErrorCode } from '../../src/core/errors.ts';
 import { MAX_PRIORITY } from '../../src/core/manifest.ts';
-import type { AuditEvent, MetadataOptions, MetadataStore, NewLayerVersion } from '../../src/core/store/metadata.ts';
+import type { RecoveryEventKind } from '../../src/core/recovery.ts';
+import type { Hardware } from '../../src/core/store/hardware.ts';
+import type {
+  AuditEvent, MetadataOptions, MetadataStore, NewLayerVersion, NewRecovery, NewRecoveryEvent, RecoveryQuery,
+} from '../../src/core/store/metadata.ts';
 import { resolveHost } from '../../src/core/store/resolve.ts';
 
 export interface MetadataFixture {
@@ -639,6 +643,289 @@ export function metadataContract(name: string, factory: MetadataFactory): void {
       await rejectsWith(s.updateLog(9999, 1, false), 'LOG_UNKNOWN');
     }));
 
+    test('recoveries: opened in phase resolving with a first event booted; facts canonical as a pending machine\'s, hardware checked', withStore(async (s) => {
+      const r = await s.openRecovery({
+        token: 'tokR', address: '10.0.0.5',
+        facts: { macs: [MAC_A.toUpperCase(), 'bogus'], uuid: UUID_A.toUpperCase(), serial: 'To be filled by O.E.M.', hostname: 'Rescue' },
+        hardware: { disks: [{ name: ' sda ', size: 1000, model: 'QEMU HARDDISK', extra: 'dropped' }], nics: [{ name: 'eth0', mac: 'AA-BB-CC-00-00-01' }], memory: 4096, cpus: 2 } as unknown as Hardware,
+      });
+      assert.deepEqual(r, {
+        id: r.id, token: 'tokR', address: '10.0.0.5', host: null, pending: null, log: null,
+        facts: { macs: [MAC_A], uuid: UUID_A, serial: null, hostname: 'rescue' },
+        hardware: { disks: [{ name: 'sda', size: 1000, model: 'QEMU HARDDISK' }], nics: [{ name: 'eth0', mac: MAC_A, driver: null }], memory: 4096, cpus: 2, cpuModel: null },
+        phase: 'resolving', started: r.started, updated: r.started, lastSign: r.started, ended: null, exitStatus: null, error: null,
+      });
+      assert.ok(Number.isSafeInteger(r.id) && r.id > 0);
+      assert.deepEqual(await s.getRecovery(r.id), r);
+      assert.deepEqual(await s.listRecoveryEvents(r.id), [{ recovery: r.id, seq: 1, time: r.started, kind: 'booted', actor: 'tokR', message: '', detail: { address: '10.0.0.5' } }]);
+      const bare = await s.openRecovery({ host: 'web1' });
+      assert.notEqual(bare.id, r.id);
+      assert.deepEqual([bare.token, bare.address, bare.host, bare.facts, bare.hardware, bare.phase], [null, null, 'web1', null, null, 'resolving']);
+      assert.deepEqual((await s.listRecoveryEvents(bare.id)).map((e) => [e.seq, e.kind, e.actor, e.detail]), [[1, 'booted', null, {}]]);
+      assert.equal(await s.getRecovery(9999), null);
+    }));
+
+    test('recoveries: each event moves the phase (core/recovery.ts), keeps the newest links, sets ended; a new attempt reopens it', withStore(async (s) => {
+      const r = await s.openRecovery({ token: 'tokR' });
+      const steps: [NewRecoveryEvent, string][] = [
+        [{ kind: 'resolving', actor: 'tokR', message: 'asking who I am' }, 'resolving'],
+        [{ kind: 'pending', pending: 7 }, 'pending'],
+        [{ kind: 'assigned', actor: 'adm', host: 'web1', detail: { host: 'web1' } }, 'assigned'],
+        [{ kind: 'resolved', host: 'web1', detail: { by: 'assignment' } }, 'fetching'],
+        [{ kind: 'fetched', detail: { version: 3, bytes: 4096, etag: '"x"' } }, 'fetching'],
+        [{ kind: 'verified' }, 'fetching'],
+        [{ kind: 'applied', detail: { written: 10, removed: 0, layers: ['typeA/fw'] } }, 'applied'],
+        [{ kind: 'activation', detail: { step: 'grub', ok: true } }, 'applied'],
+        [{ kind: 'recover-started' }, 'recovering'],
+        [{ kind: 'log', log: 3, host: null, pending: null }, 'recovering'],
+      ];
+      let seq = 1;
+      for (const [e, phase] of steps) {
+        const { recovery, event } = await s.appendRecoveryEvent(r.id, e);
+        seq++;
+        assert.deepEqual(event, {
+          recovery: r.id, seq, time: event.time, kind: e.kind, actor: e.actor ?? null, message: e.message ?? '', detail: e.detail ?? {},
+        });
+        assert.deepEqual([recovery.phase, recovery.updated, recovery.lastSign, recovery.ended], [phase, event.time, event.time, null], `after ${e.kind}`);
+        assert.deepEqual(await s.getRecovery(r.id), recovery, 'what is returned is what is stored');
+      }
+      const before = (await s.getRecovery(r.id))!;
+      assert.deepEqual([before.host, before.pending, before.log, before.started], ['web1', 7, 3, r.started], 'a null link leaves the one there');
+
+      const failed = await s.appendRecoveryEvent(r.id, { kind: 'finished', exitStatus: 1 });
+      assert.deepEqual([failed.recovery.phase, failed.recovery.exitStatus, failed.recovery.ended], ['failed', 1, failed.event.time]);
+      const noted = await s.appendRecoveryEvent(r.id, { kind: 'note', message: 'operator looks at it' });
+      assert.deepEqual([noted.recovery.phase, noted.recovery.ended, noted.recovery.updated], ['failed', failed.event.time, noted.event.time], 'an ended recovery takes events and stays ended');
+      const again = await s.appendRecoveryEvent(r.id, { kind: 'recover-started' });
+      assert.deepEqual([again.recovery.phase, again.recovery.ended, again.recovery.exitStatus], ['recovering', null, 1], 'rear recover run again reopens it');
+      const done = await s.appendRecoveryEvent(r.id, { kind: 'finished', exitStatus: 0 });
+      assert.deepEqual([done.recovery.phase, done.recovery.exitStatus, done.recovery.ended], ['done', 0, done.event.time]);
+      const gaveUp = await s.appendRecoveryEvent(r.id, { kind: 'failed', error: 'APPLY_FAILED', message: 'disk full', detail: { code: 'APPLY_FAILED' } });
+      assert.deepEqual([gaveUp.recovery.phase, gaveUp.recovery.error, gaveUp.recovery.ended], ['failed', 'APPLY_FAILED', gaveUp.event.time]);
+
+      const events = await s.listRecoveryEvents(r.id);
+      assert.deepEqual(events.map((e) => e.seq), Array.from({ length: 16 }, (_, i) => i + 1));
+      assert.deepEqual(events.map((e) => e.kind).slice(0, 3), ['booted', 'resolving', 'pending']);
+      assert.deepEqual(events[5]!.detail, { version: 3, bytes: 4096, etag: '"x"' });
+      assert.deepEqual((await s.listRecoveryEvents(r.id, { afterSeq: 14 })).map((e) => e.kind), ['finished', 'failed']);
+      assert.deepEqual(await s.listRecoveryEvents(r.id, { afterSeq: 16 }), []);
+    }));
+
+    test('recoveries: 20 concurrent events get distinct consecutive seqs, each holding its own event', withStore(async (s) => {
+      const a = await s.openRecovery({});
+      const b = await s.openRecovery({});
+      const results = await Promise.all([
+        ...Array.from({ length: 20 }, (_, i) => s.appendRecoveryEvent(a.id, { kind: 'note', message: `a${i}` })),
+        ...Array.from({ length: 5 }, (_, i) => s.appendRecoveryEvent(b.id, { kind: 'note', message: `b${i}` })),
+      ]);
+      assert.deepEqual(results.slice(0, 20).map((r) => r.event.seq).sort((x, y) => x - y), Array.from({ length: 20 }, (_, i) => i + 2));
+      const stored = new Map((await s.listRecoveryEvents(a.id)).map((e) => [e.seq, e.message]));
+      for (const r of results.slice(0, 20)) assert.equal(stored.get(r.event.seq), r.event.message);
+      assert.deepEqual((await s.listRecoveryEvents(b.id)).map((e) => e.seq), [1, 2, 3, 4, 5, 6]);
+    }));
+
+    test('recoveries: listed newest first; filtered by active, host and pending machine; paged by beforeId and limit', withStore(async (s) => {
+      const r1 = await s.openRecovery({ host: 'a' });
+      await s.appendRecoveryEvent(r1.id, { kind: 'finished', exitStatus: 0 });
+      const r2 = await s.openRecovery({});
+      await s.appendRecoveryEvent(r2.id, { kind: 'pending', pending: 7 });
+      const r3 = await s.openRecovery({ host: 'b' });
+      const r4 = await s.openRecovery({});
+      await s.appendRecoveryEvent(r4.id, { kind: 'resolved', host: 'a' });
+      const r5 = await s.openRecovery({});
+      await s.appendRecoveryEvent(r5.id, { kind: 'failed', error: 'X' });
+      const ids = async (q?: RecoveryQuery) => (await s.listRecoveries(q)).map((r) => [r1, r2, r3, r4, r5].findIndex((x) => x.id === r.id) + 1);
+      assert.deepEqual(await ids(), [5, 4, 3, 2, 1]);
+      assert.deepEqual(await ids({ active: true }), [4, 3, 2]);
+      assert.deepEqual(await ids({ active: false }), [5, 4, 3, 2, 1], 'active: false is no filter');
+      assert.deepEqual(await ids({ host: 'a' }), [4, 1]);
+      assert.deepEqual(await ids({ host: 'a', active: true }), [4]);
+      assert.deepEqual(await ids({ pending: 7 }), [2]);
+      assert.deepEqual(await ids({ pending: 8 }), []);
+      assert.deepEqual(await ids({ beforeId: r4.id }), [3, 2, 1]);
+      assert.deepEqual(await ids({ limit: 2 }), [5, 4]);
+      assert.deepEqual(await ids({ limit: 2, beforeId: r4.id }), [3, 2]);
+      await s.appendRecoveryEvent(r1.id, { kind: 'recover-started' });
+      assert.deepEqual(await ids({ active: true }), [4, 3, 2, 1], 'a reopened recovery is active again');
+      await rejectsWith(s.listRecoveries({ limit: 0 }), 'STORE_INVALID');
+      await rejectsWith(s.listRecoveries({ beforeId: -1 }), 'STORE_INVALID');
+    }));
+
+    test('recoveries: the default limit is 100, at most 1000', withStore(async (s) => {
+      for (let i = 0; i < 120; i++) await s.openRecovery({});
+      const page = await s.listRecoveries();
+      assert.equal(page.length, 100);
+      assert.ok(page[0]!.id > page[99]!.id);
+      assert.equal((await s.listRecoveries({ limit: 5000 })).length, 120);
+      assert.equal((await s.listRecoveries({ beforeId: page[99]!.id })).length, 20);
+    }));
+
+    test('recoveries: malformed input is STORE_INVALID and stores nothing', withStore(async (s) => {
+      const disk = { name: 'sda', size: 1, model: null };
+      const badOpens: NewRecovery[] = [
+        { hardware: { disks: [{ ...disk, model: 'evil\u001b[31m' }], nics: [], memory: null, cpus: null, cpuModel: null } },
+        { hardware: { disks: [], nics: [{ name: 'eth0', mac: 'not-a-mac', driver: null }], memory: null, cpus: null, cpuModel: null } },
+        { hardware: { disks: Array.from({ length: 65 }, () => disk), nics: [], memory: null, cpus: null, cpuModel: null } },
+        { hardware: 'lots' as unknown as Hardware },
+        { token: 'bad id' },
+        { host: '../etc' },
+        { address: '10.0.0.1\nInjected: yes' },
+      ];
+      for (const o of badOpens) await rejectsWith(s.openRecovery(o), 'STORE_INVALID');
+      assert.deepEqual(await s.listRecoveries(), [], 'refused opens leave nothing behind');
+
+      const r = await s.openRecovery({ token: 'tokR' });
+      const badEvents: NewRecoveryEvent[] = [
+        { kind: 'bogus' as RecoveryEventKind },
+        { kind: 'note', message: 'x'.repeat(2001) },
+        { kind: 'note', message: 'two\nlines' },
+        { kind: 'note', detail: ['a'] as unknown as Record<string, unknown> },
+        { kind: 'note', detail: 'text' as unknown as Record<string, unknown> },
+        { kind: 'note', detail: { blob: 'x'.repeat(17 * 1024) } },
+        { kind: 'note', detail: { n: 1n } },
+        { kind: 'finished', exitStatus: -1 },
+        { kind: 'finished', exitStatus: 1.5 },
+        { kind: 'pending', pending: 0 },
+        { kind: 'log', log: 2.5 },
+        { kind: 'resolved', host: 'bad id' },
+        { kind: 'assigned', actor: 'bad id' },
+        { kind: 'failed', error: '' },
+      ];
+      for (const e of badEvents) await rejectsWith(s.appendRecoveryEvent(r.id, e), 'STORE_INVALID');
+      assert.deepEqual(await s.getRecovery(r.id), r, 'refused events change nothing');
+      assert.deepEqual((await s.listRecoveryEvents(r.id)).map((e) => e.kind), ['booted']);
+      const longest = await s.appendRecoveryEvent(r.id, { kind: 'note', message: 'x'.repeat(2000), detail: { nested: { list: [1, 'two', null, true] } } });
+      assert.deepEqual([longest.event.seq, longest.event.message.length, longest.event.detail], [2, 2000, { nested: { list: [1, 'two', null, true] } }]);
+    }));
+
+    test('recoveries: unknown ids are RECOVERY_UNKNOWN', withStore(async (s) => {
+      await rejectsWith(s.appendRecoveryEvent(9999, { kind: 'note' }), 'RECOVERY_UNKNOWN');
+      await rejectsWith(s.listRecoveryEvents(9999), 'RECOVERY_UNKNOWN');
+      await rejectsWith(s.noteRecoverySign(9999), 'RECOVERY_UNKNOWN');
+    }));
+
+    test('recoveries: noteRecoverySign moves lastSign and nothing else', withStore(async (s) => {
+      const r = await s.openRecovery({ address: '10.0.0.5' });
+      await s.appendRecoveryEvent(r.id, { kind: 'recover-started' });
+      const before = (await s.getRecovery(r.id))!;
+      await s.noteRecoverySign(r.id);
+      const after = (await s.getRecovery(r.id))!;
+      assert.ok(after.lastSign > before.lastSign);
+      assert.deepEqual({ ...after, lastSign: before.lastSign }, before);
+      assert.equal((await s.listRecoveryEvents(r.id)).length, 2, 'a sign of life is no event');
+    }));
+
+    test('pending: forgetPending deletes the record; the machine asking again is a new record', withStore(async (s) => {
+      await s.addHost({ id: 'web1' });
+      const p1 = await s.recordPending({ macs: [MAC_A] }, '10.0.0.5');
+      const p2 = await s.recordPending({ macs: [MAC_B] }, '10.0.0.6');
+      const assigned = await s.assignPending(p1.id, 'web1');
+      const r = await s.openRecovery({});
+      await s.appendRecoveryEvent(r.id, { kind: 'pending', pending: p1.id });
+      assert.deepEqual(await s.forgetPending(p1.id), assigned, 'returns the record as it was');
+      assert.equal(await s.getPending(p1.id), null);
+      assert.deepEqual((await s.listPending()).map((p) => p.id), [p2.id]);
+      assert.deepEqual(await s.listPending({ mac: MAC_A }), []);
+      await rejectsWith(s.forgetPending(p1.id), 'PENDING_UNKNOWN');
+      await rejectsWith(s.forgetPending(9999), 'PENDING_UNKNOWN');
+      const anew = await s.recordPending({ macs: [MAC_A] }, '10.0.0.7');
+      assert.ok(anew.id > p2.id, 'a new id, never the forgotten one');
+      assert.deepEqual([anew.assignedHost, anew.address, anew.firstSeen > p1.firstSeen], [null, '10.0.0.7', true]);
+      assert.deepEqual((await s.listPending({ mac: MAC_A })).map((p) => p.id), [anew.id]);
+      assert.deepEqual((await s.listRecoveries({ pending: p1.id })).map((x) => x.id), [r.id], 'the recovery keeps the forgotten id as history');
+    }));
+
+    test('host layouts: one per host, replaced, listed by host; unknown hosts and malformed disks refused', withStore(async (s) => {
+      await s.addHost({ id: 'web2' });
+      await s.addHost({ id: 'web1' });
+      assert.deepEqual(await s.listHostLayouts(), []);
+      await s.setHostLayout({ host: 'web2', version: 1, disks: [{ device: '/dev/sda', size: 100 }] });
+      await s.setHostLayout({ host: 'web1', version: 2, disks: [] });
+      await s.setHostLayout({ host: 'web2', version: 3, disks: [{ device: '/dev/nvme0n1', size: 2 ** 40 }, { device: '/dev/sdb', size: 0 }] });
+      const want = [
+        { host: 'web1', version: 2, disks: [] },
+        { host: 'web2', version: 3, disks: [{ device: '/dev/nvme0n1', size: 2 ** 40 }, { device: '/dev/sdb', size: 0 }] },
+      ];
+      assert.deepEqual(await s.listHostLayouts(), want);
+      await rejectsWith(s.setHostLayout({ host: 'ghost', version: 1, disks: [] }), 'HOST_UNKNOWN');
+      for (const disks of [[{ device: '/dev/sda', size: -1 }], [{ device: '/dev/sda', size: 1.5 }], [{ device: '', size: 1 }], [{ device: '/dev/sda\n', size: 1 }], [{ device: 'x'.repeat(257), size: 1 }]]) {
+        await rejectsWith(s.setHostLayout({ host: 'web1', version: 4, disks }), 'STORE_INVALID');
+      }
+      await rejectsWith(s.setHostLayout({ host: 'web1', version: 0, disks: [] }), 'STORE_INVALID');
+      assert.deepEqual(await s.listHostLayouts(), want, 'refused layouts change nothing');
+    }));
+
+    test('sessions: created for a known token (view and operate scopes too), read, touched, deleted', withStore(async (s) => {
+      await s.createToken({ id: 'viewer', secretHash: 'h', scope: 'view' });
+      await s.createToken({ id: 'op', secretHash: 'h', scope: 'operate' });
+      const far = '2030-01-01T00:00:00.000Z';
+      const made = await s.createSession({ id: sha('secret 1'), token: 'viewer', csrf: 'csrf-1', expires: far, address: '10.0.0.1' });
+      assert.deepEqual(made, { id: sha('secret 1'), token: 'viewer', csrf: 'csrf-1', expires: far, address: '10.0.0.1', created: made.created, lastSeen: made.created });
+      assert.deepEqual(await s.getSession(sha('secret 1')), made);
+      assert.equal(await s.getSession(sha('nobody')), null);
+      assert.equal(await s.touchSession(sha('secret 1')), true);
+      const touched = (await s.getSession(sha('secret 1')))!;
+      assert.ok(touched.lastSeen > made.lastSeen);
+      assert.deepEqual({ ...touched, lastSeen: made.lastSeen }, made, 'touching moves lastSeen only');
+      assert.equal(await s.touchSession(sha('nobody')), false);
+      const other = await s.createSession({ id: sha('secret 2'), token: 'op', csrf: 'csrf-2', expires: far, address: null });
+      assert.equal(other.token, 'op');
+
+      await rejectsWith(s.createSession({ id: sha('secret 1'), token: 'op', csrf: 'c', expires: far, address: null }), 'STORE_CONFLICT');
+      await rejectsWith(s.createSession({ id: sha('secret 3'), token: 'ghost', csrf: 'c', expires: far, address: null }), 'TOKEN_UNKNOWN');
+      await rejectsWith(s.createSession({ id: 'not-a-hash', token: 'op', csrf: 'c', expires: far, address: null }), 'STORE_INVALID');
+      await rejectsWith(s.createSession({ id: sha('secret 3'), token: 'op', csrf: '', expires: far, address: null }), 'STORE_INVALID');
+      await rejectsWith(s.createSession({ id: sha('secret 3'), token: 'op', csrf: 'c', expires: 'tomorrow', address: null }), 'STORE_INVALID');
+      assert.equal(await s.getSession(sha('secret 3')), null, 'refused sessions leave nothing behind');
+      assert.deepEqual((await s.getSession(sha('secret 1')))!.token, 'viewer', 'a conflict changes nothing');
+
+      assert.equal(await s.deleteSession(sha('secret 1')), true);
+      assert.equal(await s.deleteSession(sha('secret 1')), false);
+      assert.equal(await s.getSession(sha('secret 1')), null);
+      assert.ok(await s.getSession(sha('secret 2')));
+    }));
+
+    test('sessions: deleteStaleSessions deletes the idle ones and those past their absolute expiry, and keeps the rest', withStore(async (s) => {
+      await s.createToken({ id: 't', secretHash: 'h', scope: 'admin' });
+      const far = '2030-01-01T00:00:00.000Z';
+      const session = (name: string, expires = far) => s.createSession({ id: sha(name), token: 't', csrf: 'c', expires, address: null });
+      await session('idle');
+      // Its absolute expiry lies before the clock's start: gone however busy it is.
+      await session('expired', '2025-12-31T23:59:59.000Z');
+      const busy = await session('busy');
+      await s.touchSession(sha('busy'));
+      await s.touchSession(sha('expired'));
+      assert.equal(await s.deleteStaleSessions(busy.created), 2);
+      assert.deepEqual([await s.getSession(sha('idle')), await s.getSession(sha('expired'))], [null, null]);
+      assert.ok(await s.getSession(sha('busy')), 'seen since idleBefore and not expired: kept');
+      assert.equal(await s.deleteStaleSessions(busy.created), 0);
+      await rejectsWith(s.deleteStaleSessions('an hour ago'), 'STORE_INVALID');
+    }));
+
+    test('persistence: recoveries, their events, host layouts and sessions survive a reopen and number on', withStore(async (s, fx) => {
+      if (!fx.reopen) return; // in-memory backends keep nothing by design
+      await s.addHost({ id: 'h' });
+      await s.createToken({ id: 't', secretHash: 'h', scope: 'operate' });
+      const r = await s.openRecovery({ token: 't', address: '10.0.0.1', facts: { macs: [MAC_A], uuid: null, serial: null, hostname: null }, hardware: { disks: [{ name: 'sda', size: 5, model: null }], nics: [], memory: 1, cpus: 1, cpuModel: 'x' } });
+      await s.appendRecoveryEvent(r.id, { kind: 'resolved', host: 'h', detail: { by: 'mac' } });
+      await s.appendRecoveryEvent(r.id, { kind: 'finished', exitStatus: 0 });
+      await s.noteRecoverySign(r.id);
+      await s.setHostLayout({ host: 'h', version: 1, disks: [{ device: '/dev/sda', size: 5 }] });
+      await s.createSession({ id: sha('s'), token: 't', csrf: 'c', expires: '2030-01-01T00:00:00.000Z', address: '10.0.0.2' });
+      const p = await s.recordPending({ macs: [MAC_B] }, null);
+      await s.forgetPending(p.id);
+      const before = {
+        recovery: await s.getRecovery(r.id), events: await s.listRecoveryEvents(r.id), layouts: await s.listHostLayouts(), session: await s.getSession(sha('s')),
+      };
+      const re = await fx.reopen();
+      assert.deepEqual({
+        recovery: await re.getRecovery(r.id), events: await re.listRecoveryEvents(r.id), layouts: await re.listHostLayouts(), session: await re.getSession(sha('s')),
+      }, before);
+      assert.equal((await re.appendRecoveryEvent(r.id, { kind: 'note' })).event.seq, 4);
+      assert.ok((await re.openRecovery({})).id > r.id);
+      assert.ok((await re.recordPending({ macs: [MAC_B] }, null)).id > p.id, 'a forgotten id is not given again after a reopen either');
+    }));
+
     test('persistence: a reopened store has everything and numbers on', withStore(async (s, fx) => {
       if (!fx.reopen) return; // in-memory backends keep nothing by design
       await s.addHost({ id: 'h', macs: [MAC_A], hostnames: ['h'], uuid: UUID_A, serial: 'S', class: 'k' });
@@ -679,6 +966,16 @@ export function metadataContract(name: string, factory: MetadataFactory): void {
       await s.recordPending({ macs: [MAC_B] }, '10.0.0.9');
       const log = await s.openLog({ host: 'h2', workflow: 'recover', stamp: 's' });
       await s.updateLog(log.id, 10, false);
+      // Recoveries, layouts, sessions and a forgotten pending machine are no problem either.
+      const forgotten = await s.recordPending({ macs: ['02:00:00:00:00:01'] }, null);
+      await s.forgetPending(forgotten.id);
+      const r = await s.openRecovery({ token: 'tok', facts: { macs: [MAC_B], uuid: null, serial: null, hostname: null } });
+      await s.appendRecoveryEvent(r.id, { kind: 'pending', pending: forgotten.id });
+      await s.appendRecoveryEvent(r.id, { kind: 'log', log: log.id, host: 'h2' });
+      await s.openRecovery({});
+      await s.setHostLayout({ host: 'h1', version: 3, disks: [{ device: '/dev/sda', size: 1 }] });
+      await s.createToken({ id: 'tok', secretHash: 'h', scope: 'view' });
+      await s.createSession({ id: sha('session'), token: 'tok', csrf: 'c', expires: '2030-01-01T00:00:00.000Z', address: null });
       assert.deepEqual(await s.check(), []);
       if (fx.reopen) assert.deepEqual(await (await fx.reopen()).check(), []);
     }));

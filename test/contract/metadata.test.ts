@@ -1,6 +1,6 @@
 // Runs the metadata contract against every backend, plus what only SQLite has: a schema that
-// migrates once and refuses a newer one, foreign errors translated, and version numbering that
-// stays consecutive when several processes publish into one database file.
+// migrates once and refuses a newer one, foreign errors translated, and version and recovery
+// event numbering that stays consecutive when several processes write into one database file.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -138,11 +138,85 @@ describe('sqlite metadata: schema, files and processes', () => {
       await s.publishLayerVersion(layerVersion('typeA', 'fw', '1'));
       await s.close();
       const raw = new Database(file);
-      raw.prepare(`delete from ${MIGRATION_TABLE} where name = '0003_layers'`).run();
+      raw.prepare(`delete from ${MIGRATION_TABLE} where name >= '0003_layers'`).run();
       raw.close();
       const r = await openSqliteMetadata(file);
       assert.equal((await r.publishLayerVersion(layerVersion('typeA', 'fw', '2'))).version.version, 2);
       await r.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('the recoveries migration can run again after a crash half-way through it, and keeps the recoveries there', async () => {
+    const dir = tempDir();
+    try {
+      const file = join(dir, 'meta.sqlite');
+      const s = await openSqliteMetadata(file);
+      const r = await s.openRecovery({ address: '10.0.0.1' });
+      await s.close();
+      const raw = new Database(file);
+      raw.prepare(`delete from ${MIGRATION_TABLE} where name = '0004_recoveries'`).run();
+      raw.close();
+      const again = await openSqliteMetadata(file);
+      assert.equal((await again.appendRecoveryEvent(r.id, { kind: 'note' })).event.seq, 2);
+      assert.deepEqual((await again.listRecoveries()).map((x) => x.id), [r.id]);
+      await again.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('check() names a recovery id sequence behind the largest recovery id', async () => {
+    const dir = tempDir();
+    try {
+      const file = join(dir, 'meta.sqlite');
+      const s = await openSqliteMetadata(file);
+      for (let i = 0; i < 3; i++) await s.openRecovery({});
+      assert.deepEqual(await s.check(), []);
+      await s.close();
+      const raw = new Database(file);
+      raw.prepare(`update sqlite_sequence set seq = 1 where name = 'recoveries'`).run();
+      raw.close();
+      const r = await openSqliteMetadata(file);
+      const problems = await r.check();
+      await r.close();
+      assert.deepEqual(problems.map((p) => p.kind), ['id-reused']);
+      assert.match(problems[0]!.message, /^recoveries: /);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('2 processes appending 10 events each to one recovery get seqs 2..21', async () => {
+    const dir = tempDir();
+    try {
+      const file = join(dir, 'meta.sqlite');
+      const setup = await openSqliteMetadata(file);
+      const { id } = await setup.openRecovery({});
+      await setup.close();
+      const script = join(dir, 'reporter.mts');
+      writeFileSync(script, `
+        import { openSqliteMetadata } from ${JSON.stringify(join(REPO, 'src/adapters/storage/sqlite-metadata.ts'))};
+        const s = await openSqliteMetadata(process.argv[2], { busyTimeoutMs: 20000 });
+        const got = [];
+        for (let i = 0; i < 10; i++) got.push((await s.appendRecoveryEvent(${id}, { kind: 'note', message: process.argv[3] + i })).event.seq);
+        await s.close();
+        console.log(JSON.stringify(got));
+      `);
+      const run = (tag: string) => new Promise<number[]>((res, rej) => {
+        const p = spawn(process.execPath, ['--import', 'tsx', script, file, tag], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
+        let out = '';
+        p.stdout.on('data', (d) => (out += d));
+        p.on('exit', (code) => (code === 0 ? res(JSON.parse(out) as number[]) : rej(new Error(`reporter ${tag} exited ${code}`))));
+      });
+      const all = (await Promise.all(['a', 'b'].map(run))).flat().sort((x, y) => x - y);
+      assert.deepEqual(all, Array.from({ length: 20 }, (_, i) => i + 2));
+      const s = await openSqliteMetadata(file);
+      const events = await s.listRecoveryEvents(id);
+      await s.close();
+      assert.deepEqual(events.map((e) => e.seq), Array.from({ length: 21 }, (_, i) => i + 1));
+      assert.equal(new Set(events.map((e) => e.message)).size, 21, 'each seq holds its own event');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -5,19 +5,30 @@
 import { usedUp } from '../../core/access.ts';
 import { RuError } from '../../core/errors.ts';
 import { canonicalFacts, checkId, factsKey, normalizeMac, NORMALIZE, type FactKind, type MachineFacts } from '../../core/store/facts.ts';
+import { isEnded } from '../../core/recovery.ts';
 import type {
-  AuditEvent, AuditQuery, Host, HostFields, Layer, LayerPublishResult, LayerVersionRecord, LayerVersionSummary, LogRecord, MetadataOptions,
-  MetadataStore, NewAuditEvent, NewHost, NewLayerVersion, NewToken, NewVersion, PendingLimits, PendingMachine, PublishResult, ServedLayer,
-  StoreProblem, TokenRecord, VersionRecord, VersionSummary,
+  AuditEvent, AuditQuery, Host, HostFields, HostLayout, Iso, Layer, LayerPublishResult, LayerVersionRecord, LayerVersionSummary, LogRecord,
+  MetadataOptions, MetadataStore, NewAuditEvent, NewHost, NewLayerVersion, NewRecovery, NewRecoveryEvent, NewToken, NewVersion, PendingLimits,
+  PendingMachine, PublishResult, Recovery, RecoveryEvent, RecoveryQuery, ServedLayer, Session, StoreProblem, TokenRecord, VersionRecord, VersionSummary,
 } from '../../core/store/metadata.ts';
 import { versionProblems } from '../../core/store/check.ts';
 import {
-  auditLimit, checkAuditEvent, checkCount, checkDownloadName, checkHostFields, checkLogName, checkNewLayerVersion, checkNewToken, checkNewVersion,
-  checkPendingLimits, pendingLimitHit, type CheckedHostFields,
+  auditLimit, checkAuditEvent, checkCount, checkDownloadName, checkHostFields, checkHostLayout, checkIso, checkLogName, checkNewLayerVersion,
+  checkNewRecovery, checkNewSession, checkNewToken, checkNewVersion, checkPendingLimits, checkRecoveryEvent, checkRecoveryQuery, pendingLimitHit,
+  type CheckedHostFields,
 } from '../../core/store/validate.ts';
 import { isJsonText, layerProblems, layerRef } from './layer-problems.ts';
+import { bootedDetail, movedRecovery } from './recovery-moves.ts';
 
 const freeze = <T extends object>(o: T): T => Object.freeze(o);
+/** Values callers read but must not change (JSON-shaped: facts, hardware, detail, layouts). */
+function deepFreeze<T>(o: T): T {
+  if (typeof o === 'object' && o !== null && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}
 const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 export class MemoryMetadataStore implements MetadataStore {
@@ -32,8 +43,15 @@ export class MemoryMetadataStore implements MetadataStore {
   readonly #spent = new Map<string, Set<string>>();
   /** origin: the address the machine was first reported from (what the per-address limit counts). */
   readonly #pending: { key: string; origin: string | null; rec: PendingMachine }[] = [];
+  /** The last pending id given: forgotten records leave gaps, and their ids are never given again. */
+  #pendingSeq = 0;
   readonly #audit: AuditEvent[] = [];
   readonly #logs: LogRecord[] = [];
+  /** By id, in id order; each recovery with its events in seq order. */
+  readonly #recoveries = new Map<number, { rec: Recovery; events: RecoveryEvent[] }>();
+  #recoverySeq = 0;
+  readonly #layouts = new Map<string, HostLayout>();
+  readonly #sessions = new Map<string, Session>();
   /** A releaseBlobs in progress: publishVersion waits for it (the write lock of this store). */
   #releasing: Promise<unknown> | null = null;
 
@@ -308,7 +326,7 @@ export class MemoryMetadataStore implements MetadataStore {
       if (hit) throw hit;
     }
     const rec: PendingMachine = freeze({
-      id: this.#pending.length + 1, facts: freeze({ ...c, macs: freeze([...c.macs]) }), address,
+      id: ++this.#pendingSeq, facts: freeze({ ...c, macs: freeze([...c.macs]) }), address,
       firstSeen: now, lastSeen: now, assignedHost: null, assigned: null, token,
     });
     this.#pending.push({ key, origin: address, rec });
@@ -334,6 +352,12 @@ export class MemoryMetadataStore implements MetadataStore {
     this.#host(host);
     slot.rec = freeze({ ...slot.rec, assignedHost: host, assigned: this.#time() });
     return slot.rec;
+  }
+
+  async forgetPending(id: number): Promise<PendingMachine> {
+    const i = this.#pending.findIndex((p) => p.rec.id === id);
+    if (i < 0) throw new RuError('PENDING_UNKNOWN', `no pending machine ${id}`, { pending: id });
+    return this.#pending.splice(i, 1)[0]!.rec;
   }
 
   async appendAudit(e: NewAuditEvent): Promise<AuditEvent> {
@@ -396,6 +420,118 @@ export class MemoryMetadataStore implements MetadataStore {
 
   async listLogs(host: string): Promise<LogRecord[]> {
     return this.#logs.filter((l) => l.host === host).reverse();
+  }
+
+  #recovery(id: number): { rec: Recovery; events: RecoveryEvent[] } {
+    const r = this.#recoveries.get(id);
+    if (!r) throw new RuError('RECOVERY_UNKNOWN', `no recovery ${id}`, { recovery: id });
+    return r;
+  }
+
+  async openRecovery(r: NewRecovery): Promise<Recovery> {
+    const c = checkNewRecovery(r);
+    const now = this.#time();
+    const id = ++this.#recoverySeq;
+    const rec: Recovery = freeze({
+      id, token: c.token, address: c.address, host: c.host, pending: null, log: null,
+      facts: c.facts === null ? null : deepFreeze(c.facts), hardware: c.hardware === null ? null : deepFreeze(c.hardware),
+      phase: 'resolving', started: now, updated: now, lastSign: now, ended: null, exitStatus: null, error: null,
+    });
+    const booted: RecoveryEvent = deepFreeze({ recovery: id, seq: 1, time: now, kind: 'booted', actor: c.token, message: '', detail: bootedDetail(c.address) });
+    this.#recoveries.set(id, { rec, events: [booted] });
+    return rec;
+  }
+
+  async getRecovery(id: number): Promise<Recovery | null> {
+    return this.#recoveries.get(id)?.rec ?? null;
+  }
+
+  async listRecoveries(q: RecoveryQuery = {}): Promise<Recovery[]> {
+    const { limit } = checkRecoveryQuery(q);
+    const out: Recovery[] = [];
+    // A Map iterates in insertion order, which is id order: walk it backwards for newest first.
+    const all = [...this.#recoveries.values()];
+    for (let i = all.length - 1; i >= 0 && out.length < limit; i--) {
+      const r = all[i]!.rec;
+      if (q.active && isEnded(r.phase)) continue;
+      if (q.host !== undefined && r.host !== q.host) continue;
+      if (q.pending !== undefined && r.pending !== q.pending) continue;
+      if (q.beforeId !== undefined && r.id >= q.beforeId) continue;
+      out.push(r);
+    }
+    return out;
+  }
+
+  async appendRecoveryEvent(id: number, e: NewRecoveryEvent): Promise<{ recovery: Recovery; event: RecoveryEvent }> {
+    const c = checkRecoveryEvent(e);
+    const slot = this.#recovery(id);
+    const now = this.#time();
+    const event: RecoveryEvent = deepFreeze({
+      recovery: id, seq: slot.events.length + 1, time: now, kind: c.kind, actor: c.actor, message: c.message, detail: c.detail,
+    });
+    slot.events.push(event);
+    slot.rec = freeze(movedRecovery(slot.rec, c, now));
+    return { recovery: slot.rec, event };
+  }
+
+  async listRecoveryEvents(id: number, opts: { afterSeq?: number } = {}): Promise<RecoveryEvent[]> {
+    if (opts.afterSeq !== undefined) checkCount(opts.afterSeq, 'afterSeq');
+    const after = opts.afterSeq ?? 0;
+    return this.#recovery(id).events.filter((e) => e.seq > after);
+  }
+
+  async noteRecoverySign(id: number): Promise<void> {
+    const slot = this.#recovery(id);
+    slot.rec = freeze({ ...slot.rec, lastSign: this.#time() });
+  }
+
+  async setHostLayout(l: HostLayout): Promise<void> {
+    const c = checkHostLayout(l);
+    this.#host(c.host);
+    this.#layouts.set(c.host, deepFreeze(c));
+  }
+
+  async listHostLayouts(): Promise<HostLayout[]> {
+    return [...this.#layouts.values()].sort((a, b) => byText(a.host, b.host));
+  }
+
+  async createSession(s: Omit<Session, 'lastSeen' | 'created'>): Promise<Session> {
+    const c = checkNewSession(s);
+    this.#token(c.token);
+    // The id is a secret's hash: the conflict names no value.
+    if (this.#sessions.has(c.id)) throw new RuError('STORE_CONFLICT', 'the session exists already', { what: 'session' });
+    const now = this.#time();
+    const rec: Session = freeze({ ...c, created: now, lastSeen: now });
+    this.#sessions.set(c.id, rec);
+    return rec;
+  }
+
+  async getSession(id: string): Promise<Session | null> {
+    return this.#sessions.get(id) ?? null;
+  }
+
+  async touchSession(id: string): Promise<boolean> {
+    const s = this.#sessions.get(id);
+    if (!s) return false;
+    this.#sessions.set(id, freeze({ ...s, lastSeen: this.#time() }));
+    return true;
+  }
+
+  async deleteSession(id: string): Promise<boolean> {
+    return this.#sessions.delete(id);
+  }
+
+  async deleteStaleSessions(idleBefore: Iso): Promise<number> {
+    checkIso(idleBefore, 'idleBefore');
+    const now = this.#time();
+    let n = 0;
+    for (const [id, s] of this.#sessions) {
+      if (s.expires <= now || s.lastSeen < idleBefore) {
+        this.#sessions.delete(id);
+        n++;
+      }
+    }
+    return n;
   }
 
   async check(): Promise<StoreProblem[]> {

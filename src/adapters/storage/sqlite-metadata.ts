@@ -10,16 +10,21 @@ import { Kysely, Migrator, sql, SqliteDialect, type Selectable, type SqliteDatab
 import { usedUp } from '../../core/access.ts';
 import { RuError } from '../../core/errors.ts';
 import { canonicalFacts, checkId, factsKey, normalizeMac, NORMALIZE, type CanonicalFacts, type FactKind, type MachineFacts } from '../../core/store/facts.ts';
+import type { Hardware } from '../../core/store/hardware.ts';
 import type {
-  AuditEvent, AuditKind, AuditQuery, Host, HostFields, Layer, LayerPublishResult, LayerVersionRecord, LayerVersionSummary, LogRecord,
-  MetadataOptions, MetadataStore, NewAuditEvent, NewHost, NewLayerVersion, NewToken, NewVersion, PendingLimits, PendingMachine, PublishResult,
-  ServedLayer, StoreProblem, TokenRecord, TokenScope, VersionRecord, VersionSummary,
+  AuditEvent, AuditKind, AuditQuery, Host, HostFields, HostLayout, Iso, Layer, LayerPublishResult, LayerVersionRecord, LayerVersionSummary, LogRecord,
+  MetadataOptions, MetadataStore, NewAuditEvent, NewHost, NewLayerVersion, NewRecovery, NewRecoveryEvent, NewToken, NewVersion, PendingLimits,
+  PendingMachine, PublishResult, Recovery, RecoveryEvent, RecoveryQuery, ServedLayer, Session, StoreProblem, TokenRecord, TokenScope, VersionRecord,
+  VersionSummary,
 } from '../../core/store/metadata.ts';
+import type { RecoveryEventKind, RecoveryPhase } from '../../core/recovery.ts';
 import { versionProblems, type VersionFacts } from '../../core/store/check.ts';
 import {
-  auditLimit, checkAuditEvent, checkCount, checkDownloadName, checkHostFields, checkLogName, checkNewLayerVersion, checkNewToken, checkNewVersion,
-  checkPendingLimits, pendingLimitHit, type CheckedHostFields,
+  auditLimit, checkAuditEvent, checkCount, checkDownloadName, checkHostFields, checkHostLayout, checkIso, checkLogName, checkNewLayerVersion,
+  checkNewRecovery, checkNewSession, checkNewToken, checkNewVersion, checkPendingLimits, checkRecoveryEvent, checkRecoveryQuery, pendingLimitHit,
+  type CheckedHostFields,
 } from '../../core/store/validate.ts';
+import { bootedDetail, movedRecovery } from './recovery-moves.ts';
 import { layerProblems, layerRef, type LayerVersionFacts } from './layer-problems.ts';
 import { fromSqliteError } from './sqlite-errors.ts';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider, type Schema } from './sqlite-schema.ts';
@@ -97,6 +102,7 @@ type PendingRow = Selectable<Schema['pending']>;
 type LogRow = Selectable<Schema['logs']>;
 type LayerRow = Selectable<Schema['layers']>;
 type LayerVersionRow = Selectable<Schema['layer_versions']>;
+type RecoveryRow = Selectable<Schema['recoveries']>;
 
 const toVersion = (r: VersionRow): VersionRecord => ({
   host: r.host_id, version: r.version, blob: r.blob, digest: r.digest, size: r.size, created: r.created, publisher: r.publisher, manifest: r.manifest,
@@ -114,6 +120,12 @@ const toLayerVersion = (r: LayerVersionRow): LayerVersionRecord => ({
   class: r.class, name: r.name, version: r.version, blob: r.blob, digest: r.digest, size: r.size, created: r.created, publisher: r.publisher, manifest: r.manifest,
 });
 const unknownLayer = (cls: string, name: string): RuError => new RuError('LAYER_UNKNOWN', `no layer ${layerRef(cls, name)}`, { class: cls, layer: name });
+const toRecovery = (r: RecoveryRow): Recovery => ({
+  id: r.id, token: r.token_id, address: r.address, host: r.host_id, pending: r.pending_id, log: r.log_id,
+  facts: r.facts === null ? null : JSON.parse(r.facts) as CanonicalFacts, hardware: r.hardware === null ? null : JSON.parse(r.hardware) as Hardware,
+  phase: r.phase as RecoveryPhase, started: r.started, updated: r.updated, lastSign: r.last_sign, ended: r.ended, exitStatus: r.exit_status, error: r.error,
+});
+const unknownRecovery = (id: number): RuError => new RuError('RECOVERY_UNKNOWN', `no recovery ${id}`, { recovery: id });
 const unknownHost = (id: string): RuError => new RuError('HOST_UNKNOWN', `no host ${JSON.stringify(id)}`, { host: id });
 
 export class SqliteMetadataStore implements MetadataStore {
@@ -573,6 +585,16 @@ export class SqliteMetadataStore implements MetadataStore {
     });
   }
 
+  async forgetPending(id: number): Promise<PendingMachine> {
+    // pending_macs go with it (ON DELETE CASCADE); recoveries keep the id as history, and
+    // AUTOINCREMENT never gives it to the machine's next record.
+    return this.#write('forgetting a pending machine', async (db) => {
+      const r = await db.deleteFrom('pending').where('id', '=', id).returningAll().executeTakeFirst();
+      if (!r) throw new RuError('PENDING_UNKNOWN', `no pending machine ${id}`, { pending: id });
+      return toPending(r);
+    });
+  }
+
   async appendAudit(e: NewAuditEvent): Promise<AuditEvent> {
     checkAuditEvent(e);
     const rec = {
@@ -655,6 +677,142 @@ export class SqliteMetadataStore implements MetadataStore {
       (await db.selectFrom('logs').selectAll().where('host_id', '=', host).orderBy('id', 'desc').execute()).map(toLog));
   }
 
+  async openRecovery(r: NewRecovery): Promise<Recovery> {
+    const c = checkNewRecovery(r);
+    return this.#write('opening a recovery', async (db) => {
+      const now = this.#time();
+      const row = await db.insertInto('recoveries').values({
+        token_id: c.token, address: c.address, host_id: c.host, pending_id: null, log_id: null,
+        facts: c.facts === null ? null : JSON.stringify(c.facts), hardware: c.hardware === null ? null : JSON.stringify(c.hardware),
+        phase: 'resolving', started: now, updated: now, last_sign: now, ended: null, exit_status: null, error: null,
+      }).returningAll().executeTakeFirstOrThrow();
+      await db.insertInto('recovery_events').values({
+        recovery_id: row.id, seq: 1, time: now, kind: 'booted', actor: c.token, message: '', detail: JSON.stringify(bootedDetail(c.address)),
+      }).execute();
+      return toRecovery(row);
+    });
+  }
+
+  async getRecovery(id: number): Promise<Recovery | null> {
+    return this.#read('reading a recovery', async (db) => {
+      const r = await db.selectFrom('recoveries').selectAll().where('id', '=', id).executeTakeFirst();
+      return r ? toRecovery(r) : null;
+    });
+  }
+
+  async listRecoveries(q: RecoveryQuery = {}): Promise<Recovery[]> {
+    const { limit } = checkRecoveryQuery(q);
+    return this.#read('listing recoveries', async (db) => {
+      let s = db.selectFrom('recoveries').selectAll().orderBy('id', 'desc').limit(limit);
+      // ended is null exactly while the phase is active (the store keeps them together): index recoveries_active.
+      if (q.active) s = s.where('ended', 'is', null);
+      if (q.host !== undefined) s = s.where('host_id', '=', q.host);
+      if (q.pending !== undefined) s = s.where('pending_id', '=', q.pending);
+      if (q.beforeId !== undefined) s = s.where('id', '<', q.beforeId);
+      return (await s.execute()).map(toRecovery);
+    });
+  }
+
+  async appendRecoveryEvent(id: number, e: NewRecoveryEvent): Promise<{ recovery: Recovery; event: RecoveryEvent }> {
+    const c = checkRecoveryEvent(e);
+    // BEGIN IMMEDIATE: the next seq and the phase are read and written as one step, across processes too.
+    return this.#write('recording a recovery event', async (db) => {
+      const old = await db.selectFrom('recoveries').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!old) throw unknownRecovery(id);
+      const last = await db.selectFrom('recovery_events').select('seq').where('recovery_id', '=', id).orderBy('seq', 'desc').limit(1).executeTakeFirst();
+      const now = this.#time();
+      const event: RecoveryEvent = { recovery: id, seq: (last?.seq ?? 0) + 1, time: now, kind: c.kind, actor: c.actor, message: c.message, detail: c.detail };
+      await db.insertInto('recovery_events').values({
+        recovery_id: id, seq: event.seq, time: now, kind: c.kind, actor: c.actor, message: c.message, detail: JSON.stringify(c.detail),
+      }).execute();
+      const next = movedRecovery(toRecovery(old), c, now);
+      await db.updateTable('recoveries').set({
+        host_id: next.host, pending_id: next.pending, log_id: next.log, phase: next.phase, updated: next.updated, last_sign: next.lastSign,
+        ended: next.ended, exit_status: next.exitStatus, error: next.error,
+      }).where('id', '=', id).execute();
+      return { recovery: next, event };
+    });
+  }
+
+  async listRecoveryEvents(id: number, opts: { afterSeq?: number } = {}): Promise<RecoveryEvent[]> {
+    if (opts.afterSeq !== undefined) checkCount(opts.afterSeq, 'afterSeq');
+    return this.#read('listing recovery events', async (db) => {
+      if (!await db.selectFrom('recoveries').select('id').where('id', '=', id).executeTakeFirst()) throw unknownRecovery(id);
+      let s = db.selectFrom('recovery_events').selectAll().where('recovery_id', '=', id).orderBy('seq');
+      if (opts.afterSeq !== undefined) s = s.where('seq', '>', opts.afterSeq);
+      return (await s.execute()).map((r) => ({
+        recovery: r.recovery_id, seq: r.seq, time: r.time, kind: r.kind as RecoveryEventKind, actor: r.actor, message: r.message,
+        detail: JSON.parse(r.detail) as Record<string, unknown>,
+      }));
+    });
+  }
+
+  async noteRecoverySign(id: number): Promise<void> {
+    // One UPDATE is atomic on its own; heartbeats and log bytes call this often.
+    const r = await this.#read('recording a sign of life', (db) =>
+      db.updateTable('recoveries').set({ last_sign: this.#time() }).where('id', '=', id).executeTakeFirst());
+    if (r.numUpdatedRows === 0n) throw unknownRecovery(id);
+  }
+
+  async setHostLayout(l: HostLayout): Promise<void> {
+    const c = checkHostLayout(l);
+    await this.#write('storing a host layout', async (db) => {
+      await this.#host(db, c.host);
+      const disks = JSON.stringify(c.disks);
+      await db.insertInto('host_layouts').values({ host_id: c.host, version: c.version, disks })
+        .onConflict((oc) => oc.column('host_id').doUpdateSet({ version: c.version, disks })).execute();
+    });
+  }
+
+  async listHostLayouts(): Promise<HostLayout[]> {
+    return this.#read('listing host layouts', async (db) =>
+      (await db.selectFrom('host_layouts').selectAll().orderBy('host_id').execute())
+        .map((r) => ({ host: r.host_id, version: r.version, disks: JSON.parse(r.disks) as HostLayout['disks'] })));
+  }
+
+  async createSession(s: Omit<Session, 'lastSeen' | 'created'>): Promise<Session> {
+    const c = checkNewSession(s);
+    return this.#write('opening a session', async (db) => {
+      if (!await db.selectFrom('tokens').select('id').where('id', '=', c.token).executeTakeFirst()) {
+        throw new RuError('TOKEN_UNKNOWN', `no token ${JSON.stringify(c.token)}`, { token: c.token });
+      }
+      // The id is a secret's hash: the conflict names no value.
+      if (await db.selectFrom('sessions').select('id').where('id', '=', c.id).executeTakeFirst()) throw new RuError('STORE_CONFLICT', 'the session exists already', { what: 'session' });
+      const now = this.#time();
+      const rec: Session = { ...c, created: now, lastSeen: now };
+      await db.insertInto('sessions').values({
+        id: rec.id, token_id: rec.token, csrf: rec.csrf, created: now, last_seen: now, expires: rec.expires, address: rec.address,
+      }).execute();
+      return rec;
+    });
+  }
+
+  async getSession(id: string): Promise<Session | null> {
+    return this.#read('reading a session', async (db) => {
+      const r = await db.selectFrom('sessions').selectAll().where('id', '=', id).executeTakeFirst();
+      return r ? { id: r.id, token: r.token_id, csrf: r.csrf, created: r.created, lastSeen: r.last_seen, expires: r.expires, address: r.address } : null;
+    });
+  }
+
+  async touchSession(id: string): Promise<boolean> {
+    const r = await this.#read('touching a session', (db) =>
+      db.updateTable('sessions').set({ last_seen: this.#time() }).where('id', '=', id).executeTakeFirst());
+    return r.numUpdatedRows > 0n;
+  }
+
+  async deleteSession(id: string): Promise<boolean> {
+    const r = await this.#read('deleting a session', (db) => db.deleteFrom('sessions').where('id', '=', id).executeTakeFirst());
+    return r.numDeletedRows > 0n;
+  }
+
+  async deleteStaleSessions(idleBefore: Iso): Promise<number> {
+    checkIso(idleBefore, 'idleBefore');
+    const now = this.#time();
+    const r = await this.#read('deleting stale sessions', (db) =>
+      db.deleteFrom('sessions').where((eb) => eb.or([eb('expires', '<=', now), eb('last_seen', '<', idleBefore)])).executeTakeFirst());
+    return Number(r.numDeletedRows);
+  }
+
   /**
    * SQLite's own integrity and foreign-key checks, the versions of every host and layer, and the
    * AUTOINCREMENT sequences: a sequence behind the largest id would give an id again.
@@ -694,7 +852,7 @@ export class SqliteMetadataStore implements MetadataStore {
         }
 
         const seqs = new Map((await sql<{ name: string; seq: number }>`select name, seq from sqlite_sequence`.execute(db).catch(() => ({ rows: [] as { name: string; seq: number }[] }))).rows.map((r) => [r.name, r.seq]));
-        for (const table of ['audit', 'pending', 'logs'] as const) {
+        for (const table of ['audit', 'pending', 'logs', 'recoveries'] as const) {
           const max = (await db.selectFrom(table).select((eb) => eb.fn.max('id').as('max')).executeTakeFirst())?.max ?? null;
           if (max !== null && (seqs.get(table) ?? 0) < Number(max)) {
             out.push({ kind: 'id-reused', message: `${table}: the id sequence (${seqs.get(table) ?? 'none'}) is behind the largest id ${max}: ids could be given twice` });

@@ -3,7 +3,7 @@
 // inside a bundled server. Append new migrations; never edit one that has shipped.
 // The DDL is Kysely's schema builder, kept to what SQLite and PostgreSQL both accept.
 
-import type { Generated, Kysely, Migration, MigrationProvider } from 'kysely';
+import { sql, type Generated, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 
 export interface HostsTable {
   id: string;
@@ -127,6 +127,59 @@ export interface LayerVersionsTable {
   publisher: string | null;
 }
 
+/** One rescue boot talking to the server (0004_recoveries); core/recovery.ts moves its phase. */
+export interface RecoveriesTable {
+  id: Generated<number>;
+  /** No foreign keys to tokens, hosts, pending or logs: a recovery is history and outlives a forgotten pending record. */
+  token_id: string | null;
+  address: string | null;
+  host_id: string | null;
+  pending_id: number | null;
+  log_id: number | null;
+  /** CanonicalFacts as JSON. */
+  facts: string | null;
+  /** Hardware as JSON. */
+  hardware: string | null;
+  phase: string;
+  started: string;
+  updated: string;
+  last_sign: string;
+  /** Set exactly while the phase is done or failed: "active" is ended is null (index recoveries_active). */
+  ended: string | null;
+  exit_status: number | null;
+  error: string | null;
+}
+
+export interface RecoveryEventsTable {
+  recovery_id: number;
+  seq: number;
+  time: string;
+  kind: string;
+  actor: string | null;
+  message: string;
+  /** A JSON object. */
+  detail: string;
+}
+
+/** The disks of a host's newest disklayout.conf (0004_recoveries), for match hints. */
+export interface HostLayoutsTable {
+  host_id: string;
+  version: number;
+  /** [{device, size}] as JSON. */
+  disks: string;
+}
+
+/** A signed-in console browser (0004_recoveries); id is the sha256 of the cookie's secret. */
+export interface SessionsTable {
+  id: string;
+  token_id: string;
+  csrf: string;
+  created: string;
+  last_seen: string;
+  expires: string;
+  address: string | null;
+}
+
 export interface Schema {
   hosts: HostsTable;
   host_macs: HostMacsTable;
@@ -140,6 +193,10 @@ export interface Schema {
   logs: LogsTable;
   layers: LayersTable;
   layer_versions: LayerVersionsTable;
+  recoveries: RecoveriesTable;
+  recovery_events: RecoveryEventsTable;
+  host_layouts: HostLayoutsTable;
+  sessions: SessionsTable;
 }
 
 // Migrations see the database as it was when they were written, hence Kysely<any>.
@@ -314,11 +371,76 @@ const m0003: Migration = {
   },
 };
 
+/**
+ * Recoveries and their events, host layouts and console sessions. Only new tables and indexes,
+ * each created if it is not there, so it can run again after a crash half-way through it.
+ */
+const m0004: Migration = {
+  async up(db: AnyDb) {
+    await db.schema.createTable('recoveries').ifNotExists()
+      // AUTOINCREMENT: an id is never given again, so a link to a recovery never names another.
+      .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+      .addColumn('token_id', 'text')
+      .addColumn('address', 'text')
+      .addColumn('host_id', 'text')
+      .addColumn('pending_id', 'integer')
+      .addColumn('log_id', 'integer')
+      .addColumn('facts', 'text')
+      .addColumn('hardware', 'text')
+      .addColumn('phase', 'text', (c) => c.notNull())
+      .addColumn('started', 'text', (c) => c.notNull())
+      .addColumn('updated', 'text', (c) => c.notNull())
+      .addColumn('last_sign', 'text', (c) => c.notNull())
+      .addColumn('ended', 'text')
+      .addColumn('exit_status', 'integer')
+      .addColumn('error', 'text')
+      .execute();
+    // Listing is newest first (the primary key) and filters by host, by pending machine, or to
+    // the active ones: each index ends in id so the newest-first order needs no sort.
+    await db.schema.createIndex('recoveries_host').ifNotExists().on('recoveries').columns(['host_id', 'id']).execute();
+    await db.schema.createIndex('recoveries_pending').ifNotExists().on('recoveries').columns(['pending_id', 'id']).execute();
+    // Partial: the incident view reads the few active recoveries among the many ended ones.
+    await db.schema.createIndex('recoveries_active').ifNotExists().on('recoveries').column('id').where(sql.ref('ended'), 'is', null).execute();
+
+    await db.schema.createTable('recovery_events').ifNotExists()
+      .addColumn('recovery_id', 'integer', (c) => c.notNull().references('recoveries.id'))
+      .addColumn('seq', 'integer', (c) => c.notNull())
+      .addColumn('time', 'text', (c) => c.notNull())
+      .addColumn('kind', 'text', (c) => c.notNull())
+      .addColumn('actor', 'text')
+      .addColumn('message', 'text', (c) => c.notNull())
+      .addColumn('detail', 'text', (c) => c.notNull())
+      // As versions_pk: the safety net under the store's numbering; it also orders a timeline.
+      .addPrimaryKeyConstraint('recovery_events_pk', ['recovery_id', 'seq'])
+      .execute();
+
+    await db.schema.createTable('host_layouts').ifNotExists()
+      .addColumn('host_id', 'text', (c) => c.primaryKey().references('hosts.id'))
+      .addColumn('version', 'integer', (c) => c.notNull())
+      .addColumn('disks', 'text', (c) => c.notNull())
+      .execute();
+
+    await db.schema.createTable('sessions').ifNotExists()
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('token_id', 'text', (c) => c.notNull().references('tokens.id').onDelete('cascade'))
+      .addColumn('csrf', 'text', (c) => c.notNull())
+      .addColumn('created', 'text', (c) => c.notNull())
+      .addColumn('last_seen', 'text', (c) => c.notNull())
+      .addColumn('expires', 'text', (c) => c.notNull())
+      .addColumn('address', 'text')
+      .execute();
+    // deleteStaleSessions deletes by either time.
+    await db.schema.createIndex('sessions_expires').ifNotExists().on('sessions').column('expires').execute();
+    await db.schema.createIndex('sessions_seen').ifNotExists().on('sessions').column('last_seen').execute();
+  },
+};
+
 /** Every migration, by name; names sort in the order they must run. */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_initial': m0001,
   '0002_token_limits': m0002,
   '0003_layers': m0003,
+  '0004_recoveries': m0004,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -3,8 +3,13 @@
 
 import { RuError } from '../errors.ts';
 import { isLayerClass, LAYER_NAME, MAX_PRIORITY } from '../manifest.ts';
-import { checkId, strictFact, strictFactList } from './facts.ts';
-import type { AuditQuery, HostFields, NewAuditEvent, NewLayerVersion, NewToken, NewVersion, PendingLimits, TokenScope } from './metadata.ts';
+import { RECOVERY_EVENT_KINDS, type RecoveryEventKind } from '../recovery.ts';
+import { canonicalFacts, checkId, strictFact, strictFactList, type CanonicalFacts } from './facts.ts';
+import { checkHardware, type Hardware } from './hardware.ts';
+import type {
+  AuditQuery, HostFields, HostLayout, NewAuditEvent, NewLayerVersion, NewRecovery, NewRecoveryEvent, NewToken, NewVersion, PendingLimits, RecoveryQuery,
+  Session, TokenScope,
+} from './metadata.ts';
 import { AUDIT_KINDS } from './metadata.ts';
 
 const invalid = (message: string, context: Record<string, string | number> = {}): never => {
@@ -170,4 +175,144 @@ export function checkLogName(s: string, what: string): string {
   // ReaR sends a workflow name and a date stamp; keep them path- and URL-safe.
   if (typeof s !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}$/.test(s)) invalid(`log ${what} ${JSON.stringify(s)} is malformed`, { what, value: String(s) });
   return s;
+}
+
+// --- Recoveries, host layouts and sessions ---------------------------------------------------
+// Much of what a recovery holds comes from an unauthenticated rescue system through the server:
+// every text is bounded and printable, every JSON value bounded, so a hostile report can
+// neither fill the store nor smuggle control characters into what an admin reads.
+
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/** Bounded, printable text (no control characters), or STORE_INVALID. */
+export function checkText(s: string, what: string, max: number, opts: { empty?: boolean } = {}): string {
+  if (typeof s !== 'string' || s.length > max || CONTROL.test(s) || (!opts.empty && s.length === 0)) {
+    invalid(`${what} must be ${opts.empty ? '' : 'non-empty '}printable text of at most ${max} characters`, { what, value: String(s).slice(0, 64) });
+  }
+  return s;
+}
+
+export const RECOVERY_LIMITS = {
+  /** A timeline line for people. */
+  message: 2000,
+  /** An event's detail, serialized. */
+  detail: 16 * 1024,
+  address: 128,
+  error: 128,
+} as const;
+
+/** A client address as the server saw it (IPv4, IPv6 with a zone): printable and short. */
+export const checkAddress = (s: string, what = 'address'): string => checkText(s, what, RECOVERY_LIMITS.address);
+
+/**
+ * A JSON object, bounded when serialized: the copy the store keeps (what survives JSON, as both
+ * backends then hold and return the same value), or STORE_INVALID.
+ */
+export function checkDetail(d: unknown, what = 'detail', max: number = RECOVERY_LIMITS.detail): Record<string, unknown> {
+  if (typeof d !== 'object' || d === null || Array.isArray(d)) return invalid(`${what} must be a JSON object`, { what });
+  const proto = Object.getPrototypeOf(d) as unknown;
+  if (proto !== Object.prototype && proto !== null) return invalid(`${what} must be a plain JSON object`, { what });
+  let text: string;
+  try {
+    text = JSON.stringify(d);
+  } catch {
+    return invalid(`${what} is not JSON-safe (a cycle or a BigInt)`, { what });
+  }
+  if (text.length > max) invalid(`${what} is larger than ${max} characters as JSON`, { what, max });
+  return JSON.parse(text) as Record<string, unknown>;
+}
+
+/** An id another table gave (pending, log): a positive integer. */
+const checkRef = (n: number, what: string): number => checkCount(n, what, 1);
+
+/** What a recovery is opened with, in stored form: facts canonical, hardware checked. */
+export interface CheckedNewRecovery {
+  token: string | null;
+  address: string | null;
+  host: string | null;
+  facts: CanonicalFacts | null;
+  hardware: Hardware | null;
+}
+
+export function checkNewRecovery(r: NewRecovery): CheckedNewRecovery {
+  if (typeof r !== 'object' || r === null) return invalid('a recovery must be an object');
+  return {
+    token: r.token == null ? null : checkId(r.token, 'token'),
+    address: r.address == null ? null : checkAddress(r.address),
+    host: r.host == null ? null : checkId(r.host, 'host'),
+    // As recordPending keeps them: junk and malformed values dropped, lists sorted.
+    facts: r.facts == null ? null : canonicalFacts(r.facts),
+    hardware: r.hardware == null ? null : checkHardware(r.hardware),
+  };
+}
+
+/** An event in stored form; the link fields stay undefined/null when the event sets none. */
+export interface CheckedRecoveryEvent {
+  kind: RecoveryEventKind;
+  actor: string | null;
+  message: string;
+  detail: Record<string, unknown>;
+  host: string | null;
+  pending: number | null;
+  log: number | null;
+  exitStatus: number | null;
+  error: string | null;
+}
+
+export function checkRecoveryEvent(e: NewRecoveryEvent): CheckedRecoveryEvent {
+  if (typeof e !== 'object' || e === null) return invalid('a recovery event must be an object');
+  if (!RECOVERY_EVENT_KINDS.includes(e.kind)) invalid(`recovery event kind ${JSON.stringify(String(e.kind))} is unknown`, { what: 'kind', value: String(e.kind) });
+  const exitStatus = e.exitStatus ?? null;
+  // A process exit status: what a shell reports for `rear recover`, signals included (128+n).
+  if (exitStatus !== null && (!Number.isSafeInteger(exitStatus) || exitStatus < 0 || exitStatus > 255)) {
+    invalid('exit status must be an integer 0..255', { what: 'exitStatus', value: String(exitStatus) });
+  }
+  return {
+    kind: e.kind,
+    actor: e.actor == null ? null : checkId(e.actor, 'actor'),
+    message: e.message === undefined ? '' : checkText(e.message, 'message', RECOVERY_LIMITS.message, { empty: true }),
+    detail: e.detail === undefined ? {} : checkDetail(e.detail),
+    host: e.host == null ? null : checkId(e.host, 'host'),
+    pending: e.pending == null ? null : checkRef(e.pending, 'pending'),
+    log: e.log == null ? null : checkRef(e.log, 'log'),
+    exitStatus,
+    error: e.error == null ? null : checkText(e.error, 'error', RECOVERY_LIMITS.error),
+  };
+}
+
+export const RECOVERY_DEFAULT_LIMIT = 100;
+export const RECOVERY_MAX_LIMIT = 1000;
+
+export function checkRecoveryQuery(q: RecoveryQuery): { limit: number } {
+  if (q.host !== undefined) checkId(q.host, 'host');
+  if (q.pending !== undefined) checkRef(q.pending, 'pending');
+  if (q.beforeId !== undefined) checkRef(q.beforeId, 'beforeId');
+  return { limit: q.limit === undefined ? RECOVERY_DEFAULT_LIMIT : Math.min(checkCount(q.limit, 'limit', 1), RECOVERY_MAX_LIMIT) };
+}
+
+export const HOST_LAYOUT_LIMITS = { disks: 1024, device: 256 } as const;
+
+/** A host layout in stored form (only the fields the interface names). */
+export function checkHostLayout(l: HostLayout): HostLayout {
+  if (typeof l !== 'object' || l === null) return invalid('a host layout must be an object');
+  checkId(l.host, 'host');
+  checkCount(l.version, 'layout version', 1);
+  if (!Array.isArray(l.disks) || l.disks.length > HOST_LAYOUT_LIMITS.disks) invalid(`layout disks must be a list of at most ${HOST_LAYOUT_LIMITS.disks}`, { host: l.host });
+  const disks = l.disks.map((d, i) => {
+    if (typeof d !== 'object' || d === null) return invalid(`layout disk ${i} is not an object`, { host: l.host });
+    return { device: checkText(d.device, `layout disk ${i} device`, HOST_LAYOUT_LIMITS.device), size: checkCount(d.size, `layout disk ${i} size`) };
+  });
+  return { host: l.host, version: l.version, disks };
+}
+
+export const SESSION_LIMITS = { csrf: 256 } as const;
+
+export function checkNewSession(s: Omit<Session, 'lastSeen' | 'created'>): Omit<Session, 'lastSeen' | 'created'> {
+  if (typeof s !== 'object' || s === null) return invalid('a session must be an object');
+  checkSha256(s.id, 'session id');
+  checkId(s.token, 'token');
+  checkText(s.csrf, 'csrf token', SESSION_LIMITS.csrf);
+  checkIso(s.expires, 'session expiry');
+  return { id: s.id, token: s.token, csrf: s.csrf, expires: s.expires, address: s.address == null ? null : checkAddress(s.address) };
 }
