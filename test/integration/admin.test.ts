@@ -138,7 +138,7 @@ describe('admin API and CLI', () => {
     assert.equal(noHost.status, 8);
     assert.equal(errorCode(noHost), 'HOST_UNKNOWN');
     assert.equal(twoScopes.status, 2);
-    assert.match(twoScopes.stderr, /exactly one of --admin, --publish HOST/);
+    assert.match(twoScopes.stderr, /exactly one of --admin, --view, --operate, --publish HOST/);
     assert.equal(errorCode(unknownToken), 'TOKEN_UNKNOWN');
     const badScope = await req('POST', '/api/v1/tokens', { body: { scope: 'fetch:../x' } });
     assert.equal(badScope.json.error.code, 'REQUEST_INVALID');
@@ -323,6 +323,9 @@ describe('admin API and CLI', () => {
     const logB = log.json.log.id as number;
     const pending = await req('GET', '/api/v1/resolve?mac=52:54:00:dd:00:99', { token: await newToken('fetch-class:classB') });
     const victim = await newToken('fetch:scope-b');
+    const recoveryB = await req('POST', '/api/v1/recoveries', { token: victim, body: { host: 'scope-b' } });
+    assert.equal(recoveryB.status, 201, recoveryB.body.toString());
+    const recB = recoveryB.json.recovery.id as number;
 
     const tokens = { 'fetch:scope-a': await newToken('fetch:scope-a'), 'publish:scope-a': await newToken('publish:scope-a'), 'fetch-class:classA': await newToken('fetch-class:classA'), 'publish-class:classA': await newToken('publish-class:classA') };
 
@@ -330,6 +333,8 @@ describe('admin API and CLI', () => {
     const declared = new Set<string>();
     const recorder = new Proxy({}, { get: (_t, method: string) => (url: string) => declared.add(`${method.toUpperCase()} ${url}`) }) as unknown as FastifyInstance;
     for (const r of ROUTES) r(recorder, {} as ServerContext);
+    // The console is a plugin (app.register) whose pages authenticate by session: its own tests cover them.
+    for (const r of declared) if (r.startsWith('REGISTER ')) declared.delete(r);
 
     type Row = { route: string; method: string; path: string; body?: Buffer | string | object };
     const hostB: Row[] = [
@@ -355,6 +360,11 @@ describe('admin API and CLI', () => {
       // a layer of B's class (publish-class:classA may publish classA's layers only)
       { route: 'POST /api/v1/layers/:cls/:name/versions', method: 'POST', path: '/api/v1/layers/classB/nic/versions', body: bundleB },
       { route: '', method: 'POST', path: '/api/v1/layers/*/nic/versions', body: bundleB },
+      // B's recovery: opened for B, reported to, or read (docs/recoveries.md)
+      { route: 'POST /api/v1/recoveries', method: 'POST', path: '/api/v1/recoveries', body: { host: 'scope-b' } },
+      { route: 'POST /api/v1/recoveries/:id/events', method: 'POST', path: `/api/v1/recoveries/${recB}/events`, body: { kind: 'failed', error: 'FORGED', message: 'not yours' } },
+      { route: 'POST /api/v1/recoveries/:id/heartbeat', method: 'POST', path: `/api/v1/recoveries/${recB}/heartbeat` },
+      { route: 'GET /api/v1/recoveries/:id', method: 'GET', path: `/api/v1/recoveries/${recB}` },
     ];
     // Admin routes refuse every non-admin token, also for the token's own host.
     const adminOnly: Row[] = [
@@ -365,6 +375,11 @@ describe('admin API and CLI', () => {
       { route: 'DELETE /api/v1/tokens/:id', method: 'DELETE', path: `/api/v1/tokens/${victim.slice(3, 15)}` },
       { route: 'GET /api/v1/pending', method: 'GET', path: '/api/v1/pending?all=1' },
       { route: 'POST /api/v1/assign', method: 'POST', path: '/api/v1/assign', body: { pending: pending.json.pending.id, host: 'scope-a' } },
+      { route: 'GET /api/v1/pending/:id/hints', method: 'GET', path: `/api/v1/pending/${pending.json.pending.id}/hints` },
+      { route: 'DELETE /api/v1/pending/:id', method: 'DELETE', path: `/api/v1/pending/${pending.json.pending.id}` },
+      { route: 'GET /api/v1/recoveries', method: 'GET', path: '/api/v1/recoveries' },
+      { route: '', method: 'GET', path: '/api/v1/recoveries/999999' },
+      { route: '', method: 'POST', path: '/api/v1/recoveries/999999/events', body: { kind: 'note' } },
       { route: 'GET /api/v1/audit', method: 'GET', path: '/api/v1/audit' },
       { route: 'GET /api/v1/keys', method: 'GET', path: '/api/v1/keys' },
       { route: 'POST /api/v1/keys/rotate', method: 'POST', path: '/api/v1/keys/rotate', body: {} },
@@ -401,6 +416,8 @@ describe('admin API and CLI', () => {
     // Nothing of B changed, and the same tokens do reach host A: the 403s are about scope.
     const b = (await req('GET', '/api/v1/hosts/scope-b')).json;
     assert.deepEqual([b.host.class, b.host.pinned, b.versionCount, b.recentLogs.length], ['classB', null, 1, 1]);
+    assert.deepEqual((await req('GET', `/api/v1/recoveries/${recB}`)).json.events.map((e: { kind: string }) => e.kind), ['booted'], 'no forged event in B\'s recovery');
+    assert.equal((await req('GET', `/api/v1/pending/${pending.json.pending.id}/hints`)).status, 200, 'the pending machine was not forgotten');
     assert.equal((await req('GET', `/api/v1/tokens`)).json.tokens.find((t: { id: string }) => t.id === victim.slice(3, 15)).revoked, null);
     for (const [name, token] of Object.entries(tokens)) {
       if (name.startsWith('publish-class:')) continue; // reaches no host at all: layers of its class only

@@ -1,13 +1,17 @@
 // Token theft and hostile rescue machines, against a real server on loopback: expiring tokens,
 // single-use (N-use) fetch tokens that cannot be replayed or double-spent by racing downloads,
 // the last use shown in `token list`, and pending records bounded per token, per address and
-// in all. The server's clock is the test's (skewed forward to pass an expiry).
+// in all; the console roles (view reads, operate assigns and forgets) reaching nothing else.
+// The server's clock is the test's (skewed forward to pass an expiry).
 
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import type { FastifyInstance } from 'fastify';
 import { MemoryMetadataStore } from '../../src/adapters/storage/memory-metadata.ts';
+import { ROUTES } from '../../src/server/app.ts';
+import type { ServerContext } from '../../src/server/context.ts';
 import { loadConfig } from '../../src/server/config.ts';
 import { ensureAdminToken, layout } from '../../src/server/data-dir.ts';
 import { startServer, type Running } from '../../src/server/serve.ts';
@@ -275,6 +279,107 @@ describe('tokens: expiry, uses, last use; pending limits', () => {
     const assigned = await req('POST', '/api/v1/assign', { body: { pending: firsts[1]!.json.pending.id, host: 'tok-g' } });
     assert.equal(assigned.status, 200);
     assert.equal((await ask(8, c.token, '127.0.0.8')).status, 202);
+  });
+
+  /** Every route the registrars declare (the console's session-authenticated plugin aside: its own tests cover it). */
+  const declaredRoutes = (): string[] => {
+    const declared = new Set<string>();
+    const recorder = new Proxy({}, { get: (_t, method: string) => (url: string) => declared.add(`${method.toUpperCase()} ${url}`) }) as unknown as FastifyInstance;
+    for (const r of ROUTES) r(recorder, {} as ServerContext);
+    return [...declared].filter((r) => !r.startsWith('REGISTER '));
+  };
+
+  /** What a console-role test needs: a pending machine (past the flood's window), a recovery of another token. */
+  let machines = 0;
+  async function consoleFixtures(): Promise<{ pending: number; recovery: number; fetcher: string }> {
+    skewMs += 2 * 3600_000; // the flood test's open pending records no longer count
+    machines++;
+    const fetcher = (await newToken({ scope: 'fetch-class:typeT' })).token;
+    const p = await req('GET', `/api/v1/resolve?mac=52:54:00:12:34:${(0x60 + machines).toString(16)}`, { token: fetcher, from: '127.0.0.9' });
+    assert.equal(p.status, 202, p.body.toString());
+    const r = await req('POST', '/api/v1/recoveries', { token: fetcher, body: { facts: { macs: ['52:54:00:12:34:56'] } } });
+    assert.equal(r.status, 201, r.body.toString());
+    return { pending: p.json.pending.id as number, recovery: r.json.recovery.id as number, fetcher };
+  }
+
+  /** One request per changing route (any method but GET); a route added later without a row fails the test. */
+  function changingRows(f: { pending: number; recovery: number }): { route: string; method: string; path: string; body?: Buffer | string | object }[] {
+    const bundle = readFileSync(join(work, 'tok-h.tar.gz'));
+    const rows = [
+      { route: 'POST /api/v1/hosts', method: 'POST', path: '/api/v1/hosts', body: { id: 'stolen-new' } },
+      { route: 'PATCH /api/v1/hosts/:id', method: 'PATCH', path: '/api/v1/hosts/tok-h', body: { class: 'stolen' } },
+      { route: 'POST /api/v1/tokens', method: 'POST', path: '/api/v1/tokens', body: { scope: 'admin' } },
+      { route: 'DELETE /api/v1/tokens/:id', method: 'DELETE', path: `/api/v1/tokens/${admin.slice(3, 15)}` },
+      { route: 'POST /api/v1/assign', method: 'POST', path: '/api/v1/assign', body: { pending: f.pending, host: 'tok-h' } },
+      { route: 'DELETE /api/v1/pending/:id', method: 'DELETE', path: `/api/v1/pending/${f.pending}` },
+      { route: 'PUT /api/v1/hosts/:id/pin', method: 'PUT', path: '/api/v1/hosts/tok-h/pin', body: { version: 1 } },
+      { route: 'DELETE /api/v1/hosts/:id/pin', method: 'DELETE', path: '/api/v1/hosts/tok-h/pin' },
+      { route: 'POST /api/v1/keys/rotate', method: 'POST', path: '/api/v1/keys/rotate', body: {} },
+      { route: 'POST /api/v1/keys/retire', method: 'POST', path: '/api/v1/keys/retire', body: { fingerprint: 'ed25519:0123456789abcdef' } },
+      { route: 'POST /api/v1/layers/:cls/:name/versions', method: 'POST', path: '/api/v1/layers/typeT/nic/versions', body: bundle },
+      { route: 'PUT /api/v1/layers/:cls/:name/pin', method: 'PUT', path: '/api/v1/layers/typeT/nic/pin', body: { version: 1 } },
+      { route: 'DELETE /api/v1/layers/:cls/:name/pin', method: 'DELETE', path: '/api/v1/layers/typeT/nic/pin' },
+      { route: 'POST /api/v1/hosts/:id/versions', method: 'POST', path: '/api/v1/hosts/tok-h/versions', body: bundle },
+      { route: 'PUT /clients/:id/log/:workflow/:stamp', method: 'PUT', path: '/clients/tok-h/log/recover/stolen', body: 'not yours\n' },
+      { route: 'POST /api/v1/recoveries', method: 'POST', path: '/api/v1/recoveries', body: {} },
+      { route: 'POST /api/v1/recoveries/:id/events', method: 'POST', path: `/api/v1/recoveries/${f.recovery}/events`, body: { kind: 'note', message: 'stolen' } },
+      { route: 'POST /api/v1/recoveries/:id/heartbeat', method: 'POST', path: `/api/v1/recoveries/${f.recovery}/heartbeat` },
+    ];
+    const changing = declaredRoutes().filter((r) => !r.startsWith('GET '));
+    assert.deepEqual(changing.filter((r) => !rows.some((x) => x.route === r)), [], 'every changing route has a row');
+    return rows;
+  }
+
+  test('stolen view token: every changing route answers 403 FORBIDDEN and nothing changes; the admin reads answer 200', async () => {
+    const f = await consoleFixtures();
+    const view = await newToken({ scope: 'view', label: 'service desk' });
+    const refusals: string[] = [];
+    for (const row of changingRows(f)) {
+      const r = await req(row.method, row.path, { token: view.token, ...(row.body !== undefined ? { body: row.body } : {}) });
+      if (r.status !== 403 || r.json?.error?.code !== 'FORBIDDEN') refusals.push(`${row.method} ${row.path}: ${r.status} ${r.body.toString().slice(0, 120)}`);
+    }
+    assert.deepEqual(refusals, []);
+    const host = (await req('GET', '/api/v1/hosts/tok-h')).json;
+    assert.deepEqual([host.host.class, host.host.pinned, host.versionCount], ['typeT', null, 1]);
+    assert.equal((await req('GET', `/api/v1/pending/${f.pending}/hints`)).json.pending.assignedHost, null);
+    assert.deepEqual((await req('GET', `/api/v1/recoveries/${f.recovery}`)).json.events.map((e: { kind: string }) => e.kind), ['booted']);
+
+    const reads = ['/api/v1/hosts', '/api/v1/hosts/tok-h', '/api/v1/hosts/tok-h/versions', '/api/v1/hosts/tok-h/versions/1', '/api/v1/hosts/tok-h/diff?from=1&to=1', '/api/v1/hosts/tok-h/logs',
+      '/api/v1/tokens', '/api/v1/pending?all=1', `/api/v1/pending/${f.pending}/hints`, '/api/v1/audit', '/api/v1/keys', '/api/v1/layers', '/api/v1/recoveries', `/api/v1/recoveries/${f.recovery}`];
+    const unread: string[] = [];
+    for (const path of reads) {
+      const r = await req('GET', path, { token: view.token });
+      if (r.status !== 200) unread.push(`${path}: ${r.status} ${r.body.toString().slice(0, 120)}`);
+    }
+    assert.deepEqual(unread, [], 'a view token reads what an admin reads');
+    // Reading is not fetching: no bundle and no DRLM config for a view token.
+    for (const path of ['/api/v1/hosts/tok-h/bundle', '/rear/tok-h.tar.gz', '/clients/tok-h/config']) {
+      assert.equal((await req('GET', path, { token: view.token })).status, 403, path);
+    }
+  });
+
+  test('stolen operate token: assigns and forgets pending machines (audited under its id) but may not pin, publish, create tokens or change anything else', async () => {
+    const f = await consoleFixtures();
+    const op = await newToken({ scope: 'operate', label: 'on-call' });
+    const allowed = new Set(['POST /api/v1/assign', 'DELETE /api/v1/pending/:id', 'POST /api/v1/recoveries/:id/events', 'POST /api/v1/recoveries/:id/heartbeat']);
+    const refusals: string[] = [];
+    for (const row of changingRows(f).filter((x) => !allowed.has(x.route))) {
+      const r = await req(row.method, row.path, { token: op.token, ...(row.body !== undefined ? { body: row.body } : {}) });
+      if (r.status !== 403 || r.json?.error?.code !== 'FORBIDDEN') refusals.push(`${row.method} ${row.path}: ${r.status} ${r.body.toString().slice(0, 120)}`);
+    }
+    assert.deepEqual(refusals, []);
+    assert.equal((await req('GET', '/api/v1/hosts/tok-h')).json.host.pinned, null);
+
+    const assigned = await req('POST', '/api/v1/assign', { token: op.token, body: { pending: f.pending, host: 'tok-h' } });
+    assert.equal(assigned.status, 200, assigned.body.toString());
+    assert.equal(assigned.json.pending.assignedHost, 'tok-h');
+    const audit = (await req('GET', `/api/v1/audit?kind=assign&token=${op.id}`)).json.events;
+    assert.deepEqual(audit.map((e: { result: string; host: string; address: string }) => [e.result, e.host, e.address]), [['ok', 'tok-h', '127.0.0.1']]);
+
+    const forgotten = await req('DELETE', `/api/v1/pending/${f.pending}`, { token: op.token });
+    assert.equal(forgotten.status, 200, forgotten.body.toString());
+    assert.equal((await req('GET', `/api/v1/pending/${f.pending}/hints`)).json.error.code, 'PENDING_UNKNOWN');
+    assert.equal((await req('GET', `/api/v1/audit?kind=pending&token=${op.id}`)).json.events[0].detail, `forgot pending ${f.pending}`);
   });
 
   test('token theft: with only expired admin tokens left, a start without admin.token issues a new one', async () => {

@@ -1,7 +1,9 @@
 // The admin JSON API under /api/v1: hosts, tokens, pending machines and their assignment,
-// versions (list, show, diff, pin), the audit log, and recovery logs. Every route but the log
-// reads needs an admin token; a log may also be read by a token that may fetch its host. Every
-// change is audited, refused ones with their code. docs/server.md is the reference.
+// versions (list, show, diff, pin), the audit log, and recovery logs. Reading needs 'view'
+// (admin, view and operate tokens); assigning and forgetting pending machines 'operate' (they
+// go through the RecoveryService, as the console's do); every other change 'admin'. A log may
+// also be read by a token that may fetch its host. Every change is audited, refused ones with
+// their code. docs/server.md is the reference.
 
 import { Readable } from 'node:stream';
 import { createTwoFilesPatch } from 'diff';
@@ -127,9 +129,9 @@ function labelParam(v: unknown): string | null {
 }
 
 function scopeParam(v: unknown): TokenScope {
-  if (v === 'admin') return v;
+  if (v === 'admin' || v === 'view' || v === 'operate') return v;
   const m = typeof v === 'string' ? /^(publish|publish-class|fetch|fetch-class):(.*)$/.exec(v) : null;
-  if (!m || !(m[1] === 'publish-class' ? isLayerClass(m[2]) : isValidId(m[2]!))) throw invalid(`scope ${JSON.stringify(v)} is not admin, publish:HOST, publish-class:CLASS, fetch:HOST or fetch-class:CLASS`, 'scope');
+  if (!m || !(m[1] === 'publish-class' ? isLayerClass(m[2]) : isValidId(m[2]!))) throw invalid(`scope ${JSON.stringify(v)} is not admin, view, operate, publish:HOST, publish-class:CLASS, fetch:HOST or fetch-class:CLASS`, 'scope');
   return v as TokenScope;
 }
 
@@ -169,6 +171,9 @@ const publicToken = (t: TokenRecord, now: Date): Omit<TokenRecord, 'secretHash'>
   return { ...rest, expired: t.expires !== null && now.toISOString() >= t.expires, usesLeft: usesLeft(t) };
 };
 
+/** Scopes that read everything an admin reads. */
+const VIEWERS: ReadonlySet<string> = new Set(['admin', 'view', 'operate']);
+
 const summary = (r: VersionRecord | null): Omit<VersionRecord, 'manifest'> | null => {
   if (!r) return null;
   const { manifest: _m, ...rest } = r;
@@ -179,6 +184,17 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const admin = async (req: FastifyRequest): Promise<TokenRecord> => {
     const token = await authenticate(req, ctx);
     authorize(token, 'admin', null);
+    return token;
+  };
+  /** Reading what an admin reads: admin, view and operate tokens. */
+  const viewer = async (req: FastifyRequest): Promise<TokenRecord> => {
+    const token = await authenticate(req, ctx);
+    authorize(token, 'view', null);
+    return token;
+  };
+  const operator = async (req: FastifyRequest): Promise<TokenRecord> => {
+    const token = await authenticate(req, ctx);
+    authorize(token, 'operate', null);
     return token;
   };
 
@@ -210,13 +226,13 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
   });
 
   app.get<{ Querystring: { class?: string } }>('/api/v1/hosts', async (req) => {
-    await admin(req);
+    await viewer(req);
     const cls = req.query.class === undefined || req.query.class === '' ? undefined : idParam(req.query.class, 'class');
     return { hosts: await ctx.meta.listHosts(cls === undefined ? {} : { class: cls }) };
   });
 
   app.get<{ Params: { id: string } }>('/api/v1/hosts/:id', async (req) => {
-    await admin(req);
+    await viewer(req);
     const host = await hostOr404(ctx, idParam(req.params.id));
     const [versions, served, logs] = await Promise.all([ctx.meta.listVersions(host.id), ctx.meta.servedVersion(host.id), ctx.meta.listLogs(host.id)]);
     return {
@@ -260,7 +276,7 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
   });
 
   app.get('/api/v1/tokens', async (req) => {
-    await admin(req);
+    await viewer(req);
     const now = ctx.now();
     return { tokens: (await ctx.meta.listTokens()).map((t) => publicToken(t, now)) };
   });
@@ -276,7 +292,7 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
   // ---- pending machines ----
 
   app.get<{ Querystring: { all?: string } }>('/api/v1/pending', async (req) => {
-    await admin(req);
+    await viewer(req);
     const all = flagParam(req.query.all, 'all');
     const pending = await ctx.meta.listPending(all ? {} : { unassigned: true });
     if (!all) ctx.metrics.pending.set(pending.length);
@@ -284,28 +300,44 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
   });
 
   app.post<{ Body: unknown }>('/api/v1/assign', async (req) => {
-    const token = await admin(req);
+    const token = await operator(req);
     const o = bodyObject(req.body, ['pending', 'host']);
     const host = idParam(o.host);
     const p = o.pending;
     const byId = typeof p === 'number' || (typeof p === 'string' && /^\d+$/.test(p));
     const mac = !byId && typeof p === 'string' ? normalizeMac(p) : null;
     if (!byId && mac === null) throw invalid(`pending ${JSON.stringify(p)} is neither a pending machine id nor a MAC address`, 'pending');
-    const assigned = await change(req, token, 'assign', host, `pending ${String(p)}`, async () => {
-      await hostOr404(ctx, host);
-      let id: number;
-      if (byId) {
-        id = versionValue(typeof p === 'number' ? p : String(p), 'pending');
-      } else {
-        // The newest machine still waiting with that MAC: the one booting now.
-        const found = await ctx.meta.listPending({ mac: mac!, unassigned: true });
-        if (!found[0]) throw new RuError('PENDING_UNKNOWN', `no unassigned pending machine has MAC ${mac}`, { mac });
-        id = found[0].id;
+    let id: number;
+    if (byId) {
+      id = versionValue(typeof p === 'number' ? p : String(p), 'pending');
+    } else {
+      // The newest machine still waiting with that MAC: the one booting now.
+      const found = await ctx.meta.listPending({ mac: mac!, unassigned: true });
+      if (!found[0]) {
+        await audit(ctx, req, { kind: 'assign', token: token.id, host, result: 'PENDING_UNKNOWN', detail: `pending ${mac}` });
+        throw new RuError('PENDING_UNKNOWN', `no unassigned pending machine has MAC ${mac}`, { mac });
       }
-      return ctx.meta.assignPending(id, host);
-    });
+      id = found[0].id;
+    }
+    // The service audits, records `assigned` on the machine's recoveries and tells the console.
+    const assigned = await ctx.recoveries.assign({ token: token.id, address: req.ip }, id, host);
     await updatePendingGauge();
     return { pending: assigned };
+  });
+
+  app.get<{ Params: { id: string } }>('/api/v1/pending/:id/hints', async (req) => {
+    await viewer(req);
+    const id = versionValue(req.params.id, 'pending id');
+    const hints = await ctx.recoveries.hints(id);
+    return { pending: await ctx.meta.getPending(id), hints };
+  });
+
+  app.delete<{ Params: { id: string } }>('/api/v1/pending/:id', async (req) => {
+    const token = await operator(req);
+    const id = versionValue(req.params.id, 'pending id');
+    const pending = await ctx.recoveries.forget({ token: token.id, address: req.ip }, id);
+    await updatePendingGauge();
+    return { pending };
   });
 
   // ---- versions ----
@@ -320,14 +352,14 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
   };
 
   app.get<{ Params: { id: string } }>('/api/v1/hosts/:id/versions', async (req) => {
-    await admin(req);
+    await viewer(req);
     const host = await hostOr404(ctx, idParam(req.params.id));
     const [versions, served] = await Promise.all([ctx.meta.listVersions(host.id), ctx.meta.servedVersion(host.id)]);
     return { host: host.id, pinned: host.pinned, served: served?.version ?? null, versions };
   });
 
   app.get<{ Params: { id: string; v: string } }>('/api/v1/hosts/:id/versions/:v', async (req) => {
-    await admin(req);
+    await viewer(req);
     const host = await hostOr404(ctx, idParam(req.params.id));
     const rec = await versionOf(host, req.params.v);
     // What the host is served: this version under its class's layers as they are now (docs/layers.md).
@@ -337,7 +369,7 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
   });
 
   app.get<{ Params: { id: string }; Querystring: { from?: string; to?: string; own?: string } }>('/api/v1/hosts/:id/diff', async (req) => {
-    await admin(req);
+    await viewer(req);
     const host = await hostOr404(ctx, idParam(req.params.id));
     if (req.query.from === undefined || req.query.to === undefined) throw invalid('give both ?from=A&to=B (version numbers, or latest / served)', req.query.from === undefined ? 'from' : 'to');
     const [ra, rb] = await Promise.all([versionOf(host, req.query.from), versionOf(host, req.query.to)]);
@@ -372,7 +404,7 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
   // ---- audit ----
 
   app.get<{ Querystring: Record<string, string | undefined> }>('/api/v1/audit', async (req) => {
-    await admin(req);
+    await viewer(req);
     const q = req.query;
     const set = (v: string | undefined): v is string => v !== undefined && v !== '';
     if (set(q.kind) && !AUDIT_KINDS.includes(q.kind as AuditKind)) throw invalid(`kind must be one of ${AUDIT_KINDS.join(', ')}`, 'kind');
@@ -400,7 +432,7 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const mayReadLogsOf = async (token: TokenRecord, id: string): Promise<Host> => {
     const host = await ctx.meta.getHost(id);
     // Scope first: a token for another host learns nothing, not even whether this one exists.
-    authorize(token, 'fetch', host, id);
+    if (!VIEWERS.has(token.scope)) authorize(token, 'fetch', host, id);
     return host ?? hostOr404(ctx, id);
   };
 
@@ -417,8 +449,8 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const token = await authenticate(req, ctx);
     const rec = await ctx.meta.getLog(id);
     if (!rec) {
-      // Log ids are sequential and say nothing; still, only an admin learns which exist.
-      authorize(token, 'admin', null);
+      // Log ids are sequential and say nothing; still, only those who read everything learn which exist.
+      authorize(token, 'view', null);
       throw new RuError('LOG_UNKNOWN', `no recovery log ${id}`, { log: id });
     }
     await mayReadLogsOf(token, rec.host);

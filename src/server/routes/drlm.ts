@@ -2,6 +2,8 @@
 // the host's current etc/rear/local.conf (or etc/rear/CFG.conf for `-C CFG`) as a shell
 // config ReaR sources, and the live recovery log it streams with `tail -f | curl -T-`. The
 // token comes in the raw Authorization header, as DRLM's own server expects (Bearer works too).
+// A log upload belongs to a recovery (docs/recoveries.md): the one its X-Rear-Update-Recovery
+// header names, else the host's newest active one, else a new one; its bytes are signs of life.
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
@@ -12,6 +14,7 @@ import { authenticate } from '../auth.ts';
 import type { ServerContext } from '../context.ts';
 import { logStream } from '../limits.ts';
 import { audit, hostOr404, idParam } from './common.ts';
+import { linkedRecovery, quietly } from './recoveries.ts';
 
 const CFG = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -34,6 +37,22 @@ async function config(ctx: ServerContext, req: FastifyRequest, reply: FastifyRep
     await audit(ctx, req, { kind: 'fetch', token: token?.id ?? null, host: id, result: e instanceof RuError ? e.code : 'INTERNAL', detail: `drlm ${cfg}` });
     throw e;
   }
+}
+
+/**
+ * The recovery a log upload belongs to, with its `log` event recorded: the header's (if this
+ * token opened it), else the host's newest active recovery, else a new one for the host (an
+ * unmodified ReaR sends no header). Null only when the store failed: the upload goes on.
+ */
+async function logRecovery(ctx: ServerContext, req: FastifyRequest, token: string, host: string, log: number): Promise<number | null> {
+  let id: number | null = null;
+  await quietly(req, 'log', async () => {
+    const linked = await linkedRecovery(ctx, req, token);
+    const [newest] = linked ? [linked] : await ctx.meta.listRecoveries({ host, active: true, limit: 1 });
+    id = (newest ?? (await ctx.recoveries.open({ token, address: req.ip }, { host }))).id;
+    await ctx.recoveries.record(id, { kind: 'log', actor: token, host, log, message: `recovery log ${log} started`, detail: { log } });
+  });
+  return id;
 }
 
 export function drlmRoutes(app: FastifyInstance, ctx: ServerContext): void {
@@ -68,9 +87,15 @@ export function drlmRoutes(app: FastifyInstance, ctx: ServerContext): void {
     // Lives as long as ReaR sends (no body deadline); ends once it stalls (--log-idle-timeout).
     logStream(req);
     await audit(ctx, req, { kind: 'log', token: token.id, host: id, result: 'ok', detail: `log ${rec.id} started: ${workflow} ${stamp}` });
+    const recovery = await logRecovery(ctx, req, token.id, id, rec.id);
+    // Bytes arriving are signs of life; the service writes one every few seconds at most.
+    const sign = recovery === null ? () => undefined : () => void quietly(req, 'log bytes', () => ctx.recoveries.sign(recovery));
     let done;
     try {
-      done = await ctx.logs.receive(rec, req.raw as Readable, ctx.maxUpload, (n) => ctx.metrics.logBytes.inc(n));
+      done = await ctx.logs.receive(rec, req.raw as Readable, ctx.maxUpload, (n) => {
+        ctx.metrics.logBytes.inc(n);
+        sign();
+      });
     } catch (e) {
       // Refused mid-way (too large, a full disk, stalled): what arrived is kept, the rest is not read.
       await audit(ctx, req, { kind: 'log', token: token.id, host: id, result: e instanceof RuError ? e.code : 'INTERNAL', detail: `log ${rec.id} ended: ${e instanceof Error ? e.message.slice(0, 400) : ''}` });

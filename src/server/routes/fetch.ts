@@ -5,6 +5,8 @@
 // because two sealings differ and must never be spliced. A request that sends a nonce
 // (X-Rear-Update-Nonce, or ?nonce=) gets it signed into the manifest, and the ETag names it
 // too: a resume with the same nonce gets the same bytes, another nonce a whole fresh bundle.
+// A request carrying X-Rear-Update-Recovery (routes/recoveries.ts) is also a report on that
+// recovery: resolve records pending and resolved, a bundle download a sign of life.
 
 import type { OutgoingHttpHeaders } from 'node:http';
 import { createHash } from 'node:crypto';
@@ -24,6 +26,7 @@ import { authenticate } from '../auth.ts';
 import type { ServerContext } from '../context.ts';
 import { spendDownload } from '../token-use.ts';
 import { audit, hostOr404, idParam, intParam, listParam } from './common.ts';
+import { linkedRecovery, quietly, recoveryIdOf } from './recoveries.ts';
 
 /** How long a sealed copy can be asked for again by If-Range. */
 const RESUME_WINDOW_S = 24 * 3600;
@@ -158,6 +161,25 @@ async function audited<T>(ctx: ServerContext, req: FastifyRequest, hostId: strin
   }
 }
 
+/** Phases in which a named host is news for the timeline (after them it is a sign of life). */
+const BEFORE_FETCH = new Set(['resolving', 'pending', 'assigned']);
+
+/**
+ * A bundle download linked to a recovery: `resolved` (by id) when it names a host the recovery
+ * did not have yet (apply with an explicit id asks no resolve), else a sign of life.
+ */
+async function bundleReport(ctx: ServerContext, req: FastifyRequest, token: string, host: string): Promise<void> {
+  await quietly(req, 'bundle', async () => {
+    const r = await linkedRecovery(ctx, req, token);
+    if (!r) return;
+    if (r.host !== host && (r.host === null || BEFORE_FETCH.has(r.phase))) {
+      await ctx.recoveries.record(r.id, { kind: 'resolved', actor: token, host, message: `resolved to ${host} by id (bundle request)`, detail: { host, by: 'id' } });
+    } else {
+      await ctx.recoveries.sign(r.id);
+    }
+  });
+}
+
 /** `/rear/{host-or-mac}` as ReaR's RECOVERY_UPDATE_URL names it; `.rear_config` is optional. */
 const REAR_FILE = /^(.+?)(?:\.rear_config)?\.(?:tar\.gz|tgz)$/;
 
@@ -173,6 +195,8 @@ export function fetchRoutes(app: FastifyInstance, ctx: ServerContext): void {
       // Scope first: a token for another host learns nothing, not even whether this one exists.
       authorize(token, 'fetch', host, id);
       if (!host) throw new RuError('HOST_UNKNOWN', `no host ${JSON.stringify(id)}`, { host: id });
+      // Beside the download, never in its way: not awaited, and nothing at all without the header.
+      if (recoveryIdOf(req) !== null) void bundleReport(ctx, req, token.id, host.id);
       return sendBundle(ctx, req, reply, host, served?.rec ?? (await ctx.bundles.record(host, version)), token, 'api');
     });
   });
@@ -205,6 +229,7 @@ export function fetchRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.get<{ Querystring: Record<string, string | string[] | undefined> }>('/api/v1/resolve', async (req, reply) => {
     const token = await authenticate(req, ctx);
     authorize(token, 'fetch', null);
+    const linked = await linkedRecovery(ctx, req, token.id);
     const q = req.query;
     const one = (k: string): string | null => listParam(q[k])[0] ?? null;
     const facts = { macs: listParam(q.mac), uuid: one('uuid'), serial: one('serial'), hostname: one('hostname') };
@@ -226,6 +251,13 @@ export function fetchRoutes(app: FastifyInstance, ctx: ServerContext): void {
       } else {
         ctx.metrics.pending.set((await ctx.meta.listPending({ unassigned: true })).length);
         await audit(ctx, req, { kind: 'resolve', token: token.id, result: 'PENDING', detail: `pending ${p.id}${r.host === null && r.ambiguous.length ? `; ambiguous: ${r.ambiguous.join(', ')}` : ''}` });
+        ctx.recoveries.notifyPending(p);
+        // A waiting machine asks every few seconds: its timeline says "pending" once per pending id.
+        if (linked) {
+          await quietly(req, 'pending', () => (linked.pending === p.id
+            ? ctx.recoveries.sign(linked.id)
+            : ctx.recoveries.record(linked.id, { kind: 'pending', actor: token.id, pending: p.id, message: `waiting as pending machine ${p.id}`, detail: { pending: p.id } })));
+        }
         return reply.code(202).send({
           status: 'pending',
           pending: p,
@@ -241,6 +273,12 @@ export function fetchRoutes(app: FastifyInstance, ctx: ServerContext): void {
     }
     const rec = await ctx.meta.servedVersion(host.id);
     await audit(ctx, req, { kind: 'resolve', token: token.id, host: host.id, version: rec?.version ?? null, result: 'ok', detail });
+    if (linked) {
+      const h = host;
+      await quietly(req, 'resolved', () => (linked.host === h.id && !BEFORE_FETCH.has(linked.phase)
+        ? ctx.recoveries.sign(linked.id)
+        : ctx.recoveries.record(linked.id, { kind: 'resolved', actor: token.id, host: h.id, message: `resolved to ${h.id} ${detail}`, detail: { host: h.id, by, ...(value !== null ? { value } : {}), ...(pendingId !== null ? { pending: pendingId } : {}) } })));
+    }
     return { status: 'resolved', host: host.id, class: host.class, by, value, pending: pendingId, version: rec?.version ?? null };
   });
 }

@@ -29,8 +29,10 @@ export function keyRoutes(app: FastifyInstance, ctx: ServerContext): void {
     return { key: ctx.keys.current.publicKey.fingerprint, statements: ctx.keys.served.map(asJson) };
   });
 
+  // Reading the key list is for every console role (view, operate); rotating and retiring are the admin's.
   app.get('/api/v1/keys', async (req) => {
-    await admin(req);
+    const token = await authenticate(req, ctx);
+    authorize(token, 'view', null);
     const l = ctx.keys.list();
     return { current: l.current, keys: l.keys, served: l.served.map(asJson), statements: l.statements.map(asJson) };
   });

@@ -1,7 +1,7 @@
 // Hardware-class layers under /api/v1/layers (docs/layers.md, docs/server.md): publish a layer
 // file (an admin token, or a publish-class:C token for layers of class C only), list layers,
-// their versions, one version's manifest, a version as a bundle of its own (inspection), pin
-// and unpin. Every change is audited ('publish' and 'pin', host column "CLASS/NAME").
+// their versions, one version's manifest, a version as a bundle of its own (inspection) — the
+// reads for view, operate and admin tokens — and pin and unpin (admin). Every change is audited ('publish' and 'pin', host column "CLASS/NAME").
 
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
@@ -45,6 +45,12 @@ export function layerRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const admin = async (req: FastifyRequest): Promise<TokenRecord> => {
     const token = await authenticate(req, ctx);
     authorize(token, 'admin', null);
+    return token;
+  };
+  /** The read routes: admin, view and operate tokens. */
+  const viewer = async (req: FastifyRequest): Promise<TokenRecord> => {
+    const token = await authenticate(req, ctx);
+    authorize(token, 'view', null);
     return token;
   };
 
@@ -92,7 +98,7 @@ export function layerRoutes(app: FastifyInstance, ctx: ServerContext): void {
   });
 
   app.get<{ Querystring: { class?: string } }>('/api/v1/layers', async (req) => {
-    await admin(req);
+    await viewer(req);
     const layers = await ctx.meta.listLayers(req.query.class !== undefined ? { class: classParam(req.query.class) } : {});
     const withServed = await Promise.all(layers.map(async (l) => {
       const v = l.pinned !== null ? l.pinned : (await ctx.meta.latestLayerVersion(l.class, l.name))?.version ?? null;
@@ -102,7 +108,7 @@ export function layerRoutes(app: FastifyInstance, ctx: ServerContext): void {
   });
 
   app.get<{ Params: { cls: string; name: string } }>('/api/v1/layers/:cls/:name/versions', async (req) => {
-    await admin(req);
+    await viewer(req);
     const l = await layerOr404(classParam(req.params.cls), nameParam(req.params.name));
     const versions = await ctx.meta.listLayerVersions(l.class, l.name);
     const served = l.pinned ?? versions.at(-1)?.version ?? null;
@@ -110,14 +116,14 @@ export function layerRoutes(app: FastifyInstance, ctx: ServerContext): void {
   });
 
   app.get<{ Params: { cls: string; name: string; v: string } }>('/api/v1/layers/:cls/:name/versions/:v', async (req) => {
-    await admin(req);
+    await viewer(req);
     const l = await layerOr404(classParam(req.params.cls), nameParam(req.params.name));
     const rec = await versionOf(l, req.params.v);
     return { layer: l, version: { ...rec, manifest: decodeManifest(Buffer.from(rec.manifest)) } };
   });
 
   app.get<{ Params: { cls: string; name: string; v: string } }>('/api/v1/layers/:cls/:name/versions/:v/bundle', async (req, reply) => {
-    await admin(req);
+    await viewer(req);
     const l = await layerOr404(classParam(req.params.cls), nameParam(req.params.name));
     const rec = await versionOf(l, req.params.v);
     const sealed = await ctx.bundles.sealedLayer(rec, ctx.now());
@@ -130,7 +136,7 @@ export function layerRoutes(app: FastifyInstance, ctx: ServerContext): void {
   });
 
   app.get<{ Params: { cls: string; name: string }; Querystring: { from?: string; to?: string } }>('/api/v1/layers/:cls/:name/diff', async (req) => {
-    await admin(req);
+    await viewer(req);
     const l = await layerOr404(classParam(req.params.cls), nameParam(req.params.name));
     if (req.query.from === undefined || req.query.to === undefined) throw invalid('give both ?from=A&to=B (version numbers, or latest / served)', req.query.from === undefined ? 'from' : 'to');
     const [ra, rb] = await Promise.all([versionOf(l, req.query.from), versionOf(l, req.query.to)]);

@@ -2,13 +2,16 @@
 // (streamed to disk, never buffered whole), the machine's facts in the query. A publish token
 // reaches its own host; an admin token may publish for a host that does not exist yet, which
 // creates it. Facts the publisher reports replace the host's (hostnames, MACs, UUID, serial).
+// A new version's var/lib/rear/layout/disklayout.conf becomes the host's layout (match hints).
 
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
 import { authorize } from '../../core/access.ts';
 import { RuError } from '../../core/errors.ts';
+import { parseDiskLayout } from '../../core/disklayout.ts';
 import { NORMALIZE } from '../../core/store/facts.ts';
-import type { Host, HostFields } from '../../core/store/metadata.ts';
+import type { Host, HostFields, VersionRecord } from '../../core/store/metadata.ts';
+import { extractFile } from '../../adapters/tar/extract-file.ts';
 import { authenticate } from '../auth.ts';
 import type { ServerContext } from '../context.ts';
 import { audit, idParam, listParam } from './common.ts';
@@ -24,6 +27,26 @@ function reportedFacts(q: Record<string, unknown>): HostFields {
   if (q.uuid !== undefined) f.uuid = keep('uuid', listParam(q.uuid))[0] ?? null;
   if (q.serial !== undefined) f.serial = keep('serial', listParam(q.serial))[0] ?? null;
   return f;
+}
+
+export const DISKLAYOUT = 'var/lib/rear/layout/disklayout.conf';
+/** Larger than any real disklayout.conf (a few KiB): a bigger file is not read. */
+const DISKLAYOUT_MAX = 1 << 20;
+
+/**
+ * Keeps the host's disks as its new version describes them, for match hints (core/match.ts) that
+ * must not read bundles. The host's own bundle only (layers carry no host layout); a bundle
+ * without the file gives no disks. Advice only: a failure is logged, the publish stands.
+ */
+async function keepLayout(ctx: ServerContext, req: FastifyRequest, rec: Pick<VersionRecord, 'host' | 'version' | 'blob' | 'size'>): Promise<void> {
+  try {
+    const text = await extractFile((await ctx.bundles.payload(rec.blob, rec.size)).chunks(), DISKLAYOUT, DISKLAYOUT_MAX);
+    const layout = text === null ? { disks: [], skipped: [] } : parseDiskLayout(text.toString('utf8'));
+    if (layout.skipped.length > 0) req.log.warn({ host: rec.host, version: rec.version, lines: layout.skipped }, `${DISKLAYOUT}: malformed disk lines skipped`);
+    await ctx.meta.setHostLayout({ host: rec.host, version: rec.version, disks: layout.disks.map((d) => ({ device: d.device, size: d.size })) });
+  } catch (err) {
+    req.log.warn({ err, host: rec.host, version: rec.version }, `${DISKLAYOUT}: not kept`);
+  }
 }
 
 export function publishRoutes(app: FastifyInstance, ctx: ServerContext): void {
@@ -50,6 +73,7 @@ export function publishRoutes(app: FastifyInstance, ctx: ServerContext): void {
       };
       const r = await ctx.bundles.publish(host ?? { id, class: null, create }, req.raw as Readable, { announced, publisher: token.id });
       ctx.cache.served.delete(id);
+      if (r.created) await keepLayout(ctx, req, r.version);
       // The version stands; facts that clash with another host's are reported, not forced.
       const warnings: string[] = [];
       if (Object.keys(facts).length > 0) {

@@ -15,9 +15,10 @@ export interface AdminFlags extends ServerFlags {
 }
 
 export const SERVER_HELP = `
-The server and an admin token come from --server/--token (or --token-file), or from
+The server and a token come from --server/--token (or --token-file), or from
 REAR_UPDATE_SERVER and REAR_UPDATE_TOKEN; the first admin token is in the server's
-DATA/admin.token.`;
+DATA/admin.token. Reading needs a view, operate or admin token; assign and forget operate or
+admin; every other change admin.`;
 
 /** A leaf command with the shared server options and --json. */
 export function leaf(parent: Command, nameAndArgs: string, description: string): Command {

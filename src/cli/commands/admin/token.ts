@@ -11,6 +11,8 @@ import { api, dash, leaf, printTable, seg, SERVER_HELP, time, type AdminFlags } 
 
 interface TokenFlags extends AdminFlags {
   admin?: boolean;
+  view?: boolean;
+  operate?: boolean;
   publish?: string;
   publishClass?: string;
   fetch?: string;
@@ -47,18 +49,20 @@ const usesText = (t: PublicToken): string => (t.uses === null ? '-' : t.usesLeft
 const expiryText = (t: PublicToken): string => (t.expires === null ? '-' : `${time(t.expires)}${t.expired ? ' (expired)' : ''}`);
 
 function scopeFrom(o: TokenFlags): string {
-  const given = [o.admin ? 'admin' : null, o.publish ? `publish:${o.publish}` : null, o.publishClass ? `publish-class:${o.publishClass}` : null, o.fetch ? `fetch:${o.fetch}` : null, o.fetchClass ? `fetch-class:${o.fetchClass}` : null].filter((s): s is string => s !== null);
-  if (given.length !== 1) throw new RuError('USAGE', 'give exactly one of --admin, --publish HOST, --publish-class CLASS, --fetch HOST, --fetch-class CLASS');
+  const given = [o.admin ? 'admin' : null, o.view ? 'view' : null, o.operate ? 'operate' : null, o.publish ? `publish:${o.publish}` : null, o.publishClass ? `publish-class:${o.publishClass}` : null, o.fetch ? `fetch:${o.fetch}` : null, o.fetchClass ? `fetch-class:${o.fetchClass}` : null].filter((s): s is string => s !== null);
+  if (given.length !== 1) throw new RuError('USAGE', 'give exactly one of --admin, --view, --operate, --publish HOST, --publish-class CLASS, --fetch HOST, --fetch-class CLASS');
   return given[0]!;
 }
 
 /** How to use a new token, by scope (TOKEN stands for it: the secret is not repeated on stderr). */
 function hints(scope: string, server: string): string[] {
   const token = '$TOKEN';
-  const [kind, value] = scope === 'admin' ? ['admin', ''] : [scope.slice(0, scope.indexOf(':')), scope.slice(scope.indexOf(':') + 1)];
+  const [kind, value] = !scope.includes(':') ? [scope, ''] : [scope.slice(0, scope.indexOf(':')), scope.slice(scope.indexOf(':') + 1)];
   const u = new URL(server);
   const withCreds = `${u.protocol}//rear:${token}@${u.host}`;
   if (kind === 'admin') return [`rear-update admin host list --server ${server} --token ${token}`];
+  if (kind === 'view') return [`rear-update admin recoveries --server ${server} --token ${token}`, `the web console: ${server}/ (sign in with the token)`];
+  if (kind === 'operate') return [`rear-update admin pending --hints --server ${server} --token ${token}`, `rear-update admin assign PENDING-ID HOST --server ${server} --token ${token}`];
   if (kind === 'publish') return [`on ${value}: REAR_UPDATE_SERVER=${server} REAR_UPDATE_TOKEN=${token} rear-update publish --host ${value}`];
   if (kind === 'publish-class') return [`REAR_UPDATE_SERVER=${server} REAR_UPDATE_TOKEN=${token} rear-update publish --layer NAME --class '${value}' --root DIR --path PATH`];
   const host = kind === 'fetch' ? value : 'HOST';
@@ -74,6 +78,8 @@ export function registerToken(admin: Command): void {
 
   leaf(token, 'create', 'create a token; its secret is printed once, on stdout')
     .option('--admin', 'every admin route and every host')
+    .option('--view', 'read what an admin reads (hosts, versions, diffs, tokens, audit, recoveries, logs, pending machines and their hints); change nothing')
+    .option('--operate', 'what --view reads, and assign and forget pending machines (the disaster-time role); no publish, pin, or tokens')
     .option('--publish <host>', 'publish (and fetch) one host')
     .option('--publish-class <class>', 'publish layers of one hardware class (drivers, firmware, scripts) and nothing else; \'*\' for the every-class layers')
     .option('--fetch <host>', 'fetch one host\'s bundle, config and logs')
@@ -82,7 +88,9 @@ export function registerToken(admin: Command): void {
     .option('--expires <duration|time>', `refused (401 AUTH_EXPIRED) from then on: a span from now (${DURATION_EXAMPLES}) or an ISO 8601 time`)
     .option('--uses <n>', 'fetch tokens only: good for N bundle downloads, then refused (401 AUTH_USED_UP); a resumed download is not a second use')
     .addHelpText('after', `
-Give exactly one scope. A --publish or --fetch host must exist. The token alone goes to
+Give exactly one scope. A --publish or --fetch host must exist. --view and --operate are the
+console roles (docs/console.md): people watching a recovery, and those who assign machines
+during one, without the admin's power over bundles, keys and tokens. The token alone goes to
 stdout (so T=$(rear-update admin token create ...) works); how to use it goes to stderr.
 
 --expires is turned into an absolute time by the server's clock. --uses counts bundle
@@ -98,6 +106,8 @@ Examples:
   rear-update admin token create --fetch-class typeA --label "typeA rescue ISO" --expires 30d
   rear-update admin token create --publish-class typeC --label "driver builds for typeC"
   rear-update admin token create --fetch e229 --uses 1 --expires 12h --label "recovery of e229"
+  rear-update admin token create --view --label "service desk" --expires 30d
+  rear-update admin token create --operate --label "on-call bob" --expires 12h
   rear-update admin token create --admin --label alice --expires 1w`)
     .action(async (o: TokenFlags) => {
       const scope = scopeFrom(o);
