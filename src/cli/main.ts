@@ -12,6 +12,7 @@ import { registerKeygen } from './commands/keygen.ts';
 import { registerKey } from './commands/key.ts';
 import { registerPack } from './commands/pack.ts';
 import { registerPublish } from './commands/publish.ts';
+import { registerReport } from './commands/report.ts';
 import { registerRollback } from './commands/rollback.ts';
 import { registerInstallRear } from './commands/install-rear.ts';
 import { registerGuard } from './commands/guard.ts';
@@ -53,6 +54,7 @@ registerAdmin(program);
 registerPublish(program);
 registerInstallRear(program);
 registerLogStream(program);
+registerReport(program);
 registerGuard(program);
 
 function report(e: RuError): number {

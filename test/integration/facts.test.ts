@@ -1,4 +1,5 @@
-// `rear-update facts` on a sysfs laid out by the test: physical NICs only, junk values dropped.
+// `rear-update facts` on a sysfs laid out by the test: physical NICs only, junk values dropped; and
+// the hardware it reports beside the facts.
 
 import assert from 'node:assert/strict';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -95,3 +96,54 @@ test('facts on this machine: runs, and reports at least a hostname', () => {
   assert.equal(r.status, 0, r.stderr);
   assert.equal(typeof (JSON.parse(r.stdout) as { hostname: unknown }).hostname, 'string');
 });
+
+test('hardware: physical disks (not virtual, removable or empty) with sizes and models, NIC drivers, memory and CPUs; nothing of it where sysfs and procfs are missing', () => {
+  const hw = tempDir('ru-facts-hw-');
+  try {
+    nicIn(hw, 'eth0', 'pci0000:00/0000:00:03.0', '52:54:00:AB:CD:11', 'e1000e');
+    nicIn(hw, 'veth9', 'virtual', '02:42:ac:11:00:09', null);
+    const disk = (name: string, device: string, files: Record<string, string>): void => {
+      const dev = join(hw, 'sys/devices', device, 'block', name);
+      mkdirSync(join(dev, 'device'), { recursive: true });
+      for (const [f, v] of Object.entries(files)) writeFileSync(join(dev, f), v);
+      mkdirSync(join(hw, 'sys/block'), { recursive: true });
+      symlinkSync(`../devices/${device}/block/${name}`, join(hw, 'sys/block', name));
+    };
+    disk('nvme0n1', 'pci0000:00/0000:00:04.0/nvme/nvme0', { size: '1953525168\n', removable: '0\n', 'device/model': 'Samsung SSD 970 EVO Plus 1TB          \n' });
+    disk('sdb', 'pci0000:00/0000:00:14.0/usb2/2-1', { size: '30031872\n', removable: '1\n', 'device/model': 'Flash Disk\n' });
+    disk('dm-0', 'virtual', { size: '409600\n', removable: '0\n' });
+    disk('sdc', 'pci0000:00/0000:00:1f.2/ata3', { size: '0\n', removable: '0\n', 'device/model': 'Card Reader\n' });
+    disk('sde', 'pci0000:00/0000:00:1f.2/ata5', { size: '4096\n', removable: '0\n', 'device/model': `${'x'.repeat(200)}\n` });
+    disk('sdd', 'pci0000:00/0000:00:1f.2/ata4', { size: '2048\n', removable: '0\n', 'device/model': 'bad\u0007model\n' });
+    mkdirSync(join(hw, 'proc'), { recursive: true });
+    writeFileSync(join(hw, 'proc/meminfo'), 'MemTotal:       16318792 kB\nMemFree:          123456 kB\n');
+    writeFileSync(join(hw, 'proc/cpuinfo'), 'processor\t: 0\nmodel name\t: AMD EPYC 7302P 16-Core Processor\n\nprocessor\t: 1\nmodel name\t: AMD EPYC 7302P 16-Core Processor\n');
+    const r = cli(['facts', '--sys-root', hw, '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout).hardware, {
+      disks: [{ name: 'nvme0n1', size: 1953525168 * 512, model: 'Samsung SSD 970 EVO Plus 1TB' }, { name: 'sdd', size: 2048 * 512, model: null }, { name: 'sde', size: 4096 * 512, model: null }],
+      nics: [{ name: 'eth0', mac: '52:54:00:ab:cd:11', driver: 'e1000e' }],
+      memory: 16318792 * 1024,
+      cpus: 2,
+      cpuModel: 'AMD EPYC 7302P 16-Core Processor',
+    });
+    const human = cli(['facts', '--sys-root', hw]).stdout;
+    assert.match(human, /^ {2}disk +nvme0n1 +932 GiB +Samsung SSD 970 EVO Plus 1TB$/m);
+    assert.match(human, /^ {2}nic +eth0 +52:54:00:ab:cd:11 +e1000e$/m);
+    assert.match(human, /^ {2}memory +16 GiB$/m);
+    assert.match(human, /^ {2}cpus +2 +AMD EPYC 7302P 16-Core Processor$/m);
+    const empty = JSON.parse(cli(['facts', '--sys-root', join(hw, 'no-such-dir'), '--json']).stdout).hardware;
+    assert.deepEqual(empty, { disks: [], nics: [], memory: null, cpus: null, cpuModel: null });
+  } finally {
+    cleanup(hw);
+  }
+});
+
+function nicIn(root: string, name: string, device: string, address: string, driver: string | null): void {
+  const dev = join(root, 'sys/devices', device, 'net', name);
+  mkdirSync(join(dev, 'device'), { recursive: true });
+  writeFileSync(join(dev, 'address'), `${address}\n`);
+  if (driver) symlinkSync(`../../../../bus/pci/drivers/${driver}`, join(dev, 'device/driver'));
+  mkdirSync(join(root, 'sys/class/net'), { recursive: true });
+  symlinkSync(`../../devices/${device}/net/${name}`, join(root, 'sys/class/net', name));
+}

@@ -7,6 +7,8 @@
 //   - DRLM_MANAGED=y over HTTPS with the test's CA: ReaR's lib/drlm-functions.sh fetches
 //     /clients/ID/config (the host's published local.conf) and sources it, and its streamed log
 //     PUT is stored as a recovery log; another host's token is a 403 and rear fails.
+// With install-rear's init script the run also reports its recovery (recover-started, apply's
+// events, finished); rear-recovery-report.test.ts checks the exit statuses in detail.
 // Every rear run is independent (own sandbox, own token or client), so they all run at once:
 // ReaR's exit path alone sleeps 3 to 9 s per run.
 
@@ -249,6 +251,16 @@ describe('real ReaR 2.7 against our server on 127.0.0.1', { timeout: 300_000, co
       const installed = JSON.parse(r.readText('/var/lib/rear-update/installed.json')) as { host: string; key: string | null };
       assert.equal(installed.host, 'e229');
       assert.ok(installed.key, 'verified against the server key');
+      // One recovery for the whole run: the init script opened it (recover-started), its apply
+      // added to it (recovery.json), and ReaR's exit task ended it: the harness's stop is an
+      // exit from an init script, not a success.
+      const { id } = JSON.parse(r.readText('/run/rear-update/recovery.json')) as { id: number };
+      const { recovery, events } = await getJson<{ recovery: { host: string | null; phase: string; exitStatus: number | null }; events: { kind: string; detail: Record<string, unknown> }[] }>(plain, `/api/v1/recoveries/${id}`);
+      const kinds = events.map((e) => e.kind);
+      assert.deepEqual(kinds.filter((k, i) => kinds.indexOf(k) === i), ['booted', 'recover-started', 'resolving', 'resolved', 'fetched', 'verified', 'applied', 'finished'], kinds.join(' '));
+      assert.deepEqual(events.find((e) => e.kind === 'resolving')?.detail, { id: 'e229' });
+      assert.deepEqual([recovery.host, recovery.phase], ['e229', 'failed']);
+      assert.notEqual(recovery.exitStatus, 0);
     });
 
     test('a host the server does not know: rear fails with rear-update\'s message, nothing of it installed', async () => {

@@ -26,6 +26,17 @@ export interface ApiResponse<T> {
 /** Server codes a client passes on as they are; everything else is SERVER_REFUSED. */
 const PASS_THROUGH = new Set<string>(['AUTH_REQUIRED', 'AUTH_INVALID', 'AUTH_EXPIRED', 'AUTH_USED_UP', 'PENDING_LIMIT', 'FORBIDDEN', 'HOST_UNKNOWN', 'VERSION_UNKNOWN', 'TOKEN_UNKNOWN', 'PENDING_UNKNOWN', 'LOG_UNKNOWN', 'NO_BUNDLE', 'STORE_CONFLICT', 'UPLOAD_TOO_LARGE', 'KEY_UNKNOWN']);
 
+/**
+ * Headers every client in this process sends to one server (by origin). apply links each of
+ * its requests to its recovery this way (X-Rear-Update-Recovery: docs/recoveries.md), the
+ * resolve polls and the bundle download included, whichever module makes them.
+ */
+const linked = new Map<string, Readonly<Record<string, string>>>();
+
+export function linkRequests(server: string, headers: Readonly<Record<string, string>>): void {
+  linked.set(parseServerUrl(server).origin, headers);
+}
+
 export function parseServerUrl(server: string): URL {
   let u: URL;
   try {
@@ -64,7 +75,7 @@ export class ApiClient {
   }
 
   headers(extra: Record<string, string> = {}): Record<string, string> {
-    return { accept: 'application/json', ...(this.#o.token ? { authorization: `Bearer ${this.#o.token}` } : {}), ...extra };
+    return { accept: 'application/json', ...linked.get(this.base.origin), ...(this.#o.token ? { authorization: `Bearer ${this.#o.token}` } : {}), ...extra };
   }
 
   /** One JSON request; `body` is sent as JSON, or streamed as is when it is a Readable. */
@@ -101,7 +112,8 @@ export class ApiClient {
       }
     }
     if (last instanceof RuError) throw last;
-    throw new RuError('SERVER_UNREACHABLE', `${this.base.origin}: ${(last as Error)?.message ?? String(last)}`, { server: this.base.origin });
+    const cause = (last as NodeJS.ErrnoException | null)?.code;
+    throw new RuError('SERVER_UNREACHABLE', `${this.base.origin}: ${(last as Error)?.message ?? String(last)}`, { server: this.base.origin, ...(cause ? { cause } : {}) });
   }
 
   async #send(method: string, u: URL, opts: { body?: unknown; stream?: Readable; contentType?: string; headers?: Record<string, string> }): Promise<IncomingMessage> {
@@ -110,7 +122,7 @@ export class ApiClient {
     const headers = this.headers({ ...(opts.body !== undefined ? { 'content-type': 'application/json' } : opts.contentType ? { 'content-type': opts.contentType } : {}), ...opts.headers });
     return new Promise((resolve, reject) => {
       const req = lib.request(u, { method, headers, ...(this.#o.cacert ? { ca: this.#o.cacert } : {}), timeout: this.#o.timeoutMs ?? 30_000 }, resolve);
-      req.on('timeout', () => req.destroy(new Error(`no answer within ${(this.#o.timeoutMs ?? 30_000) / 1000} s`)));
+      req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${(this.#o.timeoutMs ?? 30_000) / 1000} s`), { code: 'ETIMEDOUT' })));
       req.on('error', reject);
       if (opts.stream) {
         opts.stream.on('error', (e) => req.destroy(e));

@@ -1,15 +1,16 @@
 // The boot hook as bash runs it: sourced, with a stub rear-update on PATH that records how it
 // was called (arguments, REAR_UPDATE_HOSTNAME) and exits as the test says, and a stub sleep.
 // Apply never succeeds here: the success path starts the log stream into this machine's
-// /var/log, and what these tests look at is how apply is called.
+// /var/log, and what these tests look at is how apply is called. The init script's exit task
+// runs under ReaR's own exit machinery (its lib/ functions) with the same kind of stub.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { encodeSettings, type SettingKey } from '../../cli/settings.ts';
-import { BOOT_HOOK } from './boot-hook.ts';
+import { BOOT_HOOK, INIT_SCRIPT } from './boot-hook.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'ru-boot-hook-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -137,4 +138,76 @@ test('with `unattended`, REAR_UPDATE_ID_FROM=ask does not prompt for a host id',
   const r = runHook({ cmdline: 'unattended', settings: { REAR_UPDATE_ID_FROM: 'ask' }, applyCodes: '2', tty: true });
   assert.doesNotMatch(r.output, /host id to recover/, r.output);
   assert.deepEqual(applies(r), ['apply | REAR_UPDATE_HOSTNAME=<unset>']);
+});
+
+test('continuing without the update (menu choice 3) reports a note to the recovery; a failed apply alone reports nothing from the hook', () => {
+  const r = runHook({ cmdline: 'quiet', applyCodes: '2', tty: true, input: '3\n' });
+  assert.equal(r.status, 0, r.output);
+  assert.match(r.output, /continuing without update/);
+  const reports = r.calls.filter((c) => c.startsWith('report'));
+  assert.equal(reports.length, 1, r.calls.join('\n'));
+  assert.match(reports[0]!, /^report note --message the operator chose to continue WITHOUT the update: .*\(apply failed with exit 2\) \|/);
+  const stopped = runHook({ cmdline: 'quiet', applyCodes: '2', tty: true, input: '4\n' });
+  assert.deepEqual(stopped.calls.filter((c) => c.startsWith('report')), []);
+});
+
+test('the init script is valid bash, sourced safely: no exit, no backquotes, its variables local or rear_update_-prefixed', () => {
+  const r = spawnSync('bash', ['-n'], { input: INIT_SCRIPT, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const code = INIT_SCRIPT.split('\n').filter((l) => !/^\s*#/.test(l));
+  assert.deepEqual(code.filter((l) => /(^|[;&|(]|\bthen|\bdo|\belse)\s*exit(\s|;|$)/.test(l)), []);
+  assert.deepEqual(code.filter((l) => l.includes('`')), []);
+  // Assignments at the script's top level are ReaR's own variables' business: none but locals.
+  assert.deepEqual(code.filter((l) => /^[A-Za-z_]+=/.test(l)), []);
+});
+
+/**
+ * The init script's exit task under ReaR's own exit machinery (lib/_input-output-functions.sh:
+ * DoExitTasks on EXIT, Error's USR1 trap), with a stub rear-update that records the report:
+ * the status it reports for each way rear can end. rear-recovery-report.test.ts runs real rear.
+ */
+function exitTaskReport(ending: string): { status: number | null; calls: string[] } {
+  const dir = join(work, `init-${++runs}`);
+  mkdirSync(join(dir, 'bin'), { recursive: true });
+  writeFileSync(join(dir, 'bin/rear-update'), `#!/bin/bash\necho "$*" >>"${join(dir, 'calls')}"\n`, { mode: 0o755 });
+  writeFileSync(join(dir, 'init.sh'), INIT_SCRIPT);
+  // What /usr/sbin/rear does around a workflow, reduced to the parts that decide the status.
+  writeFileSync(join(dir, 'rear.sh'), `
+source /usr/share/rear/lib/_input-output-functions.sh
+source /usr/share/rear/lib/framework-functions.sh
+RUNTIME_LOGFILE=${join(dir, 'rear.log')} ; STDOUT_STDERR_FILE=/dev/null ; SHARE_DIR=${dir}
+WORKFLOW=recover ; ARGS=( ) ; EXIT_CODE=0 ; EXIT_FAIL_MESSAGE=1
+sleep () { : ; }   # DoExitTasks waits 3 s for descendants; none here
+Source ${join(dir, 'init.sh')}
+function WORKFLOW_recover () { ${ending} ; }
+WORKFLOW_recover
+EXIT_FAIL_MESSAGE=0
+exit $EXIT_CODE
+`);
+  const r = spawnSync('bash', [join(dir, 'rear.sh')], { env: { PATH: `${join(dir, 'bin')}:${process.env.PATH ?? '/usr/bin:/bin'}` }, encoding: 'utf8', timeout: 20_000 });
+  let calls: string[] = [];
+  try {
+    calls = readFileSync(join(dir, 'calls'), 'utf8').split('\n').filter((l) => l !== '');
+  } catch {
+    // no report at all
+  }
+  // Killed by its own SIGTERM (Error): a shell would say 128 + 15.
+  return { status: r.status ?? (r.signal === 'SIGTERM' ? 143 : null), calls };
+}
+
+test('the exit task reports the status rear ends with: 0 at its end, EXIT_CODE when the workflow set one, 143 after Error, non-zero for an early exit', { skip: !existsSync('/usr/share/rear/lib/_input-output-functions.sh') && 'ReaR is not installed' }, () => {
+  const finished = (calls: string[]): string | undefined => calls.find((c) => c.startsWith('report finished'));
+  const ok = exitTaskReport(':');
+  assert.equal(ok.status, 0);
+  assert.equal(ok.calls[0], 'report recover-started --message rear recover began');
+  assert.match(finished(ok.calls) ?? '', /^report finished --exit-status 0 --message rear recover finished with exit code 0$/);
+  const code = exitTaskReport('EXIT_CODE=3');
+  assert.equal(code.status, 3);
+  assert.match(finished(code.calls) ?? '', /^report finished --exit-status 3 /);
+  const error = exitTaskReport('Error "disk missing"');
+  assert.equal(error.status, 143);
+  assert.match(finished(error.calls) ?? '', /^report finished --exit-status 143 --message rear recover aborted with an error/);
+  const early = exitTaskReport('EXIT_FAIL_MESSAGE=0 ; exit 0');
+  assert.equal(early.status, 0);
+  assert.match(finished(early.calls) ?? '', /^report finished --exit-status 1 --message rear recover ended before its end \(in WORKFLOW_recover\)$/);
 });

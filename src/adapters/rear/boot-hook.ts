@@ -131,7 +131,12 @@ rear_update_boot_hook() {
         case "$choice" in
             (1) deadline=$(( $(date +%s) + REAR_UPDATE_RETRY_FOR )) ;;
             (2) read -r -p "host id: " id ; deadline=$(( $(date +%s) + REAR_UPDATE_RETRY_FOR )) ;;
-            (3) rear-update guard --off "$rescue_conf" ; echo "rear-update: continuing without update" ; return 0 ;;
+            (3)
+                rear-update guard --off "$rescue_conf"
+                echo "rear-update: continuing without update"
+                # The admin following this recovery should know it goes on with the template's configuration.
+                rear-update report note --message "the operator chose to continue WITHOUT the update: rear recover uses the rescue image's own configuration (apply failed with exit $rc)" </dev/null
+                return 0 ;;
             (*) return 1 ;;
         esac
     done
@@ -215,17 +220,65 @@ return $REAR_UPDATE_MEDIA_STATUS
 export const INIT_SCRIPT_NAME = '015_rear_update.sh';
 
 /**
- * \`rear recover ID=HOST\`, as DRLM's ID= argument: in ReaR's init stage (after 010, the DRLM
- * setup, before 030, RECOVERY_UPDATE_URL), installs HOST's composed bundle with rear-update and
- * sources the freshly installed site.conf, local.conf and rescue.conf, as ReaR's DRLM code
- * sources what it fetches, so this very run recovers with HOST's configuration. Installed
- * into SHARE/init/default/ (the rescue image carries ReaR's share directory).
+ * ReaR's init stage, recover workflow only (installed into SHARE/init/default/: the rescue image
+ * carries ReaR's share directory). First it tells the rear-update server that \`rear recover\`
+ * began (\`recover-started\`) and registers a ReaR exit task that reports how it ended
+ * (\`finished\` with an exit status), both through \`rear-update report\`, which never fails or
+ * waits long.
+ *
+ * The status an exit task can see, in Debian's ReaR 2.7 (/usr/sbin/rear and
+ * lib/_input-output-functions.sh): after a success, rear reaches the end of /usr/sbin/rear,
+ * sets EXIT_FAIL_MESSAGE=0 and runs \`exit $EXIT_CODE\`, so the EXIT trap (DoExitTasks) runs at
+ * the top level: no function but DoExitTasks on the call stack, EXIT_CODE 0. After Error, the
+ * USR1 trap sets EXIT_FAIL_MESSAGE=0 and sends SIGTERM to rear itself (it ends with 143), while
+ * EXIT_CODE stays 0: EXIT_CODE and EXIT_FAIL_MESSAGE look exactly as after a success, and $? is
+ * the previous exit task's. What differs is where the exit tasks run: inside Error (FUNCNAME
+ * holds Error), or, for an \`exit\` in a stage script or a bash error exit, inside
+ * Source/SourceStage. So the task reports EXIT_CODE only when it runs at the top level; 143
+ * (what rear itself returns) when it runs inside Error or BugError; and EXIT_CODE, or 1 when that
+ * is 0, when rear ended anywhere else before its end.
+ *
+ * Then \`rear recover ID=HOST\`, as DRLM's ID= argument (after 010, the DRLM setup, before 030,
+ * RECOVERY_UPDATE_URL): installs HOST's composed bundle with rear-update and sources the freshly
+ * installed site.conf, local.conf and rescue.conf, as ReaR's DRLM code sources what it fetches,
+ * so this very run recovers with HOST's configuration.
  */
-export const INIT_SCRIPT = `# ${INIT_SCRIPT_NAME}: written by \`rear-update install-rear\`. 'rear recover ID=HOST'
-# installs host HOST's configuration (and its class's layers) with rear-update before the
-# recovery goes on, and makes this run read it. Not with DRLM_MANAGED=y: DRLM owns ID= then.
+export const INIT_SCRIPT = `# ${INIT_SCRIPT_NAME}: written by \`rear-update install-rear\`. In the recover workflow it
+# reports to the rear-update server that the recovery began and, as a ReaR exit task, how it
+# ended. 'rear recover ID=HOST' installs host HOST's configuration (and its class's layers)
+# with rear-update before the recovery goes on, and makes this run read it. Not with
+# DRLM_MANAGED=y: DRLM owns ID= then.
 
 test "$WORKFLOW" = recover || return 0
+if has_binary rear-update ; then
+    # Reports never fail the recovery: rear-update report exits 0 and gives up after a few seconds.
+    rear-update report recover-started --message "rear recover began" 0</dev/null
+    function rear_update_report_finished () {
+        local status=\${EXIT_CODE:-0} frames='' frame how
+        # The functions between DoExitTasks and the top level: none when rear reached its end.
+        for frame in "\${FUNCNAME[@]:1}" ; do
+            case "$frame" in
+                (DoExitTasks|main) ;;
+                (*) frames="$frames $frame" ;;
+            esac
+        done
+        case "$status" in
+            (''|*[!0-9]*) status=1 ;;
+        esac
+        case "$frames " in
+            (' ')
+                how="rear recover finished with exit code $status" ;;
+            (*' Error '*|*' BugError '*)
+                status=143
+                how="rear recover aborted with an error (ReaR's Error; see its log)" ;;
+            (*)
+                test "$status" -eq 0 && status=1
+                how="rear recover ended before its end (in$frames)" ;;
+        esac
+        rear-update report finished --exit-status "$status" --message "$how" 0</dev/null
+    }
+    QuietAddExitTask rear_update_report_finished
+fi
 is_true "$DRLM_MANAGED" && return 0
 local rear_update_id='' rear_update_arg
 for rear_update_arg in "\${ARGS[@]}" ; do

@@ -5,7 +5,7 @@
 //   /etc/rear-update/settings.conf       server, token, id source   (COPY_AS_IS, that file; 0600)
 //   SHARE/skel/default/etc/scripts/system-setup.d/90-rear-update.sh  the boot hook (ReaR's skeleton)
 //   SHARE/skel/default/etc/scripts/system-setup.d/43-rear-update-media.sh  layers from local media, before networking
-//   SHARE/init/default/015_rear_update.sh  `rear recover ID=HOST` (ReaR's init stage)
+//   SHARE/init/default/015_rear_update.sh  `rear recover ID=HOST`, and recovery reports (ReaR's init stage)
 //   /etc/rear/local.conf                 a marked block adding the two arrays above
 // Every step is idempotent; a record of what was installed lets --uninstall remove exactly it.
 

@@ -1,14 +1,18 @@
 // `rear-update apply`: resolve the source, verify while staging, plan against the live root,
 // commit through the journal, then activate what a layered bundle declares (depmod, udev,
 // modprobe, its hooks). Plan first, then apply: --dry-run prints the same plan and the same
-// activation steps that a real run executes, and writes nothing at all.
+// activation steps that a real run executes, and writes nothing at all. From a server it also
+// reports its progress as this boot's recovery (docs/recoveries.md); a report never stops it.
 
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { realpathSync, rmSync, statfsSync, statSync } from 'node:fs';
+import { existsSync, realpathSync, rmSync, statfsSync, statSync } from 'node:fs';
 import { freemem, release } from 'node:os';
 import { join } from 'node:path';
 import { resultLine, runSteps, udevRunning, type RunnerOptions, type StepOutcome } from '../../adapters/fs/activation-runner.ts';
+import { observeHardware, readMachineFacts } from '../../adapters/fs/machine-facts.ts';
+import { linkRequests } from '../../adapters/http/api-client.ts';
+import type { RecoveryReporter } from '../../adapters/http/recovery-reporter.ts';
 import { scanRoot, topLevelLinks, type RootScan } from '../../adapters/fs/root-view.ts';
 import { DirStager } from '../../adapters/fs/stager.ts';
 import { StateDir, type Installed, type InstalledActivation } from '../../adapters/fs/state.ts';
@@ -28,7 +32,9 @@ import { byteSize, collect, limitsFrom, positiveInt, type LimitFlags } from '../
 import { formatBytes, note, out, printJson, table } from '../output.ts';
 import { openSource, type OpenedSource } from '../source.ts';
 import { duration, sourceFor } from '../server-source.ts';
-import { effectiveEnv } from '../settings.ts';
+import { effectiveEnv, factSettings } from '../settings.ts';
+import { serverFrom } from '../server-options.ts';
+import { reporterFor, reportingOff } from './report.ts';
 import { testHooks } from '../test-hooks.ts';
 import { explainRefusal, recordTrust, serverStatements, trustFrom, trustOf } from '../key-trust.ts';
 import { trustedKeys, type Trust } from '../../core/key-statements.ts';
@@ -56,6 +62,8 @@ export interface ApplyFlags extends LimitFlags {
   allowHooks?: boolean;
   /** Seconds each activation step (and pre hook) may take. */
   stepTimeout?: number;
+  /** false with --no-report: no recovery is opened or reported to. */
+  report?: boolean;
 }
 
 export const DEFAULT_STEP_TIMEOUT = 300;
@@ -205,6 +213,11 @@ function printLayout(layout: Layout, aliases: boolean, running: string): void {
   for (const m of layout.moved) out(`${m.from} is this root's merged-/usr link to ${m.to}: ${m.entries} ${m.entries === 1 ? 'entry' : 'entries'} of the bundle below ${m.from}/ go below ${m.to}/`);
 }
 
+/** One activation step's result, for the recovery's timeline. */
+function reportStep(reporter: RecoveryReporter | null, res: StepResult): void {
+  void reporter?.event('activation', { message: resultLine(res), detail: { step: res.name, ok: res.status === 'ok' || res.status === 'skipped', status: res.status, message: resultLine(res) } });
+}
+
 const stepJson = (st: Step): Record<string, unknown> => ({ kind: st.kind, name: st.name, command: commandLine(st.argv), ...(st.skip ? { skip: st.skip } : {}) });
 
 /** Every directory a commit renames into must be on the state directory's file system. */
@@ -244,9 +257,60 @@ async function readAndPlan(src: OpenedSource, root: string, opts: ReadOptions, p
   return { r, scan, layout, plan: planApply(layout.entries, layout.owns, scan, { ...plan, ...(keep ? { keep } : {}) }) };
 }
 
+/** Explicit heartbeats while apply waits as a pending machine (its resolve polls are signs of life too). */
+const WAIT_HEARTBEAT_MS = 30_000;
+
+/** Does this apply fetch from the configured server (a host id, resolution by facts, a URL of the server)? As sourceFor decides. */
+function fromServer(source: string | undefined, o: ApplyFlags): boolean {
+  const server = serverFrom(o, effectiveEnv());
+  if (!server) return false;
+  if (source === undefined) return true;
+  if (/^(https?|file):\/\//i.test(source)) {
+    try {
+      return /^https?:/i.test(source) && new URL(source).origin === new URL(server).origin;
+    } catch {
+      return false;
+    }
+  }
+  return !existsSync(source);
+}
+
+/** This boot's recovery on the server, opened (or taken up again) before the first request, which it is linked to. */
+async function recoveryFor(source: string | undefined, o: ApplyFlags, root: string): Promise<RecoveryReporter | null> {
+  if (o.dryRun || reportingOff(o.report) || !fromServer(source, o)) return null;
+  const reporter = reporterFor(o, root, false);
+  if (!reporter) return null;
+  const explicitId = source !== undefined && !/^(https?|file):\/\//i.test(source) ? source : null;
+  await reporter.open(readMachineFacts(o.sysRoot, factSettings({ ...(o.hostname !== undefined ? { hostname: o.hostname } : {}) })), observeHardware(o.sysRoot), explicitId);
+  // Sent before the first resolve request, so that the server's own `pending` follows it.
+  await reporter.event('resolving', { message: explicitId ? `asking for host ${explicitId}` : 'asking the server who this machine is', detail: { id: explicitId } });
+  if (reporter.id !== null) linkRequests(reporter.server, reporter.headers());
+  return reporter;
+}
+
 export async function apply(source: string | undefined, o: ApplyFlags): Promise<void> {
   const root = resolveRoot(o.root);
-  const from = await sourceFor(source, o);
+  const reporter = await recoveryFor(source, o, root);
+  try {
+    await applyTo(source, o, root, reporter);
+  } catch (e) {
+    const err = fromSystemError(e, 'applying');
+    void reporter?.event('failed', { message: err.message, error: err.code, detail: { code: err.code } });
+    throw e;
+  } finally {
+    await reporter?.flush();
+  }
+}
+
+async function applyTo(source: string | undefined, o: ApplyFlags, root: string, reporter: RecoveryReporter | null): Promise<void> {
+  // While pending, the resolve polls carry the recovery's header; a heartbeat now and then says more plainly that this machine waits.
+  const beat = reporter ? setInterval(() => void reporter.heartbeat(), WAIT_HEARTBEAT_MS).unref() : null;
+  let from: Awaited<ReturnType<typeof sourceFor>>;
+  try {
+    from = await sourceFor(source, o);
+  } finally {
+    if (beat) clearInterval(beat);
+  }
   // Is this the server's answer to this very request: the host asked for, the nonce sent?
   const answers = (m: Manifest | null): void => {
     hostCheck(m, from.host);
@@ -322,16 +386,22 @@ export async function apply(source: string | undefined, o: ApplyFlags): Promise<
   let committed = false;
   try {
     for (const line of txns.recover()) note(line);
-    src = await openSource(from.url, { ...from.open, quiet: o.quiet === true || o.json === true });
+    const opened = await openSource(from.url, { ...from.open, ...(reporter ? { headers: { ...from.open.headers, ...reporter.headers() } } : {}), quiet: o.quiet === true || o.json === true });
+    src = opened;
     const txn = state.newTxnDir();
     txnId = txn.id;
     const stager = new DirStager(txn.dir, owners);
     const { r, scan, plan, layout } = await readAndPlan(src, root, {
       trusted, allowUnsigned, enforceTrust: true, limits, stager,
       onVerified: (m, sig) => {
+        void reporter?.event('fetched', { message: `fetched ${opened.label}`, detail: { host: m?.host ?? from.host ?? null, version: m?.version ?? null, bytes: opened.size } });
         answers(m);
         layerChecks(m, sig);
         spaceCheck(txn.dir, m);
+        void reporter?.event('verified', {
+          message: sig.status === 'valid' ? `signed by trusted key ${sig.key.fingerprint}` : `NOT verified (--unsigned): ${describeSignature(sig)}`,
+          detail: { key: sig.status === 'valid' ? sig.key.fingerprint : null, entries: m?.entries.length ?? null },
+        });
       },
     }, planOpts, [], trust, kernel);
     if (r.signature.status !== 'valid') note(`applying an UNVERIFIED bundle (--unsigned): ${r.signature.status === 'unknown-key' ? `signed by unknown key ${r.signature.fingerprint}` : 'no signature'}`);
@@ -345,6 +415,7 @@ export async function apply(source: string | undefined, o: ApplyFlags): Promise<
       if (!o.json) out('pre hooks (before the commit):');
       const pre = await runSteps(act.pre, runner, (res) => {
         if (!o.json) out(`  ${resultLine(res)}`);
+        reportStep(reporter, res);
       });
       steps.push(...pre.results);
       if (pre.failed) {
@@ -361,6 +432,13 @@ export async function apply(source: string | undefined, o: ApplyFlags): Promise<
     txns.commit(txn.id, plan.ops, previous, next, { owners, beforeOp: testHooks().beforeOp });
     committed = true;
     recordTrust(trust, next.key, o, `by apply on ${next.appliedAt} from ${src.label}`);
+    {
+      const t = plan.totals;
+      void reporter?.event('applied', {
+        message: `applied host ${next.host ?? '-'} version ${next.version ?? '-'}`,
+        detail: { host: next.host, version: next.version, written: t.create + t.replace + t.update, removed: t.remove, unchanged: t.unchanged, layers: (r.manifest?.layers ?? []).map((l) => l.name) },
+      });
+    }
     if (!o.json) {
       if (o.verbose) printPlan(plan, true);
       const t = plan.totals;
@@ -376,6 +454,7 @@ export async function apply(source: string | undefined, o: ApplyFlags): Promise<
         // Recorded step by step: status after a crash shows how far activation got.
         state.writeInstalled({ ...next, activation: { ...(activation as InstalledActivation), steps: [...steps, ...all] } });
         if (!o.json) out(`  ${resultLine(res)}`);
+        reportStep(reporter, res);
       });
       activation = { ...activation, complete: true, steps: [...steps, ...run.results] };
       state.writeInstalled({ ...next, activation });
@@ -431,6 +510,7 @@ export function registerApply(program: Command): void {
     .option('--json', 'print the executed (or, with --dry-run, the planned) changes as JSON')
     .option('-v, --verbose', 'print every changed path')
     .option('-q, --quiet', 'no progress output')
+    .option('--no-report', 'with --server: do not report this apply to the server as a recovery (env REAR_UPDATE_REPORT=0)')
     .addHelpText('after', `
 What happens:
   1. The bundle is read once, streaming. Its signature is checked against the trusted keys
@@ -476,6 +556,15 @@ Layered bundles (hardware-class layers, bundle format 2; docs/layers.md):
     and to var/lib/rear-update/activation.log. A failed step stops activation with
     ACTIVATION_FAILED (exit 10): the files stay installed; rollback undoes them (and runs
     depmod again). status shows each step's result.
+
+Recoveries: from a server (a host id, resolution by facts, or a URL of the server), apply
+opens this boot's recovery on the server with the machine's facts and hardware (disks,
+NICs, memory, CPUs), or takes up the one /run/rear-update/recovery.json (for --root /)
+names, and reports resolving, fetched, verified, applied, each activation step, or failed
+with its error code; its requests carry X-Rear-Update-Recovery, and it sends a heartbeat
+every 30 s while it waits as a pending machine. Reports time out after 5 s and are then
+dropped with one warning: they never stop or fail an apply. --no-report or
+REAR_UPDATE_REPORT=0 turns them off; --dry-run never reports. docs/recoveries.md.
 
 Key rotation: a key statement signed by a trusted key can hand its trust on to a new key
 (rotation) or disown a key (retirement); apply reads the *.statement files of the keys

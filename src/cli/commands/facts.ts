@@ -2,11 +2,12 @@
 // server resolves a booting machine by, and the facts it leaves out with the reason (in a
 // rescue system: the image's own hostname, the template's DMI UUID and serial). Handy in a
 // rescue shell before registering a host; the boot hook asks it for the hostname to use as id.
+// It also shows the hardware apply reports with a recovery (never used to identify a machine).
 
 import type { Command } from 'commander';
-import { reportMachineFacts } from '../../adapters/fs/machine-facts.ts';
+import { observeHardware, reportMachineFacts } from '../../adapters/fs/machine-facts.ts';
 import { RuError } from '../../core/errors.ts';
-import { out, printJson, table } from '../output.ts';
+import { formatBytes, out, printJson, table } from '../output.ts';
 import { factSettings } from '../settings.ts';
 
 const VALUES = ['hostname', 'macs', 'uuid', 'serial'] as const;
@@ -41,6 +42,11 @@ rear_update=hostname=NAME). Rules and reasons: docs/resolution.md.
 
 The DMI serial is readable by root only.
 
+Hardware (not a fact, never used to identify a machine; apply reports it when it opens a
+recovery, and the server ranks hosts for a pending machine by it): physical disks of
+sys/block (not virtual, removable or empty; size = sectors x 512, model), the physical NICs
+(MAC, driver), memory (proc/meminfo MemTotal) and CPUs (proc/cpuinfo).
+
 Examples:
   rear-update facts
   rear-update facts --json
@@ -55,8 +61,9 @@ Examples:
         out(o.value === 'macs' ? f.macs.join(' ') : (f[o.value as 'hostname' | 'uuid' | 'serial'] ?? ''));
         return;
       }
+      const hw = observeHardware(o.sysRoot);
       if (o.json) {
-        printJson({ ...f, hostnameFrom: r.hostnameFrom, rescue: r.rescue, leftOut: r.leftOut });
+        printJson({ ...f, hostnameFrom: r.hostnameFrom, rescue: r.rescue, leftOut: r.leftOut, hardware: hw });
         return;
       }
       for (const l of table([
@@ -70,5 +77,12 @@ Examples:
         out('left out:');
         for (const l of r.leftOut) out(`  ${l.kind} ${l.value === '' ? '(empty)' : l.value}: ${l.reason}`);
       }
+      out('hardware (reported with a recovery, a hint for admins; never identifies the machine):');
+      for (const l of table([
+        ...hw.disks.map((d) => ['  disk', d.name, formatBytes(d.size), d.model ?? '']),
+        ...hw.nics.map((n) => ['  nic', n.name, n.mac ?? '-', n.driver ?? '']),
+        ['  memory', hw.memory === null ? '-' : formatBytes(hw.memory)],
+        ['  cpus', hw.cpus === null ? '-' : String(hw.cpus), hw.cpuModel ?? ''],
+      ])) out(l);
     });
 }

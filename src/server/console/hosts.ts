@@ -5,12 +5,10 @@
 
 import { parsePatch } from 'diff';
 import type { FastifyInstance } from 'fastify';
-import { TEXT_DIFF_MAX_BYTES } from '../../core/diff.ts';
 import { RuError } from '../../core/errors.ts';
 import type { Host, VersionRecord, VersionSummary } from '../../core/store/metadata.ts';
-import { extractFile } from '../../adapters/tar/extract-file.ts';
 import type { ServerContext } from '../context.ts';
-import { diffAnswer } from '../routes/admin.ts';
+import { hostDiff } from '../routes/admin.ts';
 import { hostOr404, idParam } from '../routes/common.ts';
 import { auditedChange, bytes, csrfField, doneNotice, formText, queryText, time } from './common.ts';
 import { html, type Html } from './html.ts';
@@ -195,13 +193,8 @@ ${fetches.length === 0
     const host = await hostOr404(ctx, idParam(req.params.id));
     const [ra, rb] = await Promise.all([versionOf(host, queryText(req.query.from), 'from'), versionOf(host, queryText(req.query.to), 'to')]);
     const own = queryText(req.query.own) === '1';
-    // As GET /api/v1/hosts/:id/diff: both versions composed under the class's current layers,
-    // or (own) the host's own bundles alone.
-    const c = own ? { layers: [], key: '' } : await ctx.bundles.composition(host);
-    const [ma, mb] = await Promise.all([ctx.bundles.composedManifest(host, ra, c), ctx.bundles.composedManifest(host, rb, c)]);
-    const fileOf = async (rec: VersionRecord, path: string): Promise<Buffer | null> =>
-      own ? extractFile((await ctx.bundles.payload(rec.blob, rec.size)).chunks(), path, TEXT_DIFF_MAX_BYTES) : ctx.bundles.composedFile(host, rec, path, TEXT_DIFF_MAX_BYTES);
-    const d = await diffAnswer(ma, mb, ra.version, rb.version, (p) => fileOf(ra, p), (p) => fileOf(rb, p));
+    // As GET /api/v1/hosts/:id/diff (one function): composed under the class's current layers, or (own) the host's own bundles.
+    const d = await hostDiff(ctx, host, ra, rb, own);
     const versions = [...(await ctx.meta.listVersions(host.id))].reverse();
     const id = encodeURIComponent(host.id);
     const entryRow = (e: { path: string; type: string; mode: string; owner: string; size: number | null }): Html => html`<tr><th scope="row"><code>${e.path}</code></th><td>${e.type}</td><td><code>${e.mode}</code></td><td>${e.owner}</td><td class="num">${bytes(e.size)}</td></tr>`;

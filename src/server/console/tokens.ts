@@ -5,14 +5,13 @@
 
 import type { FastifyInstance } from 'fastify';
 import { generateToken, usesLeft } from '../../core/access.ts';
-import { DURATION_EXAMPLES, parseDuration } from '../../core/duration.ts';
+import { DURATION_EXAMPLES } from '../../core/duration.ts';
 import { RuError } from '../../core/errors.ts';
-import { isLayerClass } from '../../core/manifest.ts';
-import { isValidId } from '../../core/store/facts.ts';
 import type { TokenRecord, TokenScope } from '../../core/store/metadata.ts';
 import { MAX_TOKEN_USES } from '../../core/store/validate.ts';
 import type { ServerContext } from '../context.ts';
 import { hostOr404, idParam } from '../routes/common.ts';
+import { expiryParam, labelParam, scopeParam, usesParam } from '../routes/admin.ts';
 import { auditedChange, csrfField, doneNotice, formText, time } from './common.ts';
 import { html, type Html } from './html.ts';
 import { page, sendPage } from './layout.ts';
@@ -20,7 +19,6 @@ import { changeUser, may, pageUser, type ConsoleUser } from './session.ts';
 
 /** How long a new token's secret waits for its one showing. */
 const SECRET_HELD_MS = 5 * 60_000;
-const MAX_EXPIRY_S = 10 * 365 * 86_400;
 
 const KINDS = ['view', 'operate', 'admin', 'fetch', 'fetch-class', 'publish', 'publish-class'] as const;
 type Kind = (typeof KINDS)[number];
@@ -40,31 +38,18 @@ const invalid = (message: string, param: string): RuError => new RuError('REQUES
 /** The scope from the form's kind and target, checked as the JSON API checks it. */
 function scopeOf(kind: string, target: string): TokenScope {
   if (!(KINDS as readonly string[]).includes(kind)) throw invalid(`scope must be one of ${KINDS.join(', ')}`, 'kind');
-  const k = kind as Kind;
-  if (k === 'view' || k === 'operate' || k === 'admin') return k;
-  if (k === 'publish-class' ? !isLayerClass(target) : !isValidId(target)) throw invalid(`a ${k} token needs a ${k.endsWith('class') ? 'class' : 'host id'} (letters, digits, . _ -${k === 'publish-class' ? ', or *' : ''})`, 'target');
-  return `${k}:${target}` as TokenScope;
+  return scopeParam(kind === 'view' || kind === 'operate' || kind === 'admin' ? kind : `${kind}:${target}`);
 }
 
-function labelOf(v: string): string | null {
-  if (v === '') return null;
-  // eslint-disable-next-line no-control-regex
-  if (v.length > 200 || /[\u0000-\u001f\u007f]/.test(v)) throw invalid('label must be text of at most 200 characters without control characters', 'label');
-  return v;
-}
+// The form's fields are text; the checks are the JSON API's (routes/admin.ts), so both refuse alike.
+const labelOf = (v: string): string | null => (v === '' ? null : labelParam(v));
 
-function expiryOf(v: string, now: Date): string | null {
-  if (v.trim() === '') return null;
-  const s = parseDuration(v.trim());
-  if (s === null || s < 1 || s > MAX_EXPIRY_S) throw invalid(`expires in must be a duration from 1 s to 10 years: ${DURATION_EXAMPLES}`, 'expiresIn');
-  return new Date(now.getTime() + s * 1000).toISOString();
-}
+const expiryOf = (v: string, now: Date): string | null => (v.trim() === '' ? null : expiryParam({ expiresIn: v.trim() }, now));
 
 function usesOf(v: string, scope: TokenScope): number | null {
   if (v.trim() === '') return null;
-  if (!scope.startsWith('fetch')) throw invalid('a use limit counts bundle downloads: only fetch and fetch-class tokens take one', 'uses');
-  if (!/^\d{1,7}$/.test(v.trim()) || Number(v) < 1 || Number(v) > MAX_TOKEN_USES) throw invalid(`uses must be a whole number from 1 to ${MAX_TOKEN_USES}`, 'uses');
-  return Number(v);
+  if (!/^\d{1,7}$/.test(v.trim())) throw invalid(`uses must be a whole number from 1 to ${MAX_TOKEN_USES}`, 'uses');
+  return usesParam(Number(v.trim()), scope);
 }
 
 function stateOf(t: TokenRecord, now: Date): Html {

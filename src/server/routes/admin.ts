@@ -33,6 +33,19 @@ const invalid = (message: string, param: string): RuError => new RuError('REQUES
  * What changed between two manifests, with unified diffs of changed text files: the answer of
  * a host's diff and of a layer's. `fileA`/`fileB` read one file of each side (null: absent).
  */
+/**
+ * A host's two versions compared, as the JSON API and the console show it: composed, each under
+ * the class's current layers, so that a path a layer provides is not reported as added or
+ * removed; with `own`, the host's own bundles alone.
+ */
+export async function hostDiff(ctx: Pick<ServerContext, 'bundles'>, host: Host, ra: VersionRecord, rb: VersionRecord, own: boolean): ReturnType<typeof diffAnswer> {
+  const c = own ? { layers: [], key: '' } : await ctx.bundles.composition(host);
+  const [ma, mb] = await Promise.all([ctx.bundles.composedManifest(host, ra, c), ctx.bundles.composedManifest(host, rb, c)]);
+  const fileOf = async (rec: VersionRecord, path: string): Promise<Buffer | null> =>
+    own ? extractFile((await ctx.bundles.payload(rec.blob, rec.size)).chunks(), path, TEXT_DIFF_MAX_BYTES) : ctx.bundles.composedFile(host, rec, path, TEXT_DIFF_MAX_BYTES);
+  return diffAnswer(ma, mb, ra.version, rb.version, (p) => fileOf(ra, p), (p) => fileOf(rb, p));
+}
+
 export async function diffAnswer(ma: Manifest, mb: Manifest, va: number, vb: number, fileA: (path: string) => Promise<Buffer | null>, fileB: (path: string) => Promise<Buffer | null>): Promise<ReturnType<typeof diffManifests> & { texts: { path: string; patch: string }[]; skipped: { path: string; reason: string }[] }> {
   const d = diffManifests(ma, mb);
   const texts: { path: string; patch: string }[] = [];
@@ -121,14 +134,14 @@ function timeParam(v: unknown, param: string): string | undefined {
   return new Date(t).toISOString();
 }
 
-function labelParam(v: unknown): string | null {
+export function labelParam(v: unknown): string | null {
   if (v === undefined || v === null) return null;
   // eslint-disable-next-line no-control-regex
   if (typeof v !== 'string' || v.length === 0 || v.length > 200 || /[\u0000-\u001f\u007f]/.test(v)) throw invalid('label must be text of 1 to 200 characters without control characters', 'label');
   return v;
 }
 
-function scopeParam(v: unknown): TokenScope {
+export function scopeParam(v: unknown): TokenScope {
   if (v === 'admin' || v === 'view' || v === 'operate') return v;
   const m = typeof v === 'string' ? /^(publish|publish-class|fetch|fetch-class):(.*)$/.exec(v) : null;
   if (!m || !(m[1] === 'publish-class' ? isLayerClass(m[2]) : isValidId(m[2]!))) throw invalid(`scope ${JSON.stringify(v)} is not admin, view, operate, publish:HOST, publish-class:CLASS, fetch:HOST or fetch-class:CLASS`, 'scope');
@@ -136,13 +149,13 @@ function scopeParam(v: unknown): TokenScope {
 }
 
 /** The longest expiry a token may be given: ten years. */
-const MAX_EXPIRY_S = 10 * 365 * 86_400;
+export const MAX_EXPIRY_S = 10 * 365 * 86_400;
 
 /**
  * When a new token expires: `expires` (an ISO time) or `expiresIn` (seconds, or a duration
  * such as "30d"), counted from the server's clock, so an admin machine's clock does not matter.
  */
-function expiryParam(o: Record<string, unknown>, now: Date): string | null {
+export function expiryParam(o: Record<string, unknown>, now: Date): string | null {
   if (o.expires !== undefined && o.expiresIn !== undefined) throw invalid('give expires (a time) or expiresIn (a duration), not both', 'expires');
   let at: number;
   if (o.expiresIn !== undefined) {
@@ -158,7 +171,7 @@ function expiryParam(o: Record<string, unknown>, now: Date): string | null {
   return new Date(at).toISOString();
 }
 
-function usesParam(v: unknown, scope: TokenScope): number | null {
+export function usesParam(v: unknown, scope: TokenScope): number | null {
   if (v === undefined || v === null) return null;
   if (!scope.startsWith('fetch')) throw invalid('uses limits bundle downloads: only fetch:HOST and fetch-class:CLASS tokens take it', 'uses');
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > MAX_TOKEN_USES) throw invalid(`uses must be a whole number from 1 to ${MAX_TOKEN_USES}`, 'uses');
@@ -166,7 +179,7 @@ function usesParam(v: unknown, scope: TokenScope): number | null {
 }
 
 /** What a token list shows: never the secret's hash; whether it expired (by the server's clock), the downloads left. */
-const publicToken = (t: TokenRecord, now: Date): Omit<TokenRecord, 'secretHash'> & { expired: boolean; usesLeft: number | null } => {
+export const publicToken = (t: TokenRecord, now: Date): Omit<TokenRecord, 'secretHash'> & { expired: boolean; usesLeft: number | null } => {
   const { secretHash: _h, ...rest } = t;
   return { ...rest, expired: t.expires !== null && now.toISOString() >= t.expires, usesLeft: usesLeft(t) };
 };
@@ -373,14 +386,7 @@ export function adminRoutes(app: FastifyInstance, ctx: ServerContext): void {
     const host = await hostOr404(ctx, idParam(req.params.id));
     if (req.query.from === undefined || req.query.to === undefined) throw invalid('give both ?from=A&to=B (version numbers, or latest / served)', req.query.from === undefined ? 'from' : 'to');
     const [ra, rb] = await Promise.all([versionOf(host, req.query.from), versionOf(host, req.query.to)]);
-    // Composed versions (each under the class's current layers), so that a path a layer
-    // provides is not reported as added or removed; ?own=1 compares the host's own bundles.
-    const own = flagParam(req.query.own, 'own');
-    const c = own ? { layers: [], key: '' } : await ctx.bundles.composition(host);
-    const [ma, mb] = await Promise.all([ctx.bundles.composedManifest(host, ra, c), ctx.bundles.composedManifest(host, rb, c)]);
-    const fileOf = async (rec: VersionRecord, path: string): Promise<Buffer | null> =>
-      own ? extractFile((await ctx.bundles.payload(rec.blob, rec.size)).chunks(), path, TEXT_DIFF_MAX_BYTES) : ctx.bundles.composedFile(host, rec, path, TEXT_DIFF_MAX_BYTES);
-    const d = await diffAnswer(ma, mb, ra.version, rb.version, (p) => fileOf(ra, p), (p) => fileOf(rb, p));
+    const d = await hostDiff(ctx, host, ra, rb, flagParam(req.query.own, 'own'));
     return { host: host.id, from: ra.version, to: rb.version, ...d };
   });
 
