@@ -109,7 +109,7 @@ async function resolveSelf(api: ApiClient, sysRoot: string, waitS: number, hostn
   }
 }
 
-export async function sourceFor(source: string | undefined, o: ServerFlags & { cacert?: string; wait?: number; sysRoot: string; hostname?: string }): Promise<SourceChoice> {
+export async function sourceFor(source: string | undefined, o: ServerFlags & { cacert?: string; wait?: number; sysRoot: string; hostname?: string }, headers: Readonly<Record<string, string>> = {}): Promise<SourceChoice> {
   const env = effectiveEnv();
   const server = serverFrom(o, env);
   const token = tokenFrom(o, env);
@@ -121,7 +121,7 @@ export async function sourceFor(source: string | undefined, o: ServerFlags & { c
     // A URL on the configured server gets the token too, so the rescue shell's operator types
     // only `rear-update apply https://server/rear/e229.tar.gz`.
     const onServer = server && isUrl && /^https?:/i.test(source) && new URL(source).origin === new URL(server).origin;
-    const open = { ...cacert, ...(onServer && token ? { headers: { authorization: `Bearer ${token}` } } : {}) };
+    const open = { ...cacert, ...(onServer ? { headers: { ...headers, ...(token ? { authorization: `Bearer ${token}` } : {}) } } : {}) };
     // The server's JSON bundle route signs a nonce given as ?nonce=: ask for one and hold the
     // answer to it. Other URLs (ReaR's /rear/ route, a file elsewhere) are taken as they are.
     if (onServer && BUNDLE_ROUTE.test(new URL(source).pathname)) {
@@ -133,7 +133,7 @@ export async function sourceFor(source: string | undefined, o: ServerFlags & { c
     return { url: source, open };
   }
   if (!server) throw new RuError('USAGE', 'nothing to apply: give a bundle file or URL, or --server (REAR_UPDATE_SERVER) with an optional host id');
-  const api = new ApiClient({ server, token, cacert: caFile ? readFileSync(caFile, 'utf8') : null });
+  const api = new ApiClient({ server, token, cacert: caFile ? readFileSync(caFile, 'utf8') : null, headers });
   if (source !== undefined && !isValidId(source)) throw new RuError('USAGE', `${source}: no such file, and not a host id`);
   const id = source ?? (await resolveSelf(api, o.sysRoot, wait, o.hostname));
   const nonce = freshNonce();

@@ -16,6 +16,8 @@ export interface ApiOptions {
   readonly cacert?: string | null;
   readonly retries?: number;
   readonly timeoutMs?: number;
+  /** Sent with every request (apply's X-Rear-Update-Recovery: docs/recoveries.md). */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 export interface ApiResponse<T> {
@@ -25,17 +27,6 @@ export interface ApiResponse<T> {
 
 /** Server codes a client passes on as they are; everything else is SERVER_REFUSED. */
 const PASS_THROUGH = new Set<string>(['AUTH_REQUIRED', 'AUTH_INVALID', 'AUTH_EXPIRED', 'AUTH_USED_UP', 'PENDING_LIMIT', 'FORBIDDEN', 'HOST_UNKNOWN', 'VERSION_UNKNOWN', 'TOKEN_UNKNOWN', 'PENDING_UNKNOWN', 'LOG_UNKNOWN', 'NO_BUNDLE', 'STORE_CONFLICT', 'UPLOAD_TOO_LARGE', 'KEY_UNKNOWN']);
-
-/**
- * Headers every client in this process sends to one server (by origin). apply links each of
- * its requests to its recovery this way (X-Rear-Update-Recovery: docs/recoveries.md), the
- * resolve polls and the bundle download included, whichever module makes them.
- */
-const linked = new Map<string, Readonly<Record<string, string>>>();
-
-export function linkRequests(server: string, headers: Readonly<Record<string, string>>): void {
-  linked.set(parseServerUrl(server).origin, headers);
-}
 
 export function parseServerUrl(server: string): URL {
   let u: URL;
@@ -75,7 +66,7 @@ export class ApiClient {
   }
 
   headers(extra: Record<string, string> = {}): Record<string, string> {
-    return { accept: 'application/json', ...linked.get(this.base.origin), ...(this.#o.token ? { authorization: `Bearer ${this.#o.token}` } : {}), ...extra };
+    return { accept: 'application/json', ...this.#o.headers, ...(this.#o.token ? { authorization: `Bearer ${this.#o.token}` } : {}), ...extra };
   }
 
   /** One JSON request; `body` is sent as JSON, or streamed as is when it is a Readable. */

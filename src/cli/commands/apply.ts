@@ -11,7 +11,6 @@ import { freemem, release } from 'node:os';
 import { join } from 'node:path';
 import { resultLine, runSteps, udevRunning, type RunnerOptions, type StepOutcome } from '../../adapters/fs/activation-runner.ts';
 import { observeHardware, readMachineFacts } from '../../adapters/fs/machine-facts.ts';
-import { linkRequests } from '../../adapters/http/api-client.ts';
 import type { RecoveryReporter } from '../../adapters/http/recovery-reporter.ts';
 import { scanRoot, topLevelLinks, type RootScan } from '../../adapters/fs/root-view.ts';
 import { DirStager } from '../../adapters/fs/stager.ts';
@@ -284,7 +283,6 @@ async function recoveryFor(source: string | undefined, o: ApplyFlags, root: stri
   await reporter.open(readMachineFacts(o.sysRoot, factSettings({ ...(o.hostname !== undefined ? { hostname: o.hostname } : {}) })), observeHardware(o.sysRoot), explicitId);
   // Sent before the first resolve request, so that the server's own `pending` follows it.
   await reporter.event('resolving', { message: explicitId ? `asking for host ${explicitId}` : 'asking the server who this machine is', detail: { id: explicitId } });
-  if (reporter.id !== null) linkRequests(reporter.server, reporter.headers());
   return reporter;
 }
 
@@ -307,7 +305,8 @@ async function applyTo(source: string | undefined, o: ApplyFlags, root: string, 
   const beat = reporter ? setInterval(() => void reporter.heartbeat(), WAIT_HEARTBEAT_MS).unref() : null;
   let from: Awaited<ReturnType<typeof sourceFor>>;
   try {
-    from = await sourceFor(source, o);
+    // Every request of this apply (resolve polls, the download and its resumes) is linked to the recovery.
+    from = await sourceFor(source, o, reporter?.id != null ? reporter.headers() : {});
   } finally {
     if (beat) clearInterval(beat);
   }

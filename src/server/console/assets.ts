@@ -1,20 +1,13 @@
 // The console's static files, served by the server itself (rescue networks are closed: no
-// CDN). Every file in console/assets/ is /assets/<name>; vendor scripts come from node_modules
-// by an explicit allow-list. From the built server (dist/rear-update.cjs) both live in
-// dist/console-assets/, copied there by scripts/build.mjs.
+// CDN). Every file in console/assets/ is /assets/<name>; from the built server
+// (dist/rear-update.cjs) they live in dist/console-assets/, copied there by scripts/build.mjs.
 
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { RuError } from '../../core/errors.ts';
-
-/** Vendor files by the name they are served under: package and path inside it. */
-export const VENDOR: Readonly<Record<string, string>> = {
-  'htmx.min.js': 'htmx.org/dist/htmx.min.js',
-  'htmx-sse.js': 'htmx-ext-sse/dist/sse.js',
-};
 
 const TYPES: Readonly<Record<string, string>> = {
   css: 'text/css; charset=utf-8',
@@ -40,25 +33,13 @@ export function assetsDir(): string {
   return candidates.find((d) => existsSync(join(d, 'console.css'))) ?? candidates[0]!;
 }
 
-/** A vendor file: copied into the assets directory by the build, else found in node_modules above us. */
-function vendorPath(dir: string, name: string): string | null {
-  const rel = VENDOR[name];
-  if (rel === undefined) return null;
-  if (existsSync(join(dir, name))) return join(dir, name);
-  for (let d = HERE; ; d = dirname(d)) {
-    const p = join(d, 'node_modules', rel);
-    if (existsSync(p)) return p;
-    if (dirname(d) === d) return null;
-  }
-}
-
 export function assetRoutes(app: FastifyInstance): void {
   const dir = assetsDir();
   app.get<{ Params: { file: string } }>('/assets/:file', async (req, reply) => {
     const name = req.params.file;
     const m = NAME.exec(name);
     const type = m ? TYPES[m[1]!] : undefined;
-    const path = m && type ? (VENDOR[name] !== undefined ? vendorPath(dir, name) : join(dir, name)) : null;
+    const path = m && type ? join(dir, name) : null;
     const st = path ? await stat(path).catch(() => null) : null;
     if (!path || !st?.isFile()) throw new RuError('ROUTE_UNKNOWN', `no console asset ${JSON.stringify(name.slice(0, 100))}`);
     const body = await readFile(path);

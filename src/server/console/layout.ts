@@ -41,14 +41,8 @@ export function securityHeaders(reply: FastifyReply): void {
   reply.header('cross-origin-opener-policy', 'same-origin');
 }
 
-/**
- * htmx (if a page loads it) must not evaluate code, run scripts from swapped-in HTML, talk to
- * other origins, inject its indicator <style> (CSP would refuse it) or keep pages in
- * localStorage (they show fleet data).
- */
-const HTMX_CONFIG = JSON.stringify({ allowEval: false, allowScriptTags: false, selfRequestsOnly: true, includeIndicatorStyles: false, historyCacheSize: 0, refreshOnHistoryMiss: true });
-
 const SCRIPT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*\.js$/;
+const STYLE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*\.css$/;
 
 export interface PageOptions {
   readonly title: string;
@@ -57,11 +51,14 @@ export interface PageOptions {
   readonly body: Html;
   /** File names under /assets/, loaded with defer, in this order. */
   readonly scripts?: readonly string[];
+  /** Stylesheets under /assets/ after console.css (the live pages' live.css). */
+  readonly styles?: readonly string[];
 }
 
 /** A whole document. Without a user (the sign-in page, errors before sign-in) there is no navigation. */
 export function page(user: ConsoleUser | null, o: PageOptions): Html {
   for (const s of o.scripts ?? []) if (!SCRIPT_NAME.test(s)) throw new Error(`console page: bad script name ${s}`);
+  for (const s of o.styles ?? []) if (!STYLE_NAME.test(s)) throw new Error(`console page: bad stylesheet name ${s}`);
   const nav = user
     ? html`<nav class="nav" aria-label="Main"><ul>${NAV.map((n) => html`<li><a href="${n.href}"${n.key === o.nav ? html` aria-current="page"` : ''}>${n.label}</a></li>`)}</ul></nav>
 <div class="who"><span>Signed in with token <code>${user.token.id}</code> <span class="role role-${user.role}">${user.role}</span></span>
@@ -74,11 +71,11 @@ export function page(user: ConsoleUser | null, o: PageOptions): Html {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${o.title} · rear-update console</title>
 ${user ? html`<meta name="csrf-token" content="${user.csrf}">` : ''}
-<meta name="htmx-config" content="${HTMX_CONFIG}">
 <link rel="stylesheet" href="/assets/console.css">
+${(o.styles ?? []).map((s) => html`<link rel="stylesheet" href="/assets/${s}">`)}
 ${(o.scripts ?? []).map((s) => html`<script src="/assets/${s}" defer></script>`)}
 </head>
-<body${user ? html` hx-headers="${JSON.stringify({ 'X-CSRF-Token': user.csrf })}"` : ''}>
+<body>
 <a class="skip" href="#main">Skip to content</a>
 <header class="top">
 <a class="brand" href="/">rear-update</a>

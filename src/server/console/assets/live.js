@@ -8,14 +8,6 @@
 
 (function () {
   var root = document.querySelector('.live[data-live]');
-  // Colours and layout of the live pages, in case the page's own <link> was dropped.
-  if (!document.querySelector('link[href="/assets/live.css"]')) {
-    var css = document.createElement('link');
-    css.rel = 'stylesheet';
-    css.href = '/assets/live.css';
-    document.head.appendChild(css);
-  }
-
   // ---- small DOM helpers ----
 
   /** el('a', {href: '/x', class: 'y'}, 'text', child): text children become text nodes. */

@@ -21,7 +21,7 @@ import { changeUser, may, pageUser, streamUser, type ConsoleUser } from '../sess
 import { eventView, hostSide, incidentState, machineFacts, pendingCard, pendingState, recoveryRow, type PendingCard } from './data.ts';
 import { LineSplitter, renderLine, splitLines, type RenderedLine } from './log-lines.ts';
 import { SseStream } from './sse.ts';
-import { factList, hardwareHtml, hostSideHtml, incidentBody, LIVE_CSS, pendingBody, recoveriesBody, recoveryBody, sideBySide, type LogPart } from './views.ts';
+import { factList, hardwareHtml, hostSideHtml, incidentBody, pendingBody, recoveriesBody, recoveryBody, sideBySide, type LogPart } from './views.ts';
 
 /** A recovery page shows at most this much of its log (the tail); the download has it all. */
 const PAGE_LOG_BYTES = 2 << 20;
@@ -125,7 +125,7 @@ export function livePages(app: FastifyInstance, ctx: ServerContext): void {
     const user = await pageUser(ctx, req, reply, 'view');
     if (!user) return reply;
     const s = await incidentState(ctx);
-    return sendPage(reply, page(user, { title: 'Incident', nav: 'incident', body: incidentBody(s), scripts: ['live.js'] }));
+    return sendPage(reply, page(user, { title: 'Incident', nav: 'incident', body: incidentBody(s), scripts: ['live.js'], styles: ['live.css'] }));
   });
 
   // ---- the incident and pending stream ----
@@ -186,7 +186,7 @@ export function livePages(app: FastifyInstance, ctx: ServerContext): void {
     let notice: Html | null = null;
     if (req.query.assigned && req.query.host) notice = html`<div class="notice ok" role="status"><p>Machine ${req.query.assigned} was assigned to ${req.query.host}: it fetches that host's configuration the next time it asks.</p></div>`;
     else if (req.query.forgot) notice = html`<div class="notice ok" role="status"><p>Machine ${req.query.forgot} was forgotten; if it asks again it is recorded anew.</p></div>`;
-    return sendPage(reply, page(user, { title: 'Pending machines', nav: 'pending', body: pendingBody(user, s.machines, hosts.map((h) => h.id), notice), scripts: ['live.js'] }));
+    return sendPage(reply, page(user, { title: 'Pending machines', nav: 'pending', body: pendingBody(user, s.machines, hosts.map((h) => h.id), notice), scripts: ['live.js'], styles: ['live.css'] }));
   });
 
   async function pendingOr404(id: number) {
@@ -209,12 +209,12 @@ export function livePages(app: FastifyInstance, ctx: ServerContext): void {
     const hostId = text(req.query.host);
     const already = p.assignedHost ? html`<div class="notice warn" role="status"><p>This machine is already assigned to ${p.assignedHost}; assigning again replaces that.</p></div>` : '';
     if (!hostId) {
-      const body = html`${LIVE_CSS}<h1>Assign machine ${p.id}</h1>${already}
+      const body = html`<h1>Assign machine ${p.id}</h1>${already}
 <form method="get" action="/pending/${p.id}/assign" class="assign-form">
 <label for="host">Host</label> <input id="host" name="host" required value="${c.hints[0]?.host ?? ''}"> <button type="submit">Continue…</button>
 </form>
 ${sideBySide({ title: 'This machine (as it reports itself)', body: machineSide(c) }, { title: 'Host', body: html`<p class="muted">Choose a host first.</p>` })}`;
-      return sendPage(reply, page(user, { title: `Assign machine ${p.id}`, nav: 'pending', body }));
+      return sendPage(reply, page(user, { title: `Assign machine ${p.id}`, nav: 'pending', body, styles: ['live.css'] }));
     }
     const host = await ctx.meta.getHost(hostId);
     if (!host) {
@@ -223,22 +223,22 @@ ${sideBySide({ title: 'This machine (as it reports itself)', body: machineSide(c
 <p>Create host <strong>${hostId}</strong> with this machine's MACs, UUID, serial and hostname, then assign the machine to it.</p>
 <button type="submit">Create host ${hostId} and assign</button> <a href="/pending">Cancel</a></form>`
         : html`<p>An admin can create the host and assign the machine in one step.</p><p><a href="/pending">Back to pending machines</a></p>`;
-      const body = html`${LIVE_CSS}<h1>Assign machine ${p.id}</h1>${already}
+      const body = html`<h1>Assign machine ${p.id}</h1>${already}
 <div class="notice warn" role="status"><p>There is no host named ${hostId}.</p></div>
 ${createForm}
 ${sideBySide({ title: 'This machine (as it reports itself)', body: machineSide(c) }, { title: `New host ${hostId}`, body: factList([['Host', hostId], ['Hostnames', p.facts.hostname ?? '-'], ['MACs', p.facts.macs.join(' ') || '-'], ['UUID', p.facts.uuid ?? '-'], ['Serial', p.facts.serial ?? '-']]) })}`;
-      return sendPage(reply, page(user, { title: `Assign machine ${p.id}`, nav: 'pending', body }), 404);
+      return sendPage(reply, page(user, { title: `Assign machine ${p.id}`, nav: 'pending', body, styles: ['live.css'] }), 404);
     }
     const side = await hostSide(ctx, host);
     const hint = c.hints.find((h) => h.host === host.id);
-    const body = html`${LIVE_CSS}<h1>Assign machine ${p.id} to ${host.id}?</h1>${already}
+    const body = html`<h1>Assign machine ${p.id} to ${host.id}?</h1>${already}
 <p>Check that both describe the same machine. Once assigned, the machine fetches ${host.id}'s configuration and restores it.</p>
 ${hint ? html`<p>Match hint: ${hint.score}% — ${hint.reasons.join('; ')}</p>` : html`<p>The server found nothing that makes this machine resemble ${host.id}.</p>`}
 ${sideBySide({ title: 'This machine (as it reports itself)', body: machineSide(c) }, { title: `Host ${host.id}`, body: hostSideHtml(side) })}
 <form method="post" action="/pending/${p.id}/assign" class="confirm">${csrfField(user)}<input type="hidden" name="host" value="${host.id}">
 <button type="submit">Assign machine ${p.id} to ${host.id}</button> <a href="/pending">Cancel</a>
 </form>`;
-    return sendPage(reply, page(user, { title: `Assign machine ${p.id}`, nav: 'pending', body }));
+    return sendPage(reply, page(user, { title: `Assign machine ${p.id}`, nav: 'pending', body, styles: ['live.css'] }));
   });
 
   /** After an assignment: to the machine's recovery (to watch it go on), else the list. */
@@ -277,14 +277,14 @@ ${sideBySide({ title: 'This machine (as it reports itself)', body: machineSide(c
     if (!user) return reply;
     const p = await pendingOr404(numberParam(req.params.id, 'pending machine'));
     const c = await pendingCard(ctx, p);
-    const body = html`${LIVE_CSS}<h1>Forget machine ${p.id}?</h1>
+    const body = html`<h1>Forget machine ${p.id}?</h1>
 <p>The record and its match hints go. If the machine asks again, it is recorded anew as pending.</p>
 ${factList(machineFacts(p))}
 <h2>Hardware</h2>${hardwareHtml(c.hardware)}
 <form method="post" action="/pending/${p.id}/forget" class="confirm">${csrfField(user)}
 <button type="submit" class="danger">Forget machine ${p.id}</button> <a href="/pending">Cancel</a>
 </form>`;
-    return sendPage(reply, page(user, { title: `Forget machine ${p.id}`, nav: 'pending', body }));
+    return sendPage(reply, page(user, { title: `Forget machine ${p.id}`, nav: 'pending', body, styles: ['live.css'] }));
   });
 
   app.post<{ Params: { id: string } }>('/pending/:id/forget', async (req, reply) => {
@@ -315,7 +315,7 @@ ${factList(machineFacts(p))}
     };
     // Active first (they need attention), newest first within each.
     const rows = recoveries.filter(keep).sort((a, b) => Number(isEnded(a.phase)) - Number(isEnded(b.phase)) || b.id - a.id).map((r) => recoveryRow(r, now));
-    return sendPage(reply, page(user, { title: 'Recoveries', nav: 'recoveries', body: recoveriesBody(rows, { host, phase: FILTERS.includes(phase) ? phase : bucket }, FILTERS), scripts: ['live.js'] }));
+    return sendPage(reply, page(user, { title: 'Recoveries', nav: 'recoveries', body: recoveriesBody(rows, { host, phase: FILTERS.includes(phase) ? phase : bucket }, FILTERS), scripts: ['live.js'], styles: ['live.css'] }));
   });
 
   app.get<{ Params: { id: string } }>('/recoveries/:id', async (req, reply) => {
@@ -328,7 +328,7 @@ ${factList(machineFacts(p))}
     const pos: Position = { seq: events.at(-1)?.seq ?? 0, log: log?.id ?? 0, offset: log?.offset ?? 0 };
     const stream = `/live/recoveries/${id}/stream?seq=${pos.seq}&log=${pos.log}&offset=${pos.offset}`;
     const body = recoveryBody(recoveryRow(recovery, ctx.now()), events.map(eventView), log, stream);
-    return sendPage(reply, page(user, { title: `Recovery ${id}`, nav: 'recoveries', body, scripts: ['live.js'] }));
+    return sendPage(reply, page(user, { title: `Recovery ${id}`, nav: 'recoveries', body, scripts: ['live.js'], styles: ['live.css'] }));
   });
 
   app.get<{ Params: { id: string } }>('/recoveries/:id/log.txt', async (req, reply) => {

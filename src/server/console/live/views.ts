@@ -37,10 +37,9 @@ function incidentRow(r: IncidentState['rows'][number]): Html {
 }
 
 /** The live pages' own stylesheet (layout.ts links only console.css; a body <link> is valid HTML). */
-export const LIVE_CSS = html`<link rel="stylesheet" href="/assets/live.css">`;
 
 export function incidentBody(s: IncidentState): Html {
-  return html`${LIVE_CSS}<h1>Incident</h1>
+  return html`<h1>Incident</h1>
 <div class="live" data-live="incident" data-stream="/live/events?view=incident" data-now="${s.now}">
 <p class="live-note" hidden><span class="live-dot" aria-hidden="true"></span> <span class="live-state">Live</span></p>
 <section aria-labelledby="counts-h">
@@ -113,7 +112,7 @@ ${operate ? html`<div class="pending-actions">${pendingActions(c)}</div>` : ''}
 
 export function pendingBody(user: ConsoleUser, machines: readonly PendingCard[], hostIds: readonly string[], notice: Html | null): Html {
   const operate = may(user, 'operate');
-  return html`${LIVE_CSS}<h1>Pending machines</h1>
+  return html`<h1>Pending machines</h1>
 ${notice ?? ''}
 <div class="live" data-live="pending" data-stream="/live/events?view=pending" data-operate="${operate ? '1' : '0'}">
 <p class="live-note" hidden><span class="live-dot" aria-hidden="true"></span> <span class="live-state">Live</span></p>
@@ -130,7 +129,7 @@ ${machines.map((m) => pendingCardHtml(m, operate))}
 // ---- recoveries ----
 
 export function recoveriesBody(rows: readonly RecoveryRow[], filter: { host: string; phase: string }, phases: readonly string[]): Html {
-  return html`${LIVE_CSS}<h1>Recoveries</h1>
+  return html`<h1>Recoveries</h1>
 <form method="get" action="/recoveries" class="filters">
 <label for="f-host">Host</label> <input id="f-host" name="host" value="${filter.host}">
 <label for="f-phase">Phase</label> <select id="f-phase" name="phase"><option value="">any</option>${phases.map((p) => html`<option value="${p}"${p === filter.phase ? html` selected` : ''}>${p}</option>`)}</select>
@@ -193,7 +192,7 @@ export interface LogPart {
 
 export function recoveryBody(r: RecoveryRow, events: readonly EventView[], log: LogPart | null, stream: string): Html {
   const firstErr = log ? log.lines.findIndex((l) => l.error) : -1;
-  return html`${LIVE_CSS}<h1 id="recovery-title">Recovery #${r.id}: ${r.host ?? 'unknown machine'}</h1>
+  return html`<h1 id="recovery-title">Recovery #${r.id}: ${r.host ?? 'unknown machine'}</h1>
 <div class="live" data-live="recovery" data-recovery="${r.id}" data-stream="${stream}">
 <p class="live-note" hidden><span class="live-dot" aria-hidden="true"></span> <span class="live-state">Live</span></p>
 <div class="cols">
