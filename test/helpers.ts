@@ -1,6 +1,7 @@
 // Shared test helpers: run the built CLI, build trees and archives from code (no committed
 // binary fixtures), and snapshot a directory tree so "byte-for-byte unchanged" is one assert.
 
+import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
@@ -245,3 +246,24 @@ export function httpRequest(base: string, method: string, path: string, opts: Ht
     r.end(body);
   });
 }
+
+/**
+ * A test server's admin side: JSON requests and `rear-update admin ...` runs with the admin
+ * token unless another is given. The server and token are read when called (they are set in
+ * the suite's before()).
+ */
+export function adminSide(server: () => { url: string }, adminToken: () => string): {
+  req: (method: string, path: string, opts?: HttpOptions) => Promise<HttpAnswer>;
+  adm: (args: string[], token?: string) => Promise<CliResult>;
+} {
+  return {
+    req: (method, path, opts = {}) => httpRequest(server().url, method, path, { ...opts, token: opts.token === undefined ? adminToken() : opts.token }),
+    adm: (args, token = adminToken()) => cliAsync(['admin', ...args], { env: { REAR_UPDATE_SERVER: server().url, REAR_UPDATE_TOKEN: token } }),
+  };
+}
+
+/** The CLI run succeeded (exit 0), else the assertion shows its stderr. */
+export const succeeded = (r: CliResult): CliResult => {
+  assert.equal(r.status, 0, `exit ${r.status}\n${r.stderr}`);
+  return r;
+};

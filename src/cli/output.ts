@@ -9,17 +9,7 @@ export const note = (line: string): void => {
 };
 export const printJson = (v: unknown): void => out(JSON.stringify(v, null, 2));
 
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
-}
+export { formatBytes } from '../core/bytes.ts';
 
 /** Left-aligned columns, widths from the content. */
 export function table(rows: readonly (readonly string[])[]): string[] {

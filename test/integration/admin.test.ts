@@ -12,26 +12,17 @@ import { ROUTES } from '../../src/server/app.ts';
 import type { ServerContext } from '../../src/server/context.ts';
 import { loadConfig } from '../../src/server/config.ts';
 import { startServer, type Running } from '../../src/server/serve.ts';
-import { cleanup, CLI, cli, cliAsync, errorCode, makeTree, tempDir, type CliResult, type TreeSpec } from '../helpers.ts';
-import { httpRequest, type HttpAnswer, type HttpOptions } from '../helpers.ts';
+import { adminSide, cleanup, cli, CLI, errorCode, makeTree, succeeded, tempDir, type TreeSpec } from '../helpers.ts';
+import { type HttpAnswer } from '../helpers.ts';
 
 
 const work = tempDir('ru-admin-');
 let srv: Running;
 let admin: string;
 
-/** One request with the admin token unless another (or `auth`) is given. */
-const req = (method: string, path: string, opts: HttpOptions = {}): Promise<HttpAnswer> =>
-  httpRequest(srv.url, method, path, { ...opts, token: opts.token === undefined ? admin : opts.token });
-
-/** `rear-update admin ARGS` with the server and a token from the environment. */
-const adm = (args: string[], token: string = admin): Promise<CliResult> =>
-  cliAsync(['admin', ...args], { env: { REAR_UPDATE_SERVER: srv.url, REAR_UPDATE_TOKEN: token } });
-
-const ok = (r: CliResult): CliResult => {
-  assert.equal(r.status, 0, `exit ${r.status}\n${r.stderr}`);
-  return r;
-};
+/** Requests and `admin` runs with the admin token unless another is given. */
+const { req, adm } = adminSide(() => srv, () => admin);
+const ok = succeeded;
 
 async function addHost(id: string, cls: string | null, macs: string[] = []): Promise<void> {
   const r = await req('POST', '/api/v1/hosts', { body: { id, class: cls, macs } });

@@ -12,8 +12,8 @@ import { openSqliteMetadata } from '../../src/adapters/storage/sqlite-metadata.t
 import { loadConfig } from '../../src/server/config.ts';
 import { RecoveryService, type LiveChange } from '../../src/server/recoveries.ts';
 import { startServer, type Running } from '../../src/server/serve.ts';
-import { cleanup, cli, cliAsync, errorCode, makeTree, tempDir, type CliResult, type TreeSpec } from '../helpers.ts';
-import { httpRequest, type HttpAnswer, type HttpOptions } from '../helpers.ts';
+import { adminSide, cleanup, cli, errorCode, makeTree, succeeded, tempDir, type TreeSpec } from '../helpers.ts';
+import { type HttpAnswer } from '../helpers.ts';
 
 const work = tempDir('ru-recoveries-');
 let srv: Running;
@@ -24,16 +24,9 @@ let skewMs = 0;
 const GiB = 1024 ** 3;
 const HEADER = 'x-rear-update-recovery';
 
-const req = (method: string, path: string, opts: HttpOptions = {}): Promise<HttpAnswer> =>
-  httpRequest(srv.url, method, path, { ...opts, token: opts.token === undefined ? admin : opts.token });
-
-const adm = (args: string[], token: string = admin): Promise<CliResult> =>
-  cliAsync(['admin', ...args], { env: { REAR_UPDATE_SERVER: srv.url, REAR_UPDATE_TOKEN: token } });
-
-const ok = (r: CliResult): CliResult => {
-  assert.equal(r.status, 0, `exit ${r.status}\n${r.stderr}`);
-  return r;
-};
+/** Requests and `admin` runs with the admin token unless another is given. */
+const { req, adm } = adminSide(() => srv, () => admin);
+const ok = succeeded;
 
 async function newToken(scope: string): Promise<string> {
   const r = await req('POST', '/api/v1/tokens', { body: { scope } });

@@ -15,8 +15,8 @@ import type { ServerContext } from '../../src/server/context.ts';
 import { loadConfig } from '../../src/server/config.ts';
 import { ensureAdminToken, layout } from '../../src/server/data-dir.ts';
 import { startServer, type Running } from '../../src/server/serve.ts';
-import { cleanup, cli, cliAsync, errorCode, fakeSysRoot, makeTree, tempDir, type CliResult } from '../helpers.ts';
-import { httpRequest, type HttpAnswer, type HttpOptions } from '../helpers.ts';
+import { adminSide, cleanup, cli, cliAsync, errorCode, fakeSysRoot, makeTree, succeeded, tempDir } from '../helpers.ts';
+import { type HttpAnswer } from '../helpers.ts';
 
 
 const work = tempDir('ru-tokens-');
@@ -25,17 +25,9 @@ let srv: Running;
 let admin: string;
 let skewMs = 0;
 
-/** One request with the admin token unless another (or `auth`) is given. */
-const req = (method: string, path: string, opts: HttpOptions = {}): Promise<HttpAnswer> =>
-  httpRequest(srv.url, method, path, { ...opts, token: opts.token === undefined ? admin : opts.token });
-
-const adm = (args: string[], token: string = admin): Promise<CliResult> =>
-  cliAsync(['admin', ...args], { env: { REAR_UPDATE_SERVER: srv.url, REAR_UPDATE_TOKEN: token } });
-
-const ok = (r: CliResult): CliResult => {
-  assert.equal(r.status, 0, `exit ${r.status}\n${r.stderr}`);
-  return r;
-};
+/** Requests and `admin` runs with the admin token unless another is given. */
+const { req, adm } = adminSide(() => srv, () => admin);
+const ok = succeeded;
 
 async function newToken(body: object): Promise<{ token: string; id: string }> {
   const r = await req('POST', '/api/v1/tokens', { body });

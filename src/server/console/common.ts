@@ -9,6 +9,7 @@ import type { ServerContext } from '../context.ts';
 import { audit } from '../routes/common.ts';
 import { html, type Html } from './html.ts';
 import type { ConsoleUser } from './session.ts';
+import { formatBytes } from '../../core/bytes.ts';
 
 /** A parsed form body (app.ts: a repeated field is a list). */
 export type Form = Record<string, string | string[] | undefined> | undefined;
@@ -33,18 +34,7 @@ export function time(iso: string | null | undefined): Html {
   return html`<time datetime="${iso}">${shown}</time>`;
 }
 
-export function bytes(n: number | null | undefined): string {
-  if (n === null || n === undefined) return '';
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
-}
+export const bytes = (n: number | null | undefined): string => (n === null || n === undefined ? '' : formatBytes(n));
 
 /** Runs a console change and audits it with the session's token: 'ok', or the code it was refused with. */
 export async function auditedChange<T>(ctx: ServerContext, req: FastifyRequest, user: ConsoleUser, e: { kind: AuditKind; host?: string | null; version?: number | null; detail: string }, run: () => Promise<T>): Promise<T> {

@@ -3,6 +3,7 @@
 // reads the same whether it was rendered or updated.
 
 import type { IncidentBucket, RecoveryPhase } from '../../../core/recovery.ts';
+import { formatBytes } from '../../../core/bytes.ts';
 
 /** "2026-11-30 10:03:12 UTC": unambiguous across an incident team's time zones. */
 export function timeText(iso: string | null): string {
@@ -23,17 +24,7 @@ export function durationText(ms: number): string {
   return `${sec}s`;
 }
 
-export function bytesText(n: number | null): string {
-  if (n === null) return '-';
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v >= 100 ? Math.round(v) : Math.round(v * 10) / 10} ${units[i]}`;
-}
+export const bytesText = (n: number | null): string => (n === null ? '-' : formatBytes(n));
 
 export const BUCKET_LABELS: Record<IncidentBucket, string> = {
   pending: 'Pending',
