@@ -16,11 +16,12 @@ import { keyRoutes } from './routes/keys.ts';
 import { layerRoutes } from './routes/layers.ts';
 import { recoveryRoutes } from './routes/recoveries.ts';
 import { consoleRoutes } from './console/routes.ts';
+import { exportRoutes } from './routes/export.ts';
 
 export type RouteRegistrar = (app: FastifyInstance, ctx: ServerContext) => void;
 
 /** Route sets registered beside the built-in ones (admin.ts adds itself through this list). */
-export const ROUTES: RouteRegistrar[] = [publicRoutes, fetchRoutes, publishRoutes, drlmRoutes, adminRoutes, keyRoutes, layerRoutes, recoveryRoutes, consoleRoutes];
+export const ROUTES: RouteRegistrar[] = [publicRoutes, fetchRoutes, publishRoutes, drlmRoutes, adminRoutes, keyRoutes, layerRoutes, recoveryRoutes, exportRoutes, consoleRoutes];
 
 export interface AppOptions {
   readonly logger?: FastifyServerOptions['logger'];
