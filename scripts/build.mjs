@@ -1,7 +1,9 @@
 // Bundles the CLI with esbuild into two CommonJS files:
 //   dist/rear-update.cjs         the npm bin and what the tests run: every command, the server
 //                                included (better-sqlite3 stays external: it is a native module
-//                                loaded from node_modules).
+//                                loaded from node_modules; pg, pure JavaScript, is bundled, and its
+//                                optional native binding pg-native, which it loads only when asked
+//                                for pg.native, stays external so that its absence breaks nothing).
 //   dist/rear-update-rescue.cjs  the input of the one-file executable for rescue images: the
 //                                same CLI without the server (src/server/main.ts is replaced by
 //                                a stub), so it requires nothing but Node builtins.
@@ -36,7 +38,7 @@ const noServer = {
 };
 
 await Promise.all([
-  build({ ...common, outfile: 'dist/rear-update.cjs', external: ['better-sqlite3'] }),
+  build({ ...common, outfile: 'dist/rear-update.cjs', external: ['better-sqlite3', 'pg-native'] }),
   build({ ...common, outfile: 'dist/rear-update-rescue.cjs', plugins: [noServer] }),
 ]);
 

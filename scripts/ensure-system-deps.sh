@@ -38,6 +38,9 @@ command -v wrk >/dev/null || need+=(wrk)
 # (playwright's own browser download is not reachable here), and a font for its screenshots.
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+# The PostgreSQL metadata backend (test/support/postgres.ts): a private PostgreSQL 15 cluster per
+# test file, run from Debian's binaries as the postgres system user the package creates.
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -23,6 +23,8 @@ export const SETTING_SPECS = {
   REAR_UPDATE_KEEP: { image: true, about: 'globs apply never removes below owned paths' },
   REAR_UPDATE_RETRY_FOR: { image: true, about: 'how long the boot hook retries (seconds)' },
   REAR_UPDATE_REPORT: { image: true, about: 'report each boot to the server as a recovery (0, no, off: do not; docs/recoveries.md)' },
+  REAR_UPDATE_EXPORT: { image: true, about: 'where the boot hook finds an offline export when the server does not answer: nfs://HOST/PATH or LABEL:/path (docs/export.md)' },
+  REAR_UPDATE_EXPORT_MAX_AGE: { image: true, about: 'apply --from asks before applying an export older than this (default 7d)' },
   REAR_UPDATE_HEARTBEAT: { image: true, about: 'seconds between the heartbeats log-stream sends while rear runs (default 60)' },
   REAR_UPDATE_HOSTNAME: { image: false, about: 'this machine\'s hostname, stated explicitly (apply --hostname, kernel option rear_update=hostname=NAME)' },
   REAR_UPDATE_IMAGE_HOSTNAME: { image: true, about: 'hostname of the machine the image was made on (the template), never sent by a machine booting it' },

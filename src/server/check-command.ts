@@ -1,15 +1,15 @@
 // `rear-update serve --check`: the store's consistency check (store-check.ts) over a data
-// directory, without serving. It opens the stores as a start would but removes nothing, so it
-// can run beside a running server or after a crash; exit 0 when consistent (leftovers allowed),
-// STORE_INCONSISTENT (exit 8) when not.
+// directory (and, with --db, the metadata in PostgreSQL), without serving. It opens the stores
+// as a start would but removes nothing, so it can run beside a running server or after a crash;
+// exit 0 when consistent (leftovers allowed), STORE_INCONSISTENT (exit 8) when not.
 
 import { existsSync } from 'node:fs';
 import { RuError } from '../core/errors.ts';
 import { DirBlobStore } from '../adapters/storage/dir-blobs.ts';
-import { openSqliteMetadata } from '../adapters/storage/sqlite-metadata.ts';
 import { formatBytes } from '../cli/output.ts';
 import { loadConfig, type ConfigFlags } from './config.ts';
 import { layout } from './data-dir.ts';
+import { openMetadata } from './serve.ts';
 import { checkStore, type CheckReport, type Finding } from './store-check.ts';
 
 function lines(r: CheckReport, root: string): string[] {
@@ -26,11 +26,13 @@ function lines(r: CheckReport, root: string): string[] {
 }
 
 export async function runCheck(flags: ConfigFlags, opts: { json: boolean }, out: (line: string) => void): Promise<CheckReport> {
-  const data = layout(loadConfig(flags).data);
-  if (!existsSync(data.database)) {
+  const cfg = loadConfig(flags);
+  const data = layout(cfg.data);
+  if (cfg.db === null && !existsSync(data.database)) {
     throw new RuError('CONFIG_INVALID', `${data.root} holds no rear-update store (no metadata.sqlite)`, { path: data.root });
   }
-  const meta = await openSqliteMetadata(data.database);
+  // With --db the metadata is PostgreSQL's, checked there; the blobs and logs are still --data's.
+  const meta = await openMetadata(cfg, data);
   // Not openDirBlobs: a check removes nothing, not even day-old partial blobs.
   const blobs = new DirBlobStore(data.blobs);
   let report: CheckReport;

@@ -5,9 +5,12 @@
 import { readFileSync } from 'node:fs';
 import { DURATION_EXAMPLES, parseDuration } from '../core/duration.ts';
 import { RuError } from '../core/errors.ts';
+import { redactUrl } from '../adapters/storage/pg-errors.ts';
 
 export interface ServerConfig {
   readonly data: string;
+  /** A PostgreSQL URL for the metadata; null: SQLite in the data directory. */
+  readonly db: string | null;
   readonly listen: { readonly host: string; readonly port: number };
   readonly tlsCert: string | null;
   readonly tlsKey: string | null;
@@ -87,11 +90,21 @@ export function parseListen(v: string, from: string): ServerConfig['listen'] {
   return { host: (m[1] ?? m[2])!, port };
 }
 
+/** A PostgreSQL URL (the password, if any, never appears in a message); '' is none: SQLite. */
+export function parseDbUrl(v: string, from: string): string | null {
+  const t = v.trim();
+  if (t === '') return null;
+  // The rest is the driver's to read (a socket URL, postgres://user@/db?host=/run/postgresql, has no host).
+  if (!/^postgres(ql)?:\/\/[^\s]*$/.test(t)) throw new RuError('CONFIG_INVALID', `${from}: metadata database ${JSON.stringify(redactUrl(t))} is not a PostgreSQL URL (postgres://USER@HOST:PORT/DB)`, { from });
+  return t;
+}
+
 const text = (v: string): string => v;
 const orNull = (v: string): string | null => (v === '' ? null : v);
 
 export const SETTINGS = [
   { key: 'data', flag: '--data <dir>', env: 'REAR_UPDATE_DATA', default: './data', parse: text, help: 'data directory: metadata database, bundles, keys, logs' },
+  { key: 'db', flag: '--db <url>', env: 'REAR_UPDATE_DB', default: null, parse: parseDbUrl, help: 'keep the metadata in PostgreSQL: postgres://USER@HOST:PORT/DB (a password is better in PGPASSWORD or ~/.pgpass than in a flag); default: SQLite in --data. Bundles, keys and logs stay in --data' },
   { key: 'listen', flag: '--listen <addr:port>', env: 'REAR_UPDATE_LISTEN', default: '127.0.0.1:8080', parse: parseListen, help: 'address and port to listen on' },
   { key: 'tlsCert', flag: '--tls-cert <file>', env: 'REAR_UPDATE_TLS_CERT', default: null, parse: orNull, help: 'PEM certificate (chain): serve HTTPS (needs --tls-key)' },
   { key: 'tlsKey', flag: '--tls-key <file>', env: 'REAR_UPDATE_TLS_KEY', default: null, parse: orNull, help: 'PEM private key of the certificate' },

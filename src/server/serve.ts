@@ -1,20 +1,23 @@
 // The server's composition root: settings → data directory (first start creates the key and
 // the admin token) → stores → app → listen. Returns a handle so tests and the CLI can stop it.
+// The metadata store is chosen here and nowhere else: PostgreSQL with --db, else SQLite in
+// --data; bundles stay in --data's blob directory either way.
 
 import { readFileSync } from 'node:fs';
 import { RuError } from '../core/errors.ts';
 import { openDirBlobs } from '../adapters/storage/dir-blobs.ts';
+import { openPgMetadata } from '../adapters/storage/pg-metadata.ts';
 import { openSqliteMetadata } from '../adapters/storage/sqlite-metadata.ts';
 import { buildApp } from './app.ts';
 import { BundleService } from './bundles.ts';
 import type { ServerConfig } from './config.ts';
-import { ensureAdminToken, layout, prepareDataDir } from './data-dir.ts';
+import { ensureAdminToken, layout, prepareDataDir, type DataLayout } from './data-dir.ts';
 import { KeyRing } from './key-ring.ts';
 import { RecoveryService } from './recoveries.ts';
 import { LogService } from './logs.ts';
 import { TtlCache } from './cache.ts';
 import { AuditQueue } from './audit-queue.ts';
-import type { Host, TokenRecord, VersionRecord } from '../core/store/metadata.ts';
+import type { Host, MetadataStore, TokenRecord, VersionRecord } from '../core/store/metadata.ts';
 import { createMetrics } from './metrics.ts';
 import { sweepLeftovers } from './store-check.ts';
 import { TokenUseRecorder } from './token-use.ts';
@@ -27,6 +30,11 @@ export interface Running {
   /** The admin token, only when this start created it. */
   readonly adminToken: string | null;
   close(): Promise<void>;
+}
+
+/** The metadata store the settings name: PostgreSQL with --db, else SQLite in the data directory. */
+export async function openMetadata(cfg: Pick<ServerConfig, 'db'>, data: DataLayout, opts: { now?: () => Date } = {}): Promise<MetadataStore> {
+  return cfg.db !== null ? openPgMetadata(cfg.db, opts) : openSqliteMetadata(data.database, opts);
 }
 
 function readPem(path: string, what: string): Buffer {
@@ -43,8 +51,11 @@ export async function startServer(cfg: ServerConfig, opts: { now?: () => Date; l
   prepareDataDir(data);
   // The signing key over time (key-ring.ts): a rotation switches it for every route at once.
   const keys = KeyRing.open(data);
-  const meta = await openSqliteMetadata(data.database, { now });
-  const blobs = await openDirBlobs(data.blobs);
+  const meta = await openMetadata(cfg, data, { now });
+  const blobs = await openDirBlobs(data.blobs).catch(async (e: unknown) => {
+    await meta.close();
+    throw e;
+  });
   try {
     const adminToken = await ensureAdminToken(data, meta, now());
     // What a killed publish left (partial blobs, blobs no version names) goes before serving.

@@ -8,6 +8,7 @@
 
 import { createHash } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
+import { DirBlobStore } from '../adapters/storage/dir-blobs.ts';
 import { join } from 'node:path';
 import { fromSystemError } from '../core/errors.ts';
 import type { BlobStore } from '../core/store/blobs.ts';
@@ -24,6 +25,9 @@ export interface Finding {
   readonly layer?: string;
   readonly version?: number;
   readonly bytes?: number;
+  /** An unreferenced blob's name, and its age in milliseconds when the store can tell (null: it cannot). */
+  readonly blob?: string;
+  readonly age?: number | null;
 }
 
 export interface CheckReport {
@@ -131,8 +135,12 @@ export async function checkStore(s: StoreParts): Promise<CheckReport> {
       if (u.size !== d.size) errors.push({ kind: 'blob-size', ...o.ref, version: u.version, message: `${o.label} version ${u.version}: ${u.size} bytes recorded, blob ${sha} has ${d.size}` });
     }
   }
+  const now = Date.now();
   for await (const b of s.blobs.list()) {
-    if (!byBlob.has(b.sha256)) leftovers.push({ kind: 'unreferenced-blob', bytes: b.size, message: `blob ${b.sha256} (${b.size} bytes) is named by no version: a publish was interrupted after storing it` });
+    if (!byBlob.has(b.sha256)) {
+      const age = await blobAge(s.blobs, b.sha256, now);
+      leftovers.push({ kind: 'unreferenced-blob', blob: b.sha256, bytes: b.size, age, message: `blob ${b.sha256} (${b.size} bytes${age === null ? '' : `, ${Math.round(age / 1000)} s old`}) is named by no version: a publish in flight, or one interrupted after storing it` });
+    }
   }
   for (const p of await s.blobs.partials()) {
     leftovers.push({ kind: 'partial-blob', bytes: p.size, message: `partial blob ${p.name} (${p.size} bytes, ${Math.round(p.age / 1000)} s old): an upload in progress, or one a crash cut off` });
@@ -181,4 +189,53 @@ export async function sweepLeftovers(s: Pick<StoreParts, 'meta' | 'blobs'>): Pro
   for await (const b of s.blobs.list()) if (!referenced.has(b.sha256)) unreferenced.push(b.sha256);
   const removed = unreferenced.length > 0 ? await s.meta.releaseBlobs(unreferenced, (b) => s.blobs.delete(b)) : [];
   return { partials, blobs: removed.length };
+}
+
+/**
+ * How long ago a blob was stored, in milliseconds, when the store can tell: the directory
+ * store's file time (a blob file is written once, then only renamed into place); a store with
+ * an `ageOf(sha256)` of its own; else null.
+ */
+export async function blobAge(blobs: BlobStore, sha256: string, now = Date.now()): Promise<number | null> {
+  const own = (blobs as Partial<{ ageOf: (sha: string) => Promise<number | null> }>).ageOf;
+  if (typeof own === 'function') return own.call(blobs, sha256);
+  if (!(blobs instanceof DirBlobStore)) return null;
+  try {
+    return Math.max(0, now - (await stat(blobs.pathOf(sha256))).mtimeMs);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw fromSystemError(e, `reading blob ${sha256}`);
+  }
+}
+
+export interface GcReport {
+  readonly graceMs: number;
+  /** Removed: no version named them, and they were older than the grace period. */
+  readonly removed: { readonly sha256: string; readonly bytes: number }[];
+  /** Unreferenced but kept: younger than the grace period, or of an age the store cannot tell (age null). */
+  readonly kept: { readonly sha256: string; readonly bytes: number; readonly age: number | null }[];
+}
+
+/**
+ * `admin fsck --gc`: removes the blobs that no version of a host or a layer names and that are
+ * older than `graceMs`. A publish stores its blob before the version that names it: the grace
+ * period keeps such a blob of a publish in flight. The removal itself happens under the
+ * metadata store's write lock (releaseBlobs), which looks at the references once more, so a
+ * version stored meanwhile keeps its blob; and a publish whose blob was released before its
+ * version named it stores the blob again (bundles.ts). A blob of unknown age is kept unless
+ * the grace period is 0. Partial blobs and spooled uploads are left to the next start.
+ */
+export async function collectGarbage(s: Pick<StoreParts, 'meta' | 'blobs'>, graceMs: number, now = Date.now()): Promise<GcReport> {
+  const referenced = new Set((await inventory(s.meta)).versions.map((v) => v.blob));
+  const old = new Map<string, number>();
+  const kept: { sha256: string; bytes: number; age: number | null }[] = [];
+  for await (const b of s.blobs.list()) {
+    if (referenced.has(b.sha256)) continue;
+    const age = await blobAge(s.blobs, b.sha256, now);
+    if (graceMs === 0 || (age !== null && age >= graceMs)) old.set(b.sha256, b.size);
+    else kept.push({ sha256: b.sha256, bytes: b.size, age });
+  }
+  const removed = old.size > 0 ? await s.meta.releaseBlobs([...old.keys()], (b) => s.blobs.delete(b)) : [];
+  // What releaseBlobs did not remove was named by a version meanwhile: no longer unreferenced.
+  return { graceMs, removed: removed.map((sha256) => ({ sha256, bytes: old.get(sha256) ?? 0 })), kept };
 }

@@ -1,6 +1,9 @@
-// Runs the metadata contract against every backend, plus what only SQLite has: a schema that
+// Runs the metadata contract against every backend (memory, SQLite, and PostgreSQL on a private
+// cluster of the real server: test/support/postgres.ts), plus what only SQLite has: a schema that
 // migrates once and refuses a newer one, foreign errors translated, and version and recovery
 // event numbering that stays consecutive when several processes write into one database file.
+// And what only PostgreSQL has: several stores (pools, processes) on one database, migrations
+// raced by stores opened at once, check() on a database changed behind its back, an outage.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -9,11 +12,16 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, test } from 'node:test';
 import Database from 'better-sqlite3';
+import pg from 'pg';
 import { Kysely, Migrator, SqliteDialect } from 'kysely';
 import { MemoryMetadataStore } from '../../src/adapters/storage/memory-metadata.ts';
+import { openPgMetadata } from '../../src/adapters/storage/pg-metadata.ts';
+import { PG_MIGRATIONS } from '../../src/adapters/storage/pg-schema.ts';
 import { openSqliteMetadata } from '../../src/adapters/storage/sqlite-metadata.ts';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, MIGRATIONS } from '../../src/adapters/storage/sqlite-schema.ts';
+import { isRuError } from '../../src/core/errors.ts';
 import type { MetadataStore } from '../../src/core/store/metadata.ts';
+import { usePgCluster } from '../support/postgres.ts';
 import { layerVersion, metadataContract, rejectsWith, sha } from './metadata.contract.ts';
 
 const REPO = resolve(import.meta.dirname, '../..');
@@ -39,6 +47,22 @@ metadataContract('sqlite', async (opts) => {
       await current.close();
       rmSync(dir, { recursive: true, force: true });
     },
+  };
+});
+
+// One cluster for this file; a fresh database per test, so each starts from an empty store.
+const pgCluster = usePgCluster();
+metadataContract('postgres', async (opts) => {
+  const url = await pgCluster().createDatabase('contract');
+  let current: MetadataStore = await openPgMetadata(url, opts);
+  return {
+    store: current,
+    reopen: async () => {
+      await current.close();
+      current = await openPgMetadata(url, opts);
+      return current;
+    },
+    cleanup: () => current.close(),
   };
 });
 
@@ -340,6 +364,197 @@ describe('sqlite metadata: schema, files and processes', () => {
       await s.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('postgres metadata: several stores on one database, migrations, outages', () => {
+  /** A raw connection for what the store must not be able to do itself: break its own rules. */
+  const raw = async <T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> => {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      return await fn(c);
+    } finally {
+      await c.end();
+    }
+  };
+  const blobOf = (tag: string) => ({ blob: sha(tag), digest: sha(`d:${tag}`), size: 1, manifest: '{}' });
+
+  test('two stores (two pools, as two server instances) publishing 15 versions each to one host at once get 1..30', async () => {
+    const url = await pgCluster().createDatabase('two');
+    const [a, b] = await Promise.all([openPgMetadata(url, { poolSize: 4 }), openPgMetadata(url, { poolSize: 4 })]);
+    try {
+      await a.addHost({ id: 'h' });
+      const publish = (s: MetadataStore, tag: string) => Promise.all(Array.from({ length: 15 }, (_, i) => s.publishVersion({ host: 'h', ...blobOf(`${tag}${i}`) })));
+      const got = (await Promise.all([publish(a, 'a'), publish(b, 'b')])).flat().map((r) => r.version.version).sort((x, y) => x - y);
+      assert.deepEqual(got, Array.from({ length: 30 }, (_, i) => i + 1));
+      const listed = await b.listVersions('h');
+      assert.equal(new Set(listed.map((v) => v.blob)).size, 30, 'each number holds its own publish');
+      assert.deepEqual(await a.check(), []);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  test('3 processes publishing 10 versions each to one host get 1..30; a single-use token spent by all of them is spent once', async () => {
+    const url = await pgCluster().createDatabase('procs');
+    const setup = await openPgMetadata(url);
+    await setup.addHost({ id: 'h' });
+    await setup.createToken({ id: 'once', secretHash: 'x', scope: 'fetch:h', uses: 1 });
+    await setup.close();
+    const dir = tempDir();
+    try {
+      const script = join(dir, 'publisher.mts');
+      writeFileSync(script, `
+        import { createHash } from 'node:crypto';
+        import { openPgMetadata } from ${JSON.stringify(join(REPO, 'src/adapters/storage/pg-metadata.ts'))};
+        const s = await openPgMetadata(process.argv[2], { busyTimeoutMs: 60000 });
+        const spent = await s.spendTokenUse('once', process.argv[3]).then(() => 1, (e) => (e.code === 'AUTH_USED_UP' ? 0 : Promise.reject(e)));
+        const got = [];
+        for (let i = 0; i < 10; i++) {
+          const hex = createHash('sha256').update(process.argv[3] + ':' + i).digest('hex');
+          got.push((await s.publishVersion({ host: 'h', blob: hex, digest: hex, size: 1, manifest: '{}' })).version.version);
+        }
+        await s.close();
+        console.log(JSON.stringify({ got, spent }));
+      `);
+      const run = (tag: string) => new Promise<{ got: number[]; spent: number }>((res, rej) => {
+        const p = spawn(process.execPath, ['--import', 'tsx', script, url, tag], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
+        let out = '';
+        p.stdout.on('data', (d) => (out += d));
+        p.on('exit', (code) => (code === 0 ? res(JSON.parse(out) as { got: number[]; spent: number }) : rej(new Error(`publisher ${tag} exited ${code}`))));
+      });
+      const results = await Promise.all(['a', 'b', 'c'].map(run));
+      assert.deepEqual(results.flatMap((r) => r.got).sort((x, y) => x - y), Array.from({ length: 30 }, (_, i) => i + 1));
+      assert.equal(results.reduce((n, r) => n + r.spent, 0), 1, 'one process got the single use');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('four stores opened at the same moment against an empty database migrate it once, and all of them work', async () => {
+    const url = await pgCluster().createDatabase('race');
+    const stores = await Promise.all(Array.from({ length: 4 }, () => openPgMetadata(url, { poolSize: 2 })));
+    try {
+      const names = await raw(url, async (c) => (await c.query<{ name: string }>(`select name from ${MIGRATION_TABLE} order by name`)).rows.map((r) => r.name));
+      assert.deepEqual(names, Object.keys(PG_MIGRATIONS).sort());
+      assert.deepEqual(Object.keys(PG_MIGRATIONS), Object.keys(MIGRATIONS), 'the same migration names as SQLite');
+      await Promise.all(stores.map((s, i) => s.addHost({ id: `h${i}` })));
+      for (const s of stores) assert.deepEqual((await s.listHosts()).map((h) => h.id), ['h0', 'h1', 'h2', 'h3']);
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
+    }
+    // Opening again applies nothing.
+    await (await openPgMetadata(url)).close();
+    assert.equal(await raw(url, async (c) => (await c.query(`select count(*)::int as n from ${MIGRATION_TABLE}`)).rows[0].n), Object.keys(PG_MIGRATIONS).length);
+  });
+
+  test('a database migrated by a newer rear-update is refused with STORE_SCHEMA', async () => {
+    const url = await pgCluster().createDatabase('future');
+    await (await openPgMetadata(url)).close();
+    await raw(url, (c) => c.query(`insert into ${MIGRATION_TABLE} (name, timestamp) values ('9999_from_the_future', $1)`, [new Date().toISOString()]));
+    await rejectsWith(openPgMetadata(url), 'STORE_SCHEMA');
+  });
+
+  test('an unreachable database at open is STORE_UNREACHABLE naming the URL without its password', async () => {
+    const dir = tempDir();
+    try {
+      const url = `postgres://rear:s3cret-pw@/meta?host=${encodeURIComponent(dir)}&port=5432`;
+      await assert.rejects(openPgMetadata(url, { connectTimeoutMs: 5000 }), (e: unknown) => {
+        assert.ok(isRuError(e) && e.code === 'STORE_UNREACHABLE', String(e));
+        assert.ok(!e.message.includes('s3cret-pw') && !JSON.stringify(e.context).includes('s3cret-pw'), e.message);
+        assert.match(e.message, /rear:\*\*\*@/);
+        return true;
+      });
+      // A database that does not exist on a running server: refused, named, the same code.
+      await rejectsWith(openPgMetadata(pgCluster().url('no_such_db')), 'STORE_UNREACHABLE');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a lock held longer than busyTimeoutMs by another session is STORE_BUSY, and the store works once it is let go', async () => {
+    const url = await pgCluster().createDatabase('busy');
+    const s = await openPgMetadata(url, { busyTimeoutMs: 300 });
+    try {
+      await s.addHost({ id: 'h' });
+      const holder = new pg.Client({ connectionString: url });
+      await holder.connect();
+      try {
+        await holder.query('begin');
+        await holder.query(`select * from hosts where id = 'h' for update`);
+        await rejectsWith(s.publishVersion({ host: 'h', ...blobOf('blocked') }), 'STORE_BUSY');
+        await holder.query('rollback');
+      } finally {
+        await holder.end();
+      }
+      assert.equal((await s.publishVersion({ host: 'h', ...blobOf('after') })).version.version, 1);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('check() names what is wrong in a database changed behind the store\'s back', async () => {
+    const url = await pgCluster().createDatabase('check');
+    const s = await openPgMetadata(url);
+    await s.addHost({ id: 'h' });
+    await s.addHost({ id: 'k' });
+    for (const c of ['1', '2', '3']) await s.publishVersion({ host: 'h', ...blobOf(c) });
+    await s.publishVersion({ host: 'k', ...blobOf('k') });
+    await s.pin('k', 1);
+    for (let i = 0; i < 3; i++) await s.appendAudit({ kind: 'fetch', result: 'ok' });
+    await s.publishLayerVersion(layerVersion('*', 'bad-manifest', 'm'));
+    assert.deepEqual(await s.check(), []);
+    await raw(url, async (c) => {
+      await c.query(`delete from versions where host_id = 'h' and version = 2`);
+      await c.query(`update hosts set pinned = 7 where id = 'k'`);
+      await c.query(`update versions set blob = 'not-a-sha' where host_id = 'k'`);
+      await c.query(`update layer_versions set manifest = '{cut off' where name = 'bad-manifest'`);
+      await c.query(`select setval(pg_get_serial_sequence('audit', 'id'), 1)`);
+      // What a restore or replication tool may do: foreign keys not checked for this session.
+      await c.query(`set session_replication_role = replica`);
+      await c.query(`insert into host_macs (mac, host_id) values ('aa:bb:cc:dd:ee:ff', 'ghost')`);
+    });
+    const problems = await s.check();
+    await s.close();
+    assert.deepEqual(problems.map((p) => [p.kind, p.host ?? p.layer ?? null, p.version ?? null]).sort(), [
+      ['damaged', null, null],
+      ['id-reused', null, null],
+      ['pin-missing', 'k', 7],
+      ['version-gap', 'h', 2],
+      ['version-invalid', '*/bad-manifest', 1],
+      ['version-invalid', 'k', 1],
+    ]);
+    assert.match(problems.find((p) => p.kind === 'damaged')!.message, /foreign key check: host_macs has 1 row that refers to a missing hosts row/);
+    assert.match(problems.find((p) => p.kind === 'id-reused')!.message, /^audit: the id sequence \(1\) is behind the largest id 3/);
+  });
+
+  test('PostgreSQL stopped: calls fail with STORE_BUSY (503, Retry-After); started again: the same store works without being reopened', async () => {
+    const cluster = pgCluster();
+    const url = await cluster.createDatabase('outage');
+    const s = await openPgMetadata(url, { connectTimeoutMs: 5000 });
+    try {
+      await s.addHost({ id: 'h' });
+      assert.equal((await s.publishVersion({ host: 'h', ...blobOf('before') })).version.version, 1);
+      cluster.stop();
+      try {
+        for (const call of [s.publishVersion({ host: 'h', ...blobOf('during') }), s.getHost('h'), s.listHosts()]) {
+          await assert.rejects(call, (e: unknown) => {
+            assert.ok(isRuError(e) && e.code === 'STORE_BUSY', String(e));
+            assert.match(e.message, /PostgreSQL metadata database is unavailable/);
+            assert.equal(typeof e.context.retryAfter, 'number');
+            return true;
+          });
+        }
+      } finally {
+        cluster.start();
+      }
+      assert.equal((await s.getHost('h'))?.id, 'h');
+      assert.equal((await s.publishVersion({ host: 'h', ...blobOf('after') })).version.version, 2, 'nothing of the failed publish was kept');
+    } finally {
+      await s.close();
     }
   });
 });

@@ -12,9 +12,10 @@
 //   - by hand in the rescue shell: `rear-update apply e229` and `rear-update apply URL` with
 //     server, token and keys from the image's settings;
 //   - the recovery log reaches the server while rear runs.
+//   - with the server down, the hook applies from an offline export (docs/export.md).
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -197,4 +198,25 @@ test('on a console, a failed update offers the choices; "continue without the up
   assert.match(r.beforeOutput, /continuing without update/);
   assert.ok(r.stopped, explain(r));
   assert.equal(r.vars.HOST_ONLY_VAR, 'template-configuration');
+});
+
+test('server down, offline export in a local directory (rear_update=export=/path): the hook applies e229 from it after its retries, and rear recover runs with e229\'s configuration', async () => {
+  // The export an admin made while the server lived; the image finds it at /srv/rear-export.
+  const dir = join(work, 'export');
+  const made = await cliAsync(['admin', 'export', dir, '--host', 'e229', '--server', srv.url, '--token', admin]);
+  assert.equal(made.status, 0, made.stderr);
+  const files = image();
+  files['/etc/rear-update/settings.conf'] = {
+    content: encodeSettings({ REAR_UPDATE_SERVER: 'http://127.0.0.1:9', REAR_UPDATE_TOKEN: fetchClass, REAR_UPDATE_RETRY_FOR: '0', REAR_UPDATE_KEEP: 'etc/rear/rescue.conf' }, 'dead server'),
+    mode: 0o600,
+  };
+  for (const f of readdirSync(dir)) files[`/srv/rear-export/${f}`] = readFileSync(join(dir, f));
+  const r = await runRearRecoverInit({ localConf: TEMPLATE_CONF, files, before: bootHook('rear_update=id=e229,export=/srv/rear-export'), vars: VARS, env });
+  assert.equal(r.beforeStatus, 0, explain(r));
+  assert.match(r.beforeOutput, /FAILED|error (DOWNLOAD_FAILED|SERVER_UNREACHABLE)/);
+  assert.match(r.beforeOutput, /applying from the offline export at \/srv\/rear-export/);
+  assert.match(r.beforeOutput, /installed from export of \d{4}-/);
+  assert.ok(r.stopped, explain(r));
+  assert.equal(r.vars.HOST_ONLY_VAR, 'e229-configuration');
+  assert.equal(r.vars.RESCUE_ONLY_VAR, 'from-the-image');
 });

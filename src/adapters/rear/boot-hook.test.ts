@@ -44,6 +44,9 @@ function runHook(o: { cmdline: string; settings?: Partial<Record<SettingKey, str
   mkdirSync(join(dir, 'bin'), { recursive: true });
   writeFileSync(join(dir, 'bin/rear-update'), STUB, { mode: 0o755 });
   writeFileSync(join(dir, 'bin/sleep'), `#!/bin/bash\necho "$*" >>"${join(dir, 'sleeps')}"\n`, { mode: 0o755 });
+  // The offline export's mounts (NFS cannot be served here): recorded, as apply's calls are.
+  for (const tool of ['mount', 'umount', 'udevadm']) writeFileSync(join(dir, `bin/${tool}`), `#!/bin/bash\necho "${tool} $*" >>"$RU_LOG"\n`, { mode: 0o755 });
+  writeFileSync(join(dir, 'bin/blkid'), '#!/bin/bash\ntest "$1 $2" = "-L RU-EXPORT" && echo /dev/sdz1\n', { mode: 0o755 });
   writeFileSync(join(dir, 'hook.sh'), BOOT_HOOK);
   writeFileSync(join(dir, 'settings.conf'), (o.rawSettings ?? '') + encodeSettings({ REAR_UPDATE_SERVER: 'http://127.0.0.1:9', REAR_UPDATE_RETRY_FOR: '0', ...o.settings }, 'test'));
   const env = {
@@ -54,6 +57,7 @@ function runHook(o: { cmdline: string; settings?: Partial<Record<SettingKey, str
     RU_COUNT: join(dir, 'count'),
     RU_APPLY_CODES: o.applyCodes ?? '7',
     RU_FACTS_HOSTNAME: o.factsHostname ?? '',
+    REAR_UPDATE_EXPORT_MOUNT: join(dir, 'mnt'),
     TERM: 'dumb',
   };
   const script = `source ${join(dir, 'hook.sh')}; echo "hook-status=$?"`;
@@ -73,6 +77,8 @@ function runHook(o: { cmdline: string; settings?: Partial<Record<SettingKey, str
 }
 
 const applies = (r: HookRun): string[] => r.calls.filter((c) => c.startsWith('apply'));
+/** The mount point the hook was given for the offline export (runHook's REAR_UPDATE_EXPORT_MOUNT). */
+const exportMount = (): string => join(work, `run-${runs}`, 'mnt');
 
 test('the boot hook is valid bash', () => {
   const r = spawnSync('bash', ['-n'], { input: BOOT_HOOK, encoding: 'utf8' });
@@ -210,4 +216,47 @@ test('the exit task reports the status rear ends with: 0 at its end, EXIT_CODE w
   const early = exitTaskReport('EXIT_FAIL_MESSAGE=0 ; exit 0');
   assert.equal(early.status, 0);
   assert.match(finished(early.calls) ?? '', /^report finished --exit-status 1 --message rear recover ended before its end \(in WORKFLOW_recover\)$/);
+});
+
+test('server down, export on NFS: after the retries (exit 7) the hook mounts it read-only with the rescue system\'s own NFS mount, applies from it, unmounts', () => {
+  const r = runHook({ cmdline: 'quiet rear_update=export=nfs://nfs.example/srv/rear-export', applyCodes: '7 0' });
+  const mnt = exportMount();
+  assert.equal(r.status, 0, r.output);
+  assert.deepEqual(r.calls.filter((c) => /^(apply|mount|umount)/.test(c)), [
+    'apply | REAR_UPDATE_HOSTNAME=<unset>',
+    `mount -t nfs -o ro,nolock nfs.example:/srv/rear-export ${mnt}`,
+    `apply --from ${mnt} | REAR_UPDATE_HOSTNAME=<unset>`,
+    `umount ${mnt}`,
+  ]);
+  assert.ok(r.calls.some((c) => c.startsWith('guard --off')), r.calls.join('\n'));
+  assert.match(r.output, /applying from the offline export at nfs:\/\/nfs\.example\/srv\/rear-export/);
+});
+
+test('server down, export on a labelled medium (settings.conf REAR_UPDATE_EXPORT=LABEL:/path): found by its label, mounted read-only, the id passed on', () => {
+  const r = runHook({ cmdline: 'quiet rear_update=id=e229', settings: { REAR_UPDATE_EXPORT: 'RU-EXPORT:/fleet' }, applyCodes: '7 0' });
+  const mnt = exportMount();
+  assert.equal(r.status, 0, r.output);
+  assert.deepEqual(r.calls.filter((c) => /^(apply|mount|umount)/.test(c)), [
+    'apply e229 | REAR_UPDATE_HOSTNAME=<unset>',
+    `mount -o ro /dev/sdz1 ${mnt}`,
+    `apply --from ${mnt}/fleet e229 | REAR_UPDATE_HOSTNAME=<unset>`,
+    `umount ${mnt}`,
+  ]);
+});
+
+test('a refusal is no outage: after exit 4 (a bad signature) the export is not used', () => {
+  const r = runHook({ cmdline: 'quiet rear_update=export=nfs://nfs.example/srv/rear-export', applyCodes: '4' });
+  assert.equal(r.status, 1, r.output);
+  assert.deepEqual(r.calls.filter((c) => /^(apply|mount)/.test(c)), ['apply | REAR_UPDATE_HOSTNAME=<unset>']);
+});
+
+test('the export fails too (exit 3 from apply --from): unmounted, and the hook fails as before, the guard kept', () => {
+  const r = runHook({ cmdline: 'quiet rear_update=export=nfs://nfs.example/srv/rear-export', applyCodes: '7 3' });
+  assert.equal(r.status, 1, r.output);
+  assert.ok(r.calls.some((c) => c.startsWith('umount')), r.calls.join('\n'));
+  assert.equal(r.calls.some((c) => c.startsWith('guard --off')), false);
+  assert.match(r.output, /the offline export did not help either \(exit 3\)/);
+  const nolabel = runHook({ cmdline: 'quiet rear_update=export=NOSUCH:/x', applyCodes: '7' });
+  assert.match(nolabel.output, /no file system labelled NOSUCH/);
+  assert.deepEqual(applies(nolabel).length, 1);
 });

@@ -28,13 +28,67 @@ export const BOOT_HOOK = `# ${HOOK_NAME}: written by \`rear-update install-rear\
 # after networking and before an automatic \`rear recover\`: fetches this machine's host
 # configuration from the rear-update server and installs it (verified, all or nothing), so
 # the recovery that follows is the right host's. Settings: /etc/rear-update/settings.conf,
-# overridden by the kernel command line: rear_update=server=URL,id=HOST,token=T,hostname=NAME,retry=SECONDS
+# overridden by the kernel command line: rear_update=server=URL,id=HOST,token=T,hostname=NAME,retry=SECONDS,export=WHERE
 # or rear_update=off. With ReaR's \`unattended\` boot option it never waits for an answer.
+# When the server does not answer and an offline export is configured (REAR_UPDATE_EXPORT or
+# export=WHERE: nfs://HOST/PATH, LABEL:/path, or a directory /path), it applies from there.
+
+# Applies from an offline export (rear-update admin export; docs/export.md), mounted read-only
+# for the apply and unmounted afterwards. nfs://HOST/PATH: the rescue system's own NFS mount;
+# LABEL:/path: the file system labelled LABEL (found as the media hook finds its medium), the
+# export in its /path; /path: a directory that is already there.
+rear_update_export_apply() {
+    local where=$1 id=$2 mnt=\${REAR_UPDATE_EXPORT_MOUNT:-/run/rear-update/export} dir='' dev='' label='' path='' server='' mounted='' rc
+    case "$where" in
+        (nfs://*/*)
+            server=\${where#nfs://}
+            path=/\${server#*/}
+            server=\${server%%/*}
+            mkdir -p "$mnt"
+            if ! mount -t nfs -o ro,nolock "$server:$path" "$mnt" ; then
+                echo "rear-update: could not mount the offline export $server:$path (NFS, read-only)"
+                return 1
+            fi
+            mounted=yes
+            dir=$mnt ;;
+        (nfs://*)
+            echo "rear-update: ignoring the offline export '$where': expected nfs://HOST/PATH"
+            return 1 ;;
+        (/*)
+            dir=$where ;;
+        (?*:/*)
+            label=\${where%%:*}
+            path=\${where#*:}
+            type -p udevadm >/dev/null && udevadm settle --timeout=10 >/dev/null 2>&1
+            dev=$(blkid -L "$label" 2>/dev/null)
+            test -n "$dev" || test ! -e "/dev/disk/by-label/$label" || dev=/dev/disk/by-label/$label
+            if test -z "$dev" ; then
+                echo "rear-update: no file system labelled $label holds the offline export ($where)"
+                return 1
+            fi
+            mkdir -p "$mnt"
+            if ! mount -o ro "$dev" "$mnt" ; then
+                echo "rear-update: could not mount $dev ($label) read-only for the offline export"
+                return 1
+            fi
+            mounted=yes
+            dir=$mnt$path ;;
+        (*)
+            echo "rear-update: ignoring the offline export '$where': expected nfs://HOST/PATH, LABEL:/path or /path"
+            return 1 ;;
+    esac
+    echo "rear-update: the server does not answer: applying from the offline export at $where"
+    rear-update apply --from "$dir" \${id:+"$id"}
+    rc=$?
+    test -n "$mounted" && umount "$mnt"
+    return $rc
+}
 
 rear_update_boot_hook() {
     local REAR_UPDATE_SERVER='' REAR_UPDATE_TOKEN='' REAR_UPDATE_CACERT='' REAR_UPDATE_ID_FROM=mac
     local REAR_UPDATE_CLASS='' REAR_UPDATE_WAIT=15m REAR_UPDATE_KEEP=etc/rear/rescue.conf REAR_UPDATE_RETRY_FOR=300
     local REAR_UPDATE_IMAGE_HOSTNAME='' REAR_UPDATE_IMAGE_UUID='' REAR_UPDATE_IMAGE_SERIAL='' REAR_UPDATE_HOSTNAME=''
+    local REAR_UPDATE_EXPORT='' REAR_UPDATE_EXPORT_MAX_AGE=7d erc
     local settings=\${REAR_UPDATE_SETTINGS:-/etc/rear-update/settings.conf}
     test -r "$settings" && source "$settings"
     # A hostname in the image's settings would be every booting machine's: only the kernel command line gives one.
@@ -58,6 +112,7 @@ rear_update_boot_hook() {
                         (id) id=$value ;;
                         (token) REAR_UPDATE_TOKEN=$value ;;
                         (hostname) REAR_UPDATE_HOSTNAME=$value ;;
+                        (export) REAR_UPDATE_EXPORT=$value ;;
                         (retry)
                             case "$value" in
                                 (''|*[!0-9]*) echo "rear-update: ignoring rear_update=...retry=$value... (seconds expected)" ;;
@@ -73,7 +128,7 @@ rear_update_boot_hook() {
         echo "rear-update: no server configured (settings.conf or rear_update=server=URL); nothing fetched"
         return 0
     fi
-    export REAR_UPDATE_SERVER REAR_UPDATE_TOKEN REAR_UPDATE_CACERT REAR_UPDATE_WAIT REAR_UPDATE_KEEP
+    export REAR_UPDATE_SERVER REAR_UPDATE_TOKEN REAR_UPDATE_CACERT REAR_UPDATE_WAIT REAR_UPDATE_KEEP REAR_UPDATE_EXPORT_MAX_AGE
     test -n "$REAR_UPDATE_HOSTNAME" && export REAR_UPDATE_HOSTNAME
     if test -z "$id" ; then
         case "$REAR_UPDATE_ID_FROM" in
@@ -110,6 +165,19 @@ rear_update_boot_hook() {
             sleep 10
             continue
         fi
+        # Still no answer after the retries: the offline export, when one is configured. Not
+        # after a refusal (a bad signature, an unknown host): that is no outage.
+        if test $rc -eq 7 && test -n "$REAR_UPDATE_EXPORT" ; then
+            rear_update_export_apply "$REAR_UPDATE_EXPORT" "$id"
+            erc=$?
+            if test $erc -eq 0 ; then
+                rear-update guard --off "$rescue_conf"
+                rear-update status
+                echo "rear-update: done from the offline export; 'rear recover' will use this host's configuration as of that export"
+                return 0
+            fi
+            echo "rear-update: the offline export did not help either (exit $erc)"
+        fi
         echo "rear-update: FAILED (exit $rc): this machine's configuration is NOT installed."
         if test -n "$unattended" || ! test -t 0 ; then
             if test -n "$unattended" ; then
@@ -143,7 +211,7 @@ rear_update_boot_hook() {
 }
 rear_update_boot_hook
 REAR_UPDATE_HOOK_STATUS=$?
-unset -f rear_update_boot_hook
+unset -f rear_update_boot_hook rear_update_export_apply
 return $REAR_UPDATE_HOOK_STATUS
 `;
 

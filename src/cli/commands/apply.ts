@@ -30,7 +30,8 @@ import type { SignatureStatus } from '../../core/signature.ts';
 import { byteSize, collect, limitsFrom, positiveInt, type LimitFlags } from '../options.ts';
 import { formatBytes, note, out, printJson, table } from '../output.ts';
 import { openSource, type OpenedSource } from '../source.ts';
-import { duration, sourceFor } from '../server-source.ts';
+import { duration, sourceFor, type SourceChoice } from '../server-source.ts';
+import { exportSourceFor, type ExportSource } from '../export-source.ts';
 import { effectiveEnv, factSettings } from '../settings.ts';
 import { serverFrom } from '../server-options.ts';
 import { reporterFor, reportingOff } from './report.ts';
@@ -63,6 +64,9 @@ export interface ApplyFlags extends LimitFlags {
   stepTimeout?: number;
   /** false with --no-report: no recovery is opened or reported to. */
   report?: boolean;
+  /** An offline export directory (docs/export.md); the source argument is then a host id, or nothing. */
+  from?: string;
+  acceptOldExport?: boolean;
 }
 
 export const DEFAULT_STEP_TIMEOUT = 300;
@@ -276,7 +280,8 @@ function fromServer(source: string | undefined, o: ApplyFlags): boolean {
 
 /** This boot's recovery on the server, opened (or taken up again) before the first request, which it is linked to. */
 async function recoveryFor(source: string | undefined, o: ApplyFlags, root: string): Promise<RecoveryReporter | null> {
-  if (o.dryRun || reportingOff(o.report) || !fromServer(source, o)) return null;
+  // From an export the server is gone, or not asked: nothing to report to.
+  if (o.dryRun || o.from !== undefined || reportingOff(o.report) || !fromServer(source, o)) return null;
   const reporter = reporterFor(o, root, false);
   if (!reporter) return null;
   const explicitId = source !== undefined && !/^(https?|file):\/\//i.test(source) ? source : null;
@@ -303,20 +308,29 @@ export async function apply(source: string | undefined, o: ApplyFlags): Promise<
 async function applyTo(source: string | undefined, o: ApplyFlags, root: string, reporter: RecoveryReporter | null): Promise<void> {
   // While pending, the resolve polls carry the recovery's header; a heartbeat now and then says more plainly that this machine waits.
   const beat = reporter ? setInterval(() => void reporter.heartbeat(), WAIT_HEARTBEAT_MS).unref() : null;
-  let from: Awaited<ReturnType<typeof sourceFor>>;
+  let from: SourceChoice;
+  // An offline export: its signed index names the host, the bundle file and its digest (export-source.ts).
+  let exported: ExportSource | null = null;
   try {
-    // Every request of this apply (resolve polls, the download and its resumes) is linked to the recovery.
-    from = await sourceFor(source, o, reporter?.id != null ? reporter.headers() : {});
+    if (o.from !== undefined) {
+      exported = await exportSourceFor(o.from, source, o);
+      from = exported.choice;
+    } else {
+      // Every request of this apply (resolve polls, the download and its resumes) is linked to the recovery.
+      from = await sourceFor(source, o, reporter?.id != null ? reporter.headers() : {});
+    }
   } finally {
     if (beat) clearInterval(beat);
   }
-  // Is this the server's answer to this very request: the host asked for, the nonce sent?
+  // Is this the server's answer to this very request: the host asked for, the nonce sent? (From
+  // an export: the host, version and export time its signed index names.)
   const answers = (m: Manifest | null): void => {
     hostCheck(m, from.host);
     freshnessCheck(m, from.nonce);
+    exported?.check(m);
   };
-  // The pinned keys, moved by key statements: the keys directory's, --statement, the server's (docs/keys.md).
-  const trust = trustFrom(o, await serverStatements(from.url, o), o.verbose === true);
+  // The pinned keys, moved by key statements: the keys directory's, --statement, the server's (docs/keys.md), or the export's.
+  const trust = exported ? exported.trust : trustFrom(o, await serverStatements(from.url, o), o.verbose === true);
   const trusted = trustedKeys(trust);
   const limits = limitsFrom(o);
   const owners = process.getuid?.() === 0;
@@ -426,7 +440,11 @@ async function applyTo(source: string | undefined, o: ApplyFlags, root: string, 
     }
     const previous = state.readInstalled();
     let activation: InstalledActivation | undefined = act ? { kernel, chroot: root !== '/', complete: false, steps } : undefined;
-    const base: Installed = { ...installedRecord(r, layout, src.label, keep), ...trustOf(trust, r.signature.status === 'valid' ? r.signature.key.fingerprint : null) };
+    const base: Installed & { export?: { exported: string; dir: string } } = {
+      ...installedRecord(r, layout, src.label, keep), ...trustOf(trust, r.signature.status === 'valid' ? r.signature.key.fingerprint : null),
+      // status says "installed from export of DATE"
+      ...(exported ? { export: { exported: exported.index.exported, dir: exported.dir } } : {}),
+    };
     const next: Installed = activation ? { ...base, activation } : base;
     txns.commit(txn.id, plan.ops, previous, next, { owners, beforeOp: testHooks().beforeOp });
     committed = true;
@@ -510,6 +528,8 @@ export function registerApply(program: Command): void {
     .option('-v, --verbose', 'print every changed path')
     .option('-q, --quiet', 'no progress output')
     .option('--no-report', 'with --server: do not report this apply to the server as a recovery (env REAR_UPDATE_REPORT=0)')
+    .option('--from <dir>', 'apply from an offline export (rear-update admin export): the source argument is then a host id, or nothing to find this machine in the export by its facts')
+    .option('--accept-old-export', 'with --from: apply an export older than REAR_UPDATE_EXPORT_MAX_AGE (default 7d) without asking')
     .addHelpText('after', `
 What happens:
   1. The bundle is read once, streaming. Its signature is checked against the trusted keys
@@ -573,6 +593,19 @@ applied, and that key is recorded in the keys directory (learned-HEX.pub) for la
 names the rotation. A bundle signed by a retired key is refused with KEY_RETIRED. The rules
 and what a leaked key can still do: docs/keys.md.
 
+Offline export (--from DIR, docs/export.md): when the server is down, apply reads
+DIR/index.json, written by \`rear-update admin export DIR\` and signed by the server's key. The
+index's signature must verify with a trusted key (the same keys and key statements as above;
+statements written into the index count too), else EXPORT_INDEX_INVALID, or
+BUNDLE_KEY_UNTRUSTED / KEY_RETIRED. This machine is found in the index by its facts, with the
+server's rules (a fact naming two hosts proves nothing; nothing found: EXPORT_HOST_UNKNOWN,
+never a guess), or by the HOST given. Its bundle file must have the sha256 and size the index
+says (else EXPORT_TAMPERED) and is then applied as any bundle: verified, all or nothing, and
+its signed manifest must name that host. An export older than REAR_UPDATE_EXPORT_MAX_AGE
+(default 7d, by this machine's clock) is applied only when confirmed on a terminal or with
+--accept-old-export; otherwise EXPORT_TOO_OLD. Nothing is reported to a server. status says
+"installed from export of DATE".
+
 Download progress: a bar on a terminal; a plain line every 5 s on anything else, and also on
 a serial or IPMI console (stderr on /dev/ttyS*, ttyAMA*, ttyUSB*, hvc*, ttysclp*, or on
 /dev/console while the kernel's active console is one of those) and with TERM=dumb.
@@ -592,6 +625,8 @@ Examples:
   rear-update apply e229.tar.gz --pubkey /etc/rear-update/keys/fleet.pub
   rear-update apply https://rear.example.com/rear/e229.tar.gz --cacert ca.pem
   rear-update apply --unsigned --dry-run legacy-config.tar.gz
+  rear-update apply --from /media/usb/rear-export          this machine, found by its facts
+  rear-update apply --from /mnt/export e229 --accept-old-export
   rear-update apply nic-tg3.layer.tar.gz --pubkey fleet.pub --root /mnt/image --kernel 6.1.0-57-amd64 --step-timeout 60`)
     .action((src: string | undefined, o: ApplyFlags) => apply(src, o));
 }

@@ -17,7 +17,8 @@ export function registerServe(program: Command): void {
     cmd.addOption(new Option(s.flag, `${s.help} (env ${s.env}${s.default !== null ? `, default ${s.default}` : ''})`));
   }
   cmd.addHelpText('after', `
-First start creates, in the data directory: metadata.sqlite, blobs/, the signing key
+First start creates, in the data directory: metadata.sqlite (unless --db names a PostgreSQL
+database, which then holds the metadata: docs/storage.md), blobs/, the signing key
 (signing/rear-update.key, 0600, never served), server.pub (what rescue images trust; also at
 GET /api/v1/server-key) and admin.token (0600). Logs are JSON lines on stdout. Every start
 removes what interrupted publishes left (partial blobs, blobs no version names).
@@ -26,7 +27,7 @@ key statements stay in signing/; docs/keys.md).
 
 --check verifies, without serving and without changing anything: every version's blob exists
 with its recorded size and sha256, each host's versions are numbered 1..n, pins name a version,
-id sequences are ahead of their ids, SQLite's integrity and foreign keys hold, and each
+id sequences are ahead of their ids, the database's own integrity checks hold, and each
 recovery log's file holds the bytes its record counts. Leftovers of interrupted uploads are
 listed, not errors.
 

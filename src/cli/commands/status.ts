@@ -116,6 +116,9 @@ function activationSummary(a: NonNullable<Installed['activation']>): string {
   return a.steps.length ? `${a.steps.length} step(s), none failed (${where})` : `nothing to do (${where})`;
 }
 
+/** Where an apply --from took the bundle (recorded by apply beside the installed record's own fields). */
+const exportOf = (rec: Installed): { exported: string; dir: string } | null => (rec as Installed & { export?: { exported: string; dir: string } }).export ?? null;
+
 export function registerStatus(program: Command): void {
   program
     .command('status')
@@ -130,7 +133,10 @@ output is in var/lib/rear-update/activation.log.
 Drift: installed entries whose content, mode, owner, type or link target changed, and paths
 below owned directories that the bundle lacks. Paths the apply kept on purpose (--keep or
 REAR_UPDATE_KEEP, recorded with what was installed; the boot hook keeps etc/rear/rescue.conf
-and then lifts its guard in it) are listed as kept, not as drift, changed or not.`)
+and then lifts its guard in it) are listed as kept, not as drift, changed or not.
+
+Offline export: a bundle applied with apply --from DIR shows "installed from export of DATE",
+the time the server made the export (docs/export.md); --json has it as installed.export.`)
     .action(async (o: { root: string; json?: boolean }) => {
       const root = resolveRoot(o.root);
       const state = new StateDir(root);
@@ -170,6 +176,7 @@ and then lifts its guard in it) are listed as kept, not as drift, changed or not
         ['created:', rec.created ?? '-'],
         ['key:', rec.key ? `${rec.key}${rec.trust?.via === 'statement' ? `, ${describeTrust(rec.trust)}` : ''}` : 'none (applied --unsigned)'],
         ['applied:', `${rec.appliedAt} from ${rec.source}`],
+        ...(exportOf(rec) ? [['export:', `installed from export of ${exportOf(rec)!.exported} (${exportOf(rec)!.dir}): the server was not asked; it may have newer versions`]] : []),
         ['entries:', String(rec.entries.length)],
         ...(rec.kernel !== undefined ? [['kernel:', `${rec.kernel} (kernel-bound content was installed for this release)`]] : []),
         ...(rec.layers ?? []).map((l, i) => [i === 0 ? 'layers:' : '', `${l.name} (class ${l.class ?? 'none: the host\'s own'}, version ${l.version ?? '-'})`]),

@@ -3,6 +3,8 @@
 
 import type { Command } from 'commander';
 import { registerAudit } from './audit.ts';
+import { registerExport } from './export.ts';
+import { registerFsck } from './fsck.ts';
 import { registerHost } from './host.ts';
 import { registerKey } from './key.ts';
 import { registerLayers } from './layers.ts';
@@ -48,4 +50,6 @@ Examples:
   registerAudit(admin);
   registerLogs(admin);
   registerKey(admin);
+  registerExport(admin);
+  registerFsck(admin);
 }
