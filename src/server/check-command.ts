@@ -9,7 +9,7 @@ import { DirBlobStore } from '../adapters/storage/dir-blobs.ts';
 import { formatBytes } from '../cli/output.ts';
 import { loadConfig, type ConfigFlags } from './config.ts';
 import { layout } from './data-dir.ts';
-import { openMetadata } from './serve.ts';
+import { openMetadata, openBlobs } from './serve.ts';
 import { checkStore, type CheckReport, type Finding } from './store-check.ts';
 
 function lines(r: CheckReport, root: string): string[] {
@@ -33,13 +33,15 @@ export async function runCheck(flags: ConfigFlags, opts: { json: boolean }, out:
   }
   // With --db the metadata is PostgreSQL's, checked there; the blobs and logs are still --data's.
   const meta = await openMetadata(cfg, data);
-  // Not openDirBlobs: a check removes nothing, not even day-old partial blobs.
-  const blobs = new DirBlobStore(data.blobs);
+  // Not openDirBlobs: a check removes nothing, not even day-old partial blobs (opening the
+  // PostgreSQL blob store removes nothing either: an unfinished upload is an open transaction).
+  const blobs = cfg.blobs === 'postgres' ? await openBlobs(cfg, data) : new DirBlobStore(data.blobs);
   let report: CheckReport;
   try {
     report = await checkStore({ meta, blobs, data });
   } finally {
     await meta.close();
+    await blobs.close();
   }
   if (opts.json) out(JSON.stringify(report, null, 2));
   else for (const l of lines(report, data.root)) out(l);

@@ -11,6 +11,8 @@ export interface ServerConfig {
   readonly data: string;
   /** A PostgreSQL URL for the metadata; null: SQLite in the data directory. */
   readonly db: string | null;
+  /** Where bundle bytes go: `dir` (DATA/blobs) or `postgres` (the --db database). */
+  readonly blobs: 'dir' | 'postgres';
   readonly listen: { readonly host: string; readonly port: number };
   readonly tlsCert: string | null;
   readonly tlsKey: string | null;
@@ -99,12 +101,20 @@ export function parseDbUrl(v: string, from: string): string | null {
   return t;
 }
 
+/** The blob store: the data directory's blobs/ or the PostgreSQL database (which needs --db: checked in loadConfig). */
+export function parseBlobs(v: string, from: string): ServerConfig['blobs'] {
+  const t = v.trim();
+  if (t !== 'dir' && t !== 'postgres') throw new RuError('CONFIG_INVALID', `${from}: blob store ${JSON.stringify(v)} is not dir or postgres`, { from });
+  return t;
+}
+
 const text = (v: string): string => v;
 const orNull = (v: string): string | null => (v === '' ? null : v);
 
 export const SETTINGS = [
   { key: 'data', flag: '--data <dir>', env: 'REAR_UPDATE_DATA', default: './data', parse: text, help: 'data directory: metadata database, bundles, keys, logs' },
-  { key: 'db', flag: '--db <url>', env: 'REAR_UPDATE_DB', default: null, parse: parseDbUrl, help: 'keep the metadata in PostgreSQL: postgres://USER@HOST:PORT/DB (a password is better in PGPASSWORD or ~/.pgpass than in a flag); default: SQLite in --data. Bundles, keys and logs stay in --data' },
+  { key: 'db', flag: '--db <url>', env: 'REAR_UPDATE_DB', default: null, parse: parseDbUrl, help: 'keep the metadata in PostgreSQL: postgres://USER@HOST:PORT/DB (a password is better in PGPASSWORD or ~/.pgpass than in a flag); default: SQLite in --data. Keys and logs stay in --data, bundles too unless --blobs postgres' },
+  { key: 'blobs', flag: '--blobs <store>', env: 'REAR_UPDATE_BLOBS', default: 'dir', parse: parseBlobs, help: 'where bundles are kept: dir (--data\'s blobs/ directory) or postgres (in the --db database, which several servers can share: no bundle on any one server\'s disk)' },
   { key: 'listen', flag: '--listen <addr:port>', env: 'REAR_UPDATE_LISTEN', default: '127.0.0.1:8080', parse: parseListen, help: 'address and port to listen on' },
   { key: 'tlsCert', flag: '--tls-cert <file>', env: 'REAR_UPDATE_TLS_CERT', default: null, parse: orNull, help: 'PEM certificate (chain): serve HTTPS (needs --tls-key)' },
   { key: 'tlsKey', flag: '--tls-key <file>', env: 'REAR_UPDATE_TLS_KEY', default: null, parse: orNull, help: 'PEM private key of the certificate' },
@@ -167,6 +177,9 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
     out[s.key] = raw === null ? null : (s.parse as (v: string, f: string) => unknown)(raw, from);
   }
   const c = out as unknown as ServerConfig;
+  if (c.blobs === 'postgres' && c.db === null) {
+    throw new RuError('CONFIG_INVALID', '--blobs postgres keeps bundles in the PostgreSQL database: it needs --db', { from: 'flags' });
+  }
   if ((c.tlsCert === null) !== (c.tlsKey === null)) {
     throw new RuError('CONFIG_INVALID', 'TLS needs both --tls-cert and --tls-key', { from: 'flags' });
   }

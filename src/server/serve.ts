@@ -1,11 +1,12 @@
 // The server's composition root: settings → data directory (first start creates the key and
 // the admin token) → stores → app → listen. Returns a handle so tests and the CLI can stop it.
-// The metadata store is chosen here and nowhere else: PostgreSQL with --db, else SQLite in
-// --data; bundles stay in --data's blob directory either way.
+// The stores are chosen here and nowhere else: the metadata in PostgreSQL with --db, else SQLite
+// in --data; bundles in --data's blob directory, or with --blobs postgres in the --db database.
 
 import { readFileSync } from 'node:fs';
 import { RuError } from '../core/errors.ts';
 import { openDirBlobs } from '../adapters/storage/dir-blobs.ts';
+import { openPgBlobs } from '../adapters/storage/pg-blobs.ts';
 import { openPgMetadata } from '../adapters/storage/pg-metadata.ts';
 import { openSqliteMetadata } from '../adapters/storage/sqlite-metadata.ts';
 import { buildApp } from './app.ts';
@@ -17,6 +18,7 @@ import { RecoveryService } from './recoveries.ts';
 import { LogService } from './logs.ts';
 import { TtlCache } from './cache.ts';
 import { AuditQueue } from './audit-queue.ts';
+import type { BlobStore } from '../core/store/blobs.ts';
 import type { Host, MetadataStore, TokenRecord, VersionRecord } from '../core/store/metadata.ts';
 import { createMetrics } from './metrics.ts';
 import { sweepLeftovers } from './store-check.ts';
@@ -37,6 +39,18 @@ export async function openMetadata(cfg: Pick<ServerConfig, 'db'>, data: DataLayo
   return cfg.db !== null ? openPgMetadata(cfg.db, opts) : openSqliteMetadata(data.database, opts);
 }
 
+/**
+ * The blob store the settings name: the data directory's blobs/ (opening it clears day-old
+ * partial uploads), or with --blobs postgres the --db database (config.ts refuses it without).
+ */
+export async function openBlobs(cfg: Pick<ServerConfig, 'db' | 'blobs'>, data: DataLayout): Promise<BlobStore> {
+  if (cfg.blobs === 'postgres') {
+    if (cfg.db === null) throw new RuError('CONFIG_INVALID', '--blobs postgres needs --db', { from: 'flags' });
+    return openPgBlobs(cfg.db);
+  }
+  return openDirBlobs(data.blobs);
+}
+
 function readPem(path: string, what: string): Buffer {
   try {
     return readFileSync(path);
@@ -52,7 +66,7 @@ export async function startServer(cfg: ServerConfig, opts: { now?: () => Date; l
   // The signing key over time (key-ring.ts): a rotation switches it for every route at once.
   const keys = KeyRing.open(data);
   const meta = await openMetadata(cfg, data, { now });
-  const blobs = await openDirBlobs(data.blobs).catch(async (e: unknown) => {
+  const blobs = await openBlobs(cfg, data).catch(async (e: unknown) => {
     await meta.close();
     throw e;
   });

@@ -386,6 +386,11 @@ describe('admin API and CLI', () => {
       { route: 'GET /api/v1/layers/:cls/:name/diff', method: 'GET', path: '/api/v1/layers/classA/nic/diff?from=1&to=1' },
       { route: 'PUT /api/v1/layers/:cls/:name/pin', method: 'PUT', path: '/api/v1/layers/classA/nic/pin', body: { version: 1 } },
       { route: 'DELETE /api/v1/layers/:cls/:name/pin', method: 'DELETE', path: '/api/v1/layers/classA/nic/pin' },
+      // the offline export and the store check (docs/export.md): every host's bundle, admin only
+      { route: 'GET /api/v1/export', method: 'GET', path: '/api/v1/export?host=scope-a' },
+      { route: 'GET /api/v1/export/hosts/:id/bundle', method: 'GET', path: '/api/v1/export/hosts/scope-a/bundle?version=1&exported=2026-01-01T00:00:00.000Z' },
+      { route: 'GET /api/v1/fsck', method: 'GET', path: '/api/v1/fsck' },
+      { route: 'POST /api/v1/fsck/gc', method: 'POST', path: '/api/v1/fsck/gc?grace=1h' },
     ];
     const open = ['GET /healthz', 'GET /metrics', 'GET /api/v1/server-key', 'GET /api/v1/key-statements', 'GET /api/v1/resolve'];
     const covered = new Set([...hostB, ...adminOnly].map((r) => r.route).filter((r) => r !== ''));

@@ -316,6 +316,7 @@ describe('tokens: expiry, uses, last use; pending limits', () => {
       { route: 'POST /api/v1/recoveries', method: 'POST', path: '/api/v1/recoveries', body: {} },
       { route: 'POST /api/v1/recoveries/:id/events', method: 'POST', path: `/api/v1/recoveries/${f.recovery}/events`, body: { kind: 'note', message: 'stolen' } },
       { route: 'POST /api/v1/recoveries/:id/heartbeat', method: 'POST', path: `/api/v1/recoveries/${f.recovery}/heartbeat` },
+      { route: 'POST /api/v1/fsck/gc', method: 'POST', path: '/api/v1/fsck/gc?grace=0s' },
     ];
     const changing = declaredRoutes().filter((r) => !r.startsWith('GET '));
     assert.deepEqual(changing.filter((r) => !rows.some((x) => x.route === r)), [], 'every changing route has a row');

@@ -33,14 +33,15 @@ export function isUnreachable(e: unknown): boolean {
   return !code && typeof err?.message === 'string' && LOST.test(err.message);
 }
 
-export function fromPgError(e: unknown, what: string): RuError {
+/** `store` names what the database holds for this caller, in messages: the metadata, or the bundles (pg-blobs.ts). */
+export function fromPgError(e: unknown, what: string, store: 'metadata' | 'blob' = 'metadata'): RuError {
   if (isRuError(e)) return e;
-  if (e instanceof AggregateError && e.errors.length > 0) return fromPgError(e.errors[0], what);
+  if (e instanceof AggregateError && e.errors.length > 0) return fromPgError(e.errors[0], what, store);
   const err = e as { code?: unknown; message?: string; constraint?: string };
   const code = typeof err?.code === 'string' ? err.code : '';
   const message = err?.message ?? String(e);
   if (isUnreachable(e)) {
-    return new RuError('STORE_BUSY', `${what}: the PostgreSQL metadata database is unavailable (${message}); retry later`, { postgres: code || null, retryAfter: RETRY_AFTER_S });
+    return new RuError('STORE_BUSY', `${what}: the PostgreSQL ${store} database is unavailable (${message}); retry later`, { postgres: code || null, retryAfter: RETRY_AFTER_S });
   }
   const ctx = { postgres: code };
   // SQLSTATE: two characters of class, three of condition (PostgreSQL's Appendix A).
@@ -49,7 +50,7 @@ export function fromPgError(e: unknown, what: string): RuError {
     if (code === '53100') return new RuError('NO_SPACE', `no space left on the PostgreSQL server while ${what}`, ctx);
     if (code === '40001' || code === '40P01' || code === '55P03' || code === '57014' || cls === '53') {
       const why = code === '40P01' ? 'a deadlock' : code === '40001' ? 'a serialization conflict' : code === '55P03' || code === '57014' ? 'a lock held too long by another session' : 'the server is short of resources';
-      return new RuError('STORE_BUSY', `${what}: the PostgreSQL metadata database is busy (${why}); retry`, { ...ctx, retryAfter: 1 });
+      return new RuError('STORE_BUSY', `${what}: the PostgreSQL ${store} database is busy (${why}); retry`, { ...ctx, retryAfter: 1 });
     }
     if (cls === '23') return new RuError('STORE_CONFLICT', `${what}: ${message}`, { ...ctx, constraint: err.constraint ?? null });
     if (code === 'XX001' || code === 'XX002') return new RuError('STORE_CORRUPT', `${what}: ${message}`, ctx);

@@ -232,13 +232,47 @@ const m0004: Migration = {
   },
 };
 
-/** Every migration, by name: the same names as SQLite's (sqlite-schema.ts MIGRATIONS). */
+/**
+ * Bundle bytes in PostgreSQL (`--blobs postgres`, pg-blobs.ts); PostgreSQL only: SQLite's blobs
+ * stay in the data directory. A blob is its chunks (1 MiB each, in order from n = 0) plus its
+ * `blobs` row, all committed in one transaction, so a blob is visible whole or not at all. The
+ * chunks are tar.gz bytes already: stored out of line without another compression attempt
+ * (storage external). `created` is the database's clock, shared by every server instance, so
+ * blob ages (the grace period of `admin fsck --gc`) do not depend on one machine's clock.
+ */
+const m0005: Migration = {
+  async up(db: AnyDb) {
+    await db.schema.createTable('blobs')
+      .addColumn('sha256', TEXT, (c) => c.primaryKey())
+      .addColumn('size', 'bigint', (c) => c.notNull())
+      .addColumn('created', 'timestamptz', (c) => c.notNull().defaultTo(sql`clock_timestamp()`))
+      .execute();
+    await db.schema.createTable('blob_chunks')
+      .addColumn('sha256', TEXT, (c) => c.notNull())
+      .addColumn('n', 'integer', (c) => c.notNull())
+      .addColumn('data', 'bytea', (c) => c.notNull())
+      .addPrimaryKeyConstraint('blob_chunks_pk', ['sha256', 'n'])
+      .execute();
+    await sql`alter table blob_chunks alter column data set storage external`.execute(db);
+  },
+};
+
+/**
+ * Every migration, by name: the same names as SQLite's (sqlite-schema.ts MIGRATIONS), plus
+ * those of PG_ONLY_MIGRATIONS. A migration shared with SQLite that comes later must sort after
+ * every PostgreSQL-only one (Kysely refuses a new migration that sorts before an applied one):
+ * the next shared one is 0006.
+ */
 export const PG_MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_initial': m0001,
   '0002_token_limits': m0002,
   '0003_layers': m0003,
   '0004_recoveries': m0004,
+  '0005_blobs': m0005,
 };
+
+/** Migrations SQLite has no counterpart of: its blobs live in the data directory. */
+export const PG_ONLY_MIGRATIONS: ReadonlySet<string> = new Set(['0005_blobs']);
 
 export const pgMigrationProvider: MigrationProvider = {
   getMigrations: async () => ({ ...PG_MIGRATIONS }),
