@@ -8,12 +8,20 @@
 // host's ~1 MiB configuration), fetched once from `rear-update serve`.
 // Prints medians of several runs; asserts nothing (these machines are shared and noisy).
 // BENCH_ONLY=layers runs only what issue 12 added: (c) and composed serving against nginx.
+// BENCH_ONLY=resolve runs only bench/resolve.ts (issue 14): resolving by MAC among 100,000 hosts.
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+
+if (process.env.BENCH_ONLY === 'resolve') {
+  // Needs neither the executable nor a tmpfs.
+  const { runResolveBench } = await import('./resolve.ts');
+  await runResolveBench();
+  process.exit(0);
+}
 
 const REPO = resolve(import.meta.dirname, '..');
 const EXE = join(REPO, 'dist', 'rear-update');
@@ -205,4 +213,10 @@ if (process.env.BENCH_ONLY !== 'layers') {
   for (const r of report.rows.filter((x) => x.target !== 'nginx')) {
     console.log(`rear-update serve, composed bundles (100 MiB layer + 1 MiB host), ${r.clients} clients: ${r.ratioToNginx.toFixed(2)}x nginx's throughput (one prebuilt 101 MiB file per client), p99 ${r.p99Ms.toFixed(0)} ms, peak RSS ${r.peakRssMiB?.toFixed(0) ?? '?'} MiB`);
   }
+}
+
+// ---- resolving a booting machine among 100,000 hosts (issue 14), SQLite and PostgreSQL ----
+if (process.env.BENCH_ONLY === undefined) {
+  const { runResolveBench } = await import('./resolve.ts');
+  await runResolveBench();
 }
