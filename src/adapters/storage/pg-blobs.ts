@@ -9,11 +9,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import pg from 'pg';
-import { Kysely, PostgresDialect, sql } from 'kysely';
 import { RuError } from '../../core/errors.ts';
 import { checkAnnounced, checkBlobName, inputFailed, type BlobInfo, type BlobPutOptions, type BlobStore, type PartialBlob } from '../../core/store/blobs.ts';
-import { fromPgError, redactUrl } from './pg-errors.ts';
-import { migratePg } from './pg-metadata.ts';
+import { fromPgError } from './pg-errors.ts';
+import { connectPg } from './pg-metadata.ts';
 
 /** Rows of this many bytes (the last one shorter): large enough for few round trips, small enough to hold two in memory. */
 export const CHUNK_BYTES = 1 << 20;
@@ -29,12 +28,6 @@ export interface PgBlobOptions {
   readonly chunkBytes?: number;
 }
 
-/** int8 as numbers, as the metadata store reads them: every size is a safe integer. */
-const INT8_OID = 20;
-const types = {
-  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === INT8_OID && format !== 'binary' ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format ?? 'text')) as typeof pg.types.getTypeParser,
-};
 
 /**
  * The per-blob advisory lock key (one bigint: a key space apart from the metadata store's
@@ -48,37 +41,7 @@ const lockKey = (sha256: string): string => BigInt.asIntN(64, BigInt(`0x${sha256
  * naming the URL without its password.
  */
 export async function openPgBlobs(url: string, opts: PgBlobOptions = {}): Promise<PgBlobStore> {
-  const shown = redactUrl(url);
-  let pool: pg.Pool;
-  try {
-    pool = new pg.Pool({
-      connectionString: url,
-      max: opts.poolSize ?? 10,
-      connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000,
-      lock_timeout: opts.busyTimeoutMs ?? 10_000,
-      application_name: 'rear-update blobs',
-      types,
-    });
-  } catch (e) {
-    throw new RuError('CONFIG_INVALID', `blob database ${shown}: ${(e as Error).message}`, { db: shown });
-  }
-  // As in pg-metadata.ts: a connection lost while idle must not crash the server.
-  pool.on('error', () => undefined);
-  pool.on('connect', (client) => client.on('error', () => undefined));
-  const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
-  try {
-    await sql`select 1`.execute(db);
-  } catch (e) {
-    await db.destroy().catch(() => undefined);
-    const why = fromPgError(e, 'connecting');
-    throw new RuError('STORE_UNREACHABLE', `blob database ${shown} is unreachable: ${(e as Error).message || why.message}`, { db: shown, postgres: why.context.postgres ?? null });
-  }
-  try {
-    await migratePg(db);
-  } catch (e) {
-    await db.destroy().catch(() => undefined);
-    throw fromPgError(e, `migrating ${shown}`, 'blob');
-  }
+  const { pool, db } = await connectPg<unknown>(url, 'blob', opts, 'rear-update blobs');
   return new PgBlobStore(pool, () => db.destroy(), opts.chunkBytes ?? CHUNK_BYTES);
 }
 

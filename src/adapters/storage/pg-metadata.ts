@@ -75,13 +75,20 @@ const types = {
     oid === INT8_OID && format !== 'binary' ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format ?? 'text')) as typeof pg.types.getTypeParser,
 };
 
+export interface PgConnectOptions {
+  readonly poolSize?: number;
+  readonly connectTimeoutMs?: number;
+  readonly busyTimeoutMs?: number;
+}
+
 /**
- * Connects to `url` (postgres://USER:PASSWORD@HOST:PORT/DB) and migrates the database. A database
- * that cannot be reached, or refuses the connection, is STORE_UNREACHABLE naming the URL without
- * its password. Once open, the pool reconnects by itself: while PostgreSQL is away the calls fail
+ * A pool on `url` (postgres://USER:PASSWORD@HOST:PORT/DB), checked and migrated: what the
+ * metadata and the blob store both open. A database that cannot be reached, or refuses the
+ * connection, is STORE_UNREACHABLE naming the URL without its password (`what`: "metadata",
+ * "blob"). Once open, the pool reconnects by itself: while PostgreSQL is away the calls fail
  * with STORE_BUSY, and work again when it is back.
  */
-export async function openPgMetadata(url: string, opts: PgMetadataOptions = {}): Promise<PgMetadataStore> {
+export async function connectPg<S>(url: string, what: 'metadata' | 'blob', opts: PgConnectOptions, applicationName: string): Promise<{ pool: pg.Pool; db: Kysely<S> }> {
   const shown = redactUrl(url);
   let pool: pg.Pool;
   try {
@@ -90,30 +97,36 @@ export async function openPgMetadata(url: string, opts: PgMetadataOptions = {}):
       max: opts.poolSize ?? 10,
       connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000,
       lock_timeout: opts.busyTimeoutMs ?? 10_000,
-      application_name: 'rear-update',
+      application_name: applicationName,
       types,
     });
   } catch (e) {
-    throw new RuError('CONFIG_INVALID', `metadata database ${shown}: ${(e as Error).message}`, { db: shown });
+    throw new RuError('CONFIG_INVALID', `${what} database ${shown}: ${(e as Error).message}`, { db: shown });
   }
   // A connection lost while idle in the pool (PostgreSQL restarted) is reported here and
   // dropped by the pool; one lost while checked out fails its query. Neither may crash the server.
   pool.on('error', () => undefined);
   pool.on('connect', (client) => client.on('error', () => undefined));
-  const db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<S>({ dialect: new PostgresDialect({ pool }) });
   try {
     await sql`select 1`.execute(db);
   } catch (e) {
     await db.destroy().catch(() => undefined);
     const why = fromPgError(e, 'connecting');
-    throw new RuError('STORE_UNREACHABLE', `metadata database ${shown} is unreachable: ${(e as Error).message || why.message}`, { db: shown, postgres: why.context.postgres ?? null });
+    throw new RuError('STORE_UNREACHABLE', `${what} database ${shown} is unreachable: ${(e as Error).message || why.message}`, { db: shown, postgres: why.context.postgres ?? null });
   }
   try {
     await migratePg(db);
   } catch (e) {
     await db.destroy().catch(() => undefined);
-    throw fromPgError(e, `migrating ${shown}`);
+    throw what === 'blob' ? fromPgError(e, `migrating ${shown}`, 'blob') : fromPgError(e, `migrating ${shown}`);
   }
+  return { pool, db };
+}
+
+/** Connects to `url` and migrates the database (connectPg), then the store. */
+export async function openPgMetadata(url: string, opts: PgMetadataOptions = {}): Promise<PgMetadataStore> {
+  const { db } = await connectPg<Schema>(url, 'metadata', opts, 'rear-update');
   return new PgMetadataStore(db, opts);
 }
 
