@@ -34,6 +34,14 @@ command -v socat >/dev/null || need+=(socat)
 # bench/serve.ts (npm run bench): nginx as the reference server, wrk as the load generator
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || need+=(nginx)
 command -v wrk >/dev/null || need+=(wrk)
+# Several instances behind a real load balancer (test/integration/multi-instance.test.ts,
+# bench/multi.ts): Debian's HAProxy.
+command -v haproxy >/dev/null || need+=(haproxy)
+# Packages (npm run package, test/package/): dpkg-deb comes with dpkg; rpm brings rpmbuild;
+# lintian and rpmlint check what was built.
+command -v rpmbuild >/dev/null || need+=(rpm)
+command -v lintian >/dev/null || need+=(lintian)
+command -v rpmlint >/dev/null || need+=(rpmlint)
 # The console's browser tests (test/browser/): Debian's Chromium driven by playwright-core
 # (playwright's own browser download is not reachable here), and a font for its screenshots.
 [ -x /usr/bin/chromium ] || need+=(chromium)
