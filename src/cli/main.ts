@@ -20,6 +20,8 @@ import { registerLogStream } from './commands/log-stream.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerStatus } from './commands/status.ts';
 import { registerVerify } from './commands/verify.ts';
+import { registerDoctor } from './commands/doctor.ts';
+import { registerSelfUpdate } from './commands/self-update.ts';
 import { VERSION } from './version.ts';
 
 const program = new Command('rear-update')
@@ -54,6 +56,8 @@ registerAdmin(program);
 registerPublish(program);
 registerInstallRear(program);
 registerLogStream(program);
+registerDoctor(program);
+registerSelfUpdate(program);
 registerReport(program);
 registerGuard(program);
 

@@ -18,11 +18,12 @@ import { recoveryRoutes } from './routes/recoveries.ts';
 import { consoleRoutes } from './console/routes.ts';
 import { exportRoutes } from './routes/export.ts';
 import { fsckRoutes } from './routes/fsck.ts';
+import { downloadRoutes } from './routes/download.ts';
 
 export type RouteRegistrar = (app: FastifyInstance, ctx: ServerContext) => void;
 
 /** Route sets registered beside the built-in ones (admin.ts adds itself through this list). */
-export const ROUTES: RouteRegistrar[] = [publicRoutes, fetchRoutes, publishRoutes, drlmRoutes, adminRoutes, keyRoutes, layerRoutes, recoveryRoutes, exportRoutes, fsckRoutes, consoleRoutes];
+export const ROUTES: RouteRegistrar[] = [publicRoutes, fetchRoutes, publishRoutes, drlmRoutes, adminRoutes, keyRoutes, layerRoutes, recoveryRoutes, exportRoutes, fsckRoutes, downloadRoutes, consoleRoutes];
 
 export interface AppOptions {
   readonly logger?: FastifyServerOptions['logger'];
