@@ -19,11 +19,12 @@ import { consoleRoutes } from './console/routes.ts';
 import { exportRoutes } from './routes/export.ts';
 import { fsckRoutes } from './routes/fsck.ts';
 import { downloadRoutes } from './routes/download.ts';
+import { selfRoutes } from './routes/self.ts';
 
 export type RouteRegistrar = (app: FastifyInstance, ctx: ServerContext) => void;
 
 /** Route sets registered beside the built-in ones (admin.ts adds itself through this list). */
-export const ROUTES: RouteRegistrar[] = [publicRoutes, fetchRoutes, publishRoutes, drlmRoutes, adminRoutes, keyRoutes, layerRoutes, recoveryRoutes, exportRoutes, fsckRoutes, downloadRoutes, consoleRoutes];
+export const ROUTES: RouteRegistrar[] = [publicRoutes, fetchRoutes, publishRoutes, drlmRoutes, adminRoutes, keyRoutes, layerRoutes, recoveryRoutes, exportRoutes, fsckRoutes, downloadRoutes, selfRoutes, consoleRoutes];
 
 export interface AppOptions {
   readonly logger?: FastifyServerOptions['logger'];
