@@ -45,6 +45,8 @@ const BUNDLE_ROUTE = /\/api\/v1\/hosts\/[^/]+\/bundle$/;
 const freshNonce = (): string => randomBytes(NONCE_BYTES).toString('base64url');
 
 const POLL_MS = Number(process.env.REAR_UPDATE_POLL_MS) || 3000;
+/** How long a resolve request asks the server to hold it while pending (?wait; the server allows 25 s, the client's socket 30 s). */
+const HOLD_S = 20;
 
 interface Resolved {
   status: 'resolved' | 'pending';
@@ -55,6 +57,8 @@ interface Resolved {
   version?: number | null;
   pending?: { id: number; facts: { macs: string[]; uuid: string | null; serial: string | null; hostname: string | null } } | number | null;
   message?: string;
+  /** Seconds the server held the request (?wait); absent from servers that do not hold. */
+  waited?: number;
 }
 
 /** "by hostname e229", "by mac 52:54:00:12:34:56", "by assignment". */
@@ -69,7 +73,11 @@ async function resolveSelf(api: ApiClient, sysRoot: string, waitS: number, hostn
   let told = false;
   let toldLimit = false;
   for (;;) {
-    const r = await api.request<Resolved>('GET', '/api/v1/resolve', { query, okStatuses: [202, 429] });
+    // Held by the server until an admin assigns this machine (through any instance of it), so the
+    // assignment is heard at once; an older server answers at once and is asked again every POLL_MS.
+    const hold = Math.min(HOLD_S, Math.floor((deadline - Date.now()) / 1000));
+    const asked = Date.now();
+    const r = await api.request<Resolved>('GET', '/api/v1/resolve', { query: hold > 0 ? { ...query, wait: String(hold) } : query, okStatuses: [202, 429] });
     if (r.status === 429) {
       // The server bounds new pending machines (a flood must not fill it): wait for room as for an admin.
       const e = (r.body as { error?: { message?: string; context?: { retryAfter?: unknown } } }).error;
@@ -102,10 +110,12 @@ async function resolveSelf(api: ApiClient, sysRoot: string, waitS: number, hostn
       note(`  an admin assigns it with: rear-update admin assign ${p?.id ?? 'PENDING-ID'} HOST`);
       if (waitS > 0) note(`  waiting up to ${waitS} s (--wait) ...`);
     }
-    if (Date.now() + POLL_MS > deadline) {
+    // A server that held the request is asked again at once (unless it answered at once anyway).
+    const held = typeof r.body.waited === 'number' && Date.now() - asked >= 1000;
+    if (held ? Date.now() >= deadline : Date.now() + POLL_MS > deadline) {
       throw new RuError('HOST_PENDING', `this machine is pending on the server as machine ${p?.id ?? '?'} and was not assigned within ${waitS} s`, { pending: p?.id ?? null });
     }
-    await sleep(POLL_MS);
+    if (!held) await sleep(POLL_MS);
   }
 }
 

@@ -9,7 +9,7 @@ import { DirBlobStore } from '../adapters/storage/dir-blobs.ts';
 import { formatBytes } from '../cli/output.ts';
 import { loadConfig, type ConfigFlags } from './config.ts';
 import { layout } from './data-dir.ts';
-import { openMetadata, openBlobs } from './serve.ts';
+import { openBlobs, openLogBytes, openMetadata } from './serve.ts';
 import { checkStore, type CheckReport, type Finding } from './store-check.ts';
 
 function lines(r: CheckReport, root: string): string[] {
@@ -31,15 +31,18 @@ export async function runCheck(flags: ConfigFlags, opts: { json: boolean }, out:
   if (cfg.db === null && !existsSync(data.database)) {
     throw new RuError('CONFIG_INVALID', `${data.root} holds no rear-update store (no metadata.sqlite)`, { path: data.root });
   }
-  // With --db the metadata is PostgreSQL's, checked there; the blobs and logs are still --data's.
+  // With --db the metadata is PostgreSQL's, checked there; the blobs and logs are --data's, or
+  // with --blobs postgres PostgreSQL's too.
   const meta = await openMetadata(cfg, data);
   // Not openDirBlobs: a check removes nothing, not even day-old partial blobs (opening the
   // PostgreSQL blob store removes nothing either: an unfinished upload is an open transaction).
   const blobs = cfg.blobs === 'postgres' ? await openBlobs(cfg, data) : new DirBlobStore(data.blobs);
+  const logs = await openLogBytes(cfg, data);
   let report: CheckReport;
   try {
-    report = await checkStore({ meta, blobs, data });
+    report = await checkStore({ meta, blobs, data, logs });
   } finally {
+    await logs.close();
     await meta.close();
     await blobs.close();
   }

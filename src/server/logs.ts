@@ -1,19 +1,27 @@
 // Recovery logs that ReaR streams to the server while `rear recover` runs (one long PUT of
-// `tail -f | curl -T-`). Bytes go to DATA/logs/<id>.log as they arrive, the index in the
-// metadata store is updated at most every second, and readers can follow a log live: they
-// read what is on disk, then wait for more until the upload completes.
+// `tail -f | curl -T-`). Bytes go to the log store as they arrive (DATA/logs/<id>.log, or with
+// --blobs postgres the database: core/store/log-bytes.ts), the index in the metadata store is
+// updated at most every second, and readers can follow a log live — on this instance or any
+// other: the receiving instance announces growth on the bus (bus.ts) and keeps the index's
+// `updated` fresh while the upload runs, so a reader elsewhere knows it may still grow.
 
-import { EventEmitter } from 'node:events';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Readable } from 'node:stream';
-import { finished } from 'node:stream/promises';
-import { fromSystemError, RuError } from '../core/errors.ts';
+import { RuError } from '../core/errors.ts';
+import type { LogBytesStore } from '../core/store/log-bytes.ts';
 import type { LogRecord, MetadataStore } from '../core/store/metadata.ts';
+import type { Bus } from './bus.ts';
 
 const INDEX_EVERY_MS = 1000;
-
+/** While an upload is quiet, its index is touched (and growth announced) this often... */
+const ALIVE_EVERY_MS = 5000;
+/** ...so an upload not heard of for this long, on any instance, has stopped (its instance died). */
+const QUIET_MS = 15_000;
+/** Received bytes are stored in pieces of up to this size, or after FLUSH_MS. */
+const FLUSH_BYTES = 64 * 1024;
+const FLUSH_MS = 200;
+/** A follower looks at the store at least this often, bus message or not. */
+const RECHECK_MS = 1000;
 // ReaR logs its DRLM_REST_OPTS, so a client's `-H Authorization:TOKEN` would be stored (and
 // shown to every reader of the log). Tokens are cut to their id before anything is written.
 const TOKEN = /ru_([0-9a-f]{12})_[A-Za-z0-9_-]{43}/g;
@@ -49,117 +57,175 @@ export class TokenRedactor {
   }
 }
 
-/** DATA/logs/<id>.log: where a recovery log's bytes are (the store check reads them too). */
-export const logPath = (dir: string, id: number): string => join(dir, `${id}.log`);
-
 export class LogService {
   readonly #meta: MetadataStore;
-  readonly #dir: string;
-  /** 'grow:<id>' after bytes were written and at the end of an upload. */
-  readonly #events = new EventEmitter().setMaxListeners(0);
-  /** Logs whose upload is in progress in this process: only those can still grow. */
+  readonly #bytes: LogBytesStore;
+  readonly #bus: Bus;
+  /** Logs whose upload is in progress in this process. */
   readonly #active = new Set<number>();
+  /** Logs whose upload another instance announced as ended (bounded; insertion order is age). */
+  readonly #endedElsewhere = new Set<number>();
 
-  constructor(meta: MetadataStore, dir: string) {
+  constructor(meta: MetadataStore, bytes: LogBytesStore, bus: Bus) {
     this.#meta = meta;
-    this.#dir = dir;
+    this.#bytes = bytes;
+    this.#bus = bus;
+    bus.subscribe((m, local) => {
+      if (m.kind !== 'log' || local || !m.ended) return;
+      this.#endedElsewhere.add(m.id);
+      if (this.#endedElsewhere.size > 10_000) this.#endedElsewhere.delete(this.#endedElsewhere.values().next().value!);
+    });
   }
 
-  file = (id: number): string => logPath(this.#dir, id);
+  /** Where the bytes are (the store check and messages). */
+  get store(): LogBytesStore {
+    return this.#bytes;
+  }
+
+  /** The bytes stored for log `id` now. */
+  size(id: number): Promise<number> {
+    return this.#bytes.size(id);
+  }
+
+  /** Bytes [start, end) as stored now. */
+  range(id: number, start: number, end?: number): AsyncIterable<Buffer> {
+    return this.#bytes.read(id, start, end);
+  }
 
   /**
    * Stores an upload as it arrives; resolves when it ends (complete) or breaks off (incomplete).
    * The index never counts a byte before its write finished, so it never claims more than the
-   * file holds, even after kill -9. A full disk ends the upload with NO_SPACE; what was written
+   * store holds, even after kill -9. A full disk ends the upload with NO_SPACE; what was written
    * stays, counted, and the record stays incomplete.
    */
   async receive(rec: LogRecord, body: Readable, maxBytes: number, onBytes: (n: number) => void): Promise<LogRecord> {
-    const out = createWriteStream(this.file(rec.id), { flags: 'a', mode: 0o600 });
-    // Errors reach us through the write callbacks; unhandled, the stream's event would end the process.
-    out.on('error', () => undefined);
-    const write = (c: Buffer): Promise<void> => new Promise((resolve, reject) => {
-      out.write(c, (e) => (e ? reject(fromSystemError(e, `writing recovery log ${rec.id}`)) : resolve()));
-    });
+    const id = rec.id;
     const redactor = new TokenRedactor();
-    let bytes = rec.bytes;
-    const store = async (c: Buffer): Promise<void> => {
-      if (c.length === 0) return;
-      await write(c);
-      bytes += c.length;
-      onBytes(c.length);
-      this.#events.emit(`grow:${rec.id}`);
+    // Bytes handed to the store (written) and acknowledged by it (stored).
+    let written = rec.bytes;
+    let stored = rec.bytes;
+    let held: Buffer[] = [];
+    let heldBytes = 0;
+    let chain: Promise<void> = Promise.resolve();
+    let failed: unknown = null;
+    let timer: NodeJS.Timeout | undefined;
+    const flush = (): Promise<void> => {
+      clearTimeout(timer);
+      timer = undefined;
+      if (heldBytes === 0) return chain;
+      const data = held.length === 1 ? held[0]! : Buffer.concat(held);
+      held = [];
+      heldBytes = 0;
+      const at = written;
+      written += data.length;
+      chain = chain.then(async () => {
+        if (failed) return;
+        await this.#bytes.append(id, at, data);
+        stored += data.length;
+        onBytes(data.length);
+        this.#bus.publish({ kind: 'log', id, bytes: stored, ended: false });
+      }).catch((e: unknown) => {
+        failed ??= e;
+      });
+      return chain;
+    };
+    const add = async (b: Buffer): Promise<void> => {
+      if (b.length === 0) return;
+      held.push(b);
+      heldBytes += b.length;
+      if (heldBytes >= FLUSH_BYTES) await flush();
+      else timer ??= setTimeout(() => void flush(), FLUSH_MS);
+      if (failed) throw failed;
     };
     let last = 0;
-    this.#active.add(rec.id);
+    this.#active.add(id);
+    this.#endedElsewhere.delete(id);
+    // A quiet upload (rear is busy, nothing logged) still says it is alive, to readers elsewhere.
+    const alive = setInterval(() => {
+      void this.#meta.updateLog(id, stored, false).then(() => this.#bus.publish({ kind: 'log', id, bytes: stored, ended: false }), () => undefined);
+    }, ALIVE_EVERY_MS);
     try {
       for await (const raw of body as AsyncIterable<Buffer>) {
-        if (bytes + raw.length > maxBytes) throw new RuError('UPLOAD_TOO_LARGE', `log ${rec.id} exceeds ${maxBytes} bytes`, { limit: maxBytes });
-        await store(redactor.push(raw));
+        if (written + heldBytes + raw.length > maxBytes) throw new RuError('UPLOAD_TOO_LARGE', `log ${id} exceeds ${maxBytes} bytes`, { limit: maxBytes });
+        await add(redactor.push(raw));
         if (Date.now() - last >= INDEX_EVERY_MS) {
           last = Date.now();
-          await this.#meta.updateLog(rec.id, bytes, false);
+          await chain;
+          await this.#meta.updateLog(id, stored, false);
         }
       }
-      await store(redactor.end());
-      return await this.#finish(rec.id, out, bytes, true);
+      await add(redactor.end());
+      await flush();
+      if (failed) throw failed;
+      return await this.#finish(id, stored, true, alive);
     } catch (e) {
       // A broken-off upload keeps what arrived; only our own refusals go on to the client.
-      await store(redactor.end()).catch(() => undefined);
-      const done = await this.#finish(rec.id, out, bytes, false).catch(() => null);
+      if (!failed) {
+        held.push(redactor.end());
+        heldBytes += held[held.length - 1]!.length;
+        await flush();
+      }
+      const done = await this.#finish(id, stored, false, alive).catch(() => null);
       if (e instanceof RuError) throw e;
-      return done ?? { ...rec, bytes, complete: false };
+      return done ?? { ...rec, bytes: stored, complete: false };
     }
   }
 
-  async #finish(id: number, out: ReturnType<typeof createWriteStream>, bytes: number, complete: boolean): Promise<LogRecord> {
-    out.end();
-    await finished(out).catch(() => undefined);
+  async #finish(id: number, bytes: number, complete: boolean, alive: NodeJS.Timeout): Promise<LogRecord> {
+    clearInterval(alive);
     this.#active.delete(id);
     try {
       return await this.#meta.updateLog(id, bytes, complete);
     } finally {
-      this.#events.emit(`grow:${id}`);
+      this.#bus.publish({ kind: 'log', id, bytes, ended: true });
     }
+  }
+
+  /** An upload of log `rec` may still be running, here or on another instance. */
+  #mayGrow(rec: LogRecord): boolean {
+    if (rec.complete) return false;
+    if (this.#active.has(rec.id)) return true;
+    if (this.#endedElsewhere.has(rec.id)) return false;
+    return Date.now() - Date.parse(rec.updated) < QUIET_MS;
   }
 
   /**
    * The log's bytes from `offset`; with follow, keeps yielding as the upload grows and ends
-   * when it completes (or `signal` aborts).
+   * when it completes, breaks off, or goes quiet for good (or `signal` aborts).
    */
   async *read(id: number, offset: number, follow: boolean, signal?: AbortSignal): AsyncGenerator<Buffer> {
     const rec = await this.#meta.getLog(id);
     if (!rec) throw new RuError('LOG_UNKNOWN', `no recovery log ${id}`, { log: id });
     let pos = offset;
     for (;;) {
-      let wake: (() => void) | null = null;
-      const woken = new Promise<void>((r) => (wake = r));
-      const onGrow = (): void => wake?.();
-      this.#events.on(`grow:${id}`, onGrow);
-      signal?.addEventListener('abort', onGrow, { once: true });
+      // Listening before looking: growth announced while we read is not missed.
+      const wait = new AbortController();
+      const onAbort = (): void => wait.abort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const off = this.#bus.subscribe((m) => {
+        if (m.kind === 'log' && m.id === id) wait.abort();
+      });
       try {
-        const size = await stat(this.file(id)).then((s) => s.size, () => 0);
+        const size = await this.#bytes.size(id);
         if (size > pos) {
-          for await (const c of createReadStream(this.file(id), { start: pos, end: size - 1 })) {
-            pos += (c as Buffer).length;
-            yield c as Buffer;
+          for await (const c of this.#bytes.read(id, pos, size)) {
+            pos += c.length;
+            yield c;
           }
           continue;
         }
-        const now = await this.#meta.getLog(id);
         if (!follow || signal?.aborted) return;
-        // Complete, or broken off (no upload of it is running here): nothing more will come.
-        if (now?.complete || !this.#active.has(id)) {
-          // Bytes are on disk before the record says complete; look once more, then stop.
-          if ((await stat(this.file(id)).then((s) => s.size, () => 0)) > pos) continue;
+        const now = await this.#meta.getLog(id);
+        if (!now || !this.#mayGrow(now)) {
+          // Bytes are stored before the record says complete; look once more, then stop.
+          if ((await this.#bytes.size(id)) > pos) continue;
           return;
         }
-        // Woken by new bytes or the end; now and then anyway, in case an event was missed.
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([woken, new Promise((r) => (timer = setTimeout(r, 2000)))]);
-        clearTimeout(timer);
+        // Woken by new bytes or the end; at least once a second anyway, in case a message was lost.
+        await sleep(RECHECK_MS, undefined, { signal: wait.signal }).catch(() => undefined);
       } finally {
-        this.#events.off(`grow:${id}`, onGrow);
-        signal?.removeEventListener('abort', onGrow);
+        off();
+        signal?.removeEventListener('abort', onAbort);
       }
     }
   }

@@ -3,7 +3,8 @@
 // (the console's live streams) about every change, and ranks hosts for a pending machine.
 // The JSON routes (routes/recoveries.ts, routes/admin.ts) and the console both act through
 // this service, so an assignment made in a browser is audited and announced exactly as one
-// made with the CLI.
+// made with the CLI. Changes made through another instance of the server arrive on the bus
+// (bus.ts) as ids; this service reads them from the store and tells its listeners the same way.
 
 import { EventEmitter } from 'node:events';
 import { RuError } from '../core/errors.ts';
@@ -11,6 +12,7 @@ import { rankHosts, type MatchCandidate } from '../core/match.ts';
 import { bucketOf, INCIDENT_BUCKETS, isEnded, isSilent, type IncidentBucket } from '../core/recovery.ts';
 import { canonicalFacts, type CanonicalFacts, type MachineFacts } from '../core/store/facts.ts';
 import { checkHardware, type Hardware } from '../core/store/hardware.ts';
+import type { Bus, BusMessage } from './bus.ts';
 import type { MetadataStore, NewRecoveryEvent, PendingMachine, Recovery, RecoveryEvent, RecoveryQuery } from '../core/store/metadata.ts';
 
 export interface RecoveryServiceOptions {
@@ -58,9 +60,52 @@ export class RecoveryService {
   /** Recovery id → the token that opened it: never changes, so linking a request needs no query twice. */
   readonly #openers = new Map<number, string | null>();
 
-  constructor(meta: MetadataStore, opts: RecoveryServiceOptions) {
+  readonly #bus: Bus;
+
+  constructor(meta: MetadataStore, opts: RecoveryServiceOptions, bus: Bus) {
     this.meta = meta;
     this.opts = opts;
+    this.#bus = bus;
+    bus.subscribe((m, local) => {
+      if (!local && this.#events.listenerCount('change') > 0) void this.#fromElsewhere(m).catch(() => undefined);
+    });
+  }
+
+  /** Waits for pending machine `id` to be assigned, here or through another instance; false after `ms` or on abort. */
+  async waitAssigned(id: number, ms: number, signal?: AbortSignal): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const p = await this.meta.getPending(id);
+      if (!p || p.assignedHost !== null) return p !== null;
+      const left = deadline - Date.now();
+      if (left <= 0 || signal?.aborted) return false;
+      // Woken by the bus; at least once a second anyway, so a lost message costs a second at most.
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          off();
+          signal?.removeEventListener('abort', done);
+          resolve();
+        };
+        const timer = setTimeout(done, Math.min(left, 1000));
+        const off = this.#bus.subscribe((m) => {
+          if (m.kind === 'pending' && m.id === id && m.change !== 'seen') done();
+        });
+        signal?.addEventListener('abort', done, { once: true });
+      });
+    }
+  }
+
+  /** A change made through another instance, read back from the store for this one's listeners. */
+  async #fromElsewhere(m: BusMessage): Promise<void> {
+    if (m.kind === 'recovery') {
+      const [r, events] = await Promise.all([this.meta.getRecovery(m.id), this.meta.listRecoveryEvents(m.id, { afterSeq: m.seq - 1 })]);
+      const event = events.find((e) => e.seq === m.seq);
+      if (r && event) this.#tell({ type: 'recovery', recovery: this.view(r), event });
+    } else if (m.kind === 'pending') {
+      const p = await this.meta.getPending(m.id);
+      if (p) this.#tell({ type: 'pending', pending: p, change: m.change });
+    }
   }
 
   view(r: Recovery): RecoveryView {
@@ -188,6 +233,11 @@ export class RecoveryService {
   }
 
   #emit(c: LiveChange): void {
+    this.#tell(c);
+    this.#bus.publish(c.type === 'recovery' ? { kind: 'recovery', id: c.recovery.id, seq: c.event.seq } : { kind: 'pending', id: c.pending.id, change: c.change });
+  }
+
+  #tell(c: LiveChange): void {
     // A listener that throws (a broken console stream) must not fail the request that changed something.
     for (const l of this.#events.listeners('change') as ((c: LiveChange) => void)[]) {
       try {
@@ -197,6 +247,7 @@ export class RecoveryService {
       }
     }
   }
+
 
   async #pendingOr404(id: number): Promise<PendingMachine> {
     const p = await this.meta.getPending(id);

@@ -16,6 +16,11 @@ import { ensureAdminToken, layout, prepareDataDir, type DataLayout } from './dat
 import { KeyRing } from './key-ring.ts';
 import { RecoveryService } from './recoveries.ts';
 import { LogService } from './logs.ts';
+import { LocalBus, type Bus } from './bus.ts';
+import { openPgBus } from '../adapters/storage/pg-bus.ts';
+import { DirLogStore } from '../adapters/storage/dir-logs.ts';
+import { openPgLogs } from '../adapters/storage/pg-logs.ts';
+import type { LogBytesStore } from '../core/store/log-bytes.ts';
 import { TtlCache } from './cache.ts';
 import { AuditQueue } from './audit-queue.ts';
 import type { BlobStore } from '../core/store/blobs.ts';
@@ -51,6 +56,22 @@ export async function openBlobs(cfg: Pick<ServerConfig, 'db' | 'blobs'>, data: D
   return openDirBlobs(data.blobs);
 }
 
+/**
+ * Where recovery logs' bytes are: with --blobs postgres in the database (every instance reads
+ * what any receives), else the data directory's logs/.
+ */
+export async function openLogBytes(cfg: Pick<ServerConfig, 'db' | 'blobs'>, data: DataLayout): Promise<LogBytesStore> {
+  return cfg.blobs === 'postgres' && cfg.db !== null ? openPgLogs(cfg.db) : new DirLogStore(data.logs);
+}
+
+/** How instances tell each other what changed: PostgreSQL's LISTEN/NOTIFY with --db, else within this process. */
+export async function openBus(cfg: Pick<ServerConfig, 'db'>): Promise<Bus> {
+  return cfg.db !== null ? openPgBus(cfg.db) : new LocalBus();
+}
+
+/** With --db other instances may be publishing: the start-up sweep leaves what is younger than this. */
+export const SHARED_SWEEP_GRACE_MS = 3_600_000;
+
 function readPem(path: string, what: string): Buffer {
   try {
     return readFileSync(path);
@@ -70,10 +91,16 @@ export async function startServer(cfg: ServerConfig, opts: { now?: () => Date; l
     await meta.close();
     throw e;
   });
+  const opened: { close(): Promise<void> }[] = [];
   try {
+    const logBytes = await openLogBytes(cfg, data);
+    opened.push(logBytes);
+    const bus = await openBus(cfg);
+    opened.push(bus);
     const adminToken = await ensureAdminToken(data, meta, now());
-    // What a killed publish left (partial blobs, blobs no version names) goes before serving.
-    const swept = await sweepLeftovers({ meta, blobs });
+    // What a killed publish left (partial blobs, blobs no version names) goes before serving;
+    // on a shared database only what is an hour old: another instance may be publishing now.
+    const swept = await sweepLeftovers({ meta, blobs }, cfg.db !== null ? SHARED_SWEEP_GRACE_MS : 0);
     const https = cfg.tlsCert && cfg.tlsKey ? { cert: readPem(cfg.tlsCert, 'TLS certificate'), key: readPem(cfg.tlsKey, 'TLS key') } : null;
     const ctx = {
       meta, blobs, keys, data, now, maxUpload: cfg.maxUpload,
@@ -87,8 +114,8 @@ export async function startServer(cfg: ServerConfig, opts: { now?: () => Date; l
       tokenUse: new TokenUseRecorder(meta),
       metrics: createMetrics(),
       bundles: new BundleService({ meta, blobs, get key() { return keys.current; }, tmpDir: data.tmp, maxUpload: cfg.maxUpload, cacheBytes: cfg.payloadCache, now }),
-      logs: new LogService(meta, data.logs),
-      recoveries: new RecoveryService(meta, { now, silentAfterMs: cfg.silentAfter }),
+      logs: new LogService(meta, logBytes, bus),
+      recoveries: new RecoveryService(meta, { now, silentAfterMs: cfg.silentAfter }, bus),
       console: { sessionIdleMs: cfg.sessionIdle, sessionMaxMs: cfg.sessionMax, secure: https !== null },
       auditQueue: new AuditQueue(meta),
       cache: { tokens: new TtlCache<string, TokenRecord | null>(), served: new TtlCache<string, { host: Host; rec: VersionRecord } | null>() },
@@ -110,11 +137,13 @@ export async function startServer(cfg: ServerConfig, opts: { now?: () => Date; l
       close: async () => {
         await app.close();
         await ctx.auditQueue.flush();
+        for (const o of opened.reverse()) await o.close();
         await meta.close();
         await blobs.close();
       },
     };
   } catch (e) {
+    for (const o of opened.reverse()) await o.close().catch(() => undefined);
     await meta.close();
     await blobs.close();
     throw e;

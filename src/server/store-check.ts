@@ -14,7 +14,8 @@ import { fromSystemError } from '../core/errors.ts';
 import type { BlobStore } from '../core/store/blobs.ts';
 import type { LogRecord, MetadataStore, StoreProblem } from '../core/store/metadata.ts';
 import type { DataLayout } from './data-dir.ts';
-import { logPath } from './logs.ts';
+import { DirLogStore } from '../adapters/storage/dir-logs.ts';
+import type { LogBytesStore } from '../core/store/log-bytes.ts';
 
 export interface Finding {
   /** StoreProblem kinds, `blob-missing`, `blob-size`, `blob-digest`, `log-missing`, `log-short`, `log-size`; leftovers: `partial-blob`, `spool`, `unreferenced-blob`, `stray-log`. */
@@ -47,6 +48,8 @@ export interface StoreParts {
   readonly blobs: BlobStore;
   /** Where the spool (tmp) and the recovery logs (logs/<id>.log) are. */
   readonly data: Pick<DataLayout, 'tmp' | 'logs'>;
+  /** Where the logs' bytes are, when not in data.logs (--blobs postgres: pg-logs.ts). */
+  readonly logs?: LogBytesStore;
 }
 
 const LOG_FILE = /^(\d+)\.log$/;
@@ -149,21 +152,30 @@ export async function checkStore(s: StoreParts): Promise<CheckReport> {
     leftovers.push({ kind: 'spool', bytes: (await sizeOf(join(s.data.tmp, name))) ?? 0, message: `spooled upload tmp/${name}: a publish in progress, or one a crash cut off` });
   }
 
+  const logStore = s.logs ?? new DirLogStore(s.data.logs);
+  const inFiles = logStore instanceof DirLogStore;
+  const held = inFiles ? 'the file has' : 'the store holds';
+  const sizes = new Map<number, number>();
+  for await (const x of logStore.list()) sizes.set(x.id, x.bytes);
   const known = new Set<number>();
   for (const l of inv.logs) {
     known.add(l.id);
-    const size = await sizeOf(logPath(s.data.logs, l.id));
+    const size = sizes.get(l.id) ?? null;
     if (size === null) {
-      if (l.bytes > 0) errors.push({ kind: 'log-missing', host: l.host, message: `log ${l.id} of ${l.host}: ${l.bytes} bytes recorded, no file` });
+      if (l.bytes > 0) errors.push({ kind: 'log-missing', host: l.host, message: `log ${l.id} of ${l.host}: ${l.bytes} bytes recorded, ${inFiles ? 'no file' : 'none stored'}` });
     } else if (size < l.bytes) {
-      errors.push({ kind: 'log-short', host: l.host, message: `log ${l.id} of ${l.host}: ${l.bytes} bytes recorded, the file has ${size}` });
+      errors.push({ kind: 'log-short', host: l.host, message: `log ${l.id} of ${l.host}: ${l.bytes} bytes recorded, ${held} ${size}` });
     } else if (l.complete && size !== l.bytes) {
-      errors.push({ kind: 'log-size', host: l.host, message: `log ${l.id} of ${l.host} is complete with ${l.bytes} bytes, the file has ${size}` });
+      errors.push({ kind: 'log-size', host: l.host, message: `log ${l.id} of ${l.host} is complete with ${l.bytes} bytes, ${held} ${size}` });
     }
   }
-  for (const name of await entries(s.data.logs)) {
-    const m = LOG_FILE.exec(name);
-    if (!m || !known.has(Number(m[1]))) leftovers.push({ kind: 'stray-log', message: `logs/${name} belongs to no recorded log` });
+  if (inFiles) {
+    for (const name of await entries(s.data.logs)) {
+      const m = LOG_FILE.exec(name);
+      if (!m || !known.has(Number(m[1]))) leftovers.push({ kind: 'stray-log', message: `logs/${name} belongs to no recorded log` });
+    }
+  } else {
+    for (const id of sizes.keys()) if (!known.has(id)) leftovers.push({ kind: 'stray-log', message: `the bytes of log ${id} (${logStore.where}) belong to no recorded log` });
   }
 
   return {
@@ -181,12 +193,23 @@ export async function checkStore(s: StoreParts): Promise<CheckReport> {
  * What every start removes before it serves: partial blobs and blobs that no version of a host
  * or a layer names (under the metadata store's write lock: releaseBlobs). The spool directory is
  * emptied by prepareDataDir. Stray log files are left for a person to look at.
+ * With `olderThanMs` (a store shared by several instances: --db), only what is at least that old
+ * goes: another instance's publish in flight has a partial upload, then a blob that no version
+ * names yet, and must keep both. A blob whose age the store cannot tell then stays.
  */
-export async function sweepLeftovers(s: Pick<StoreParts, 'meta' | 'blobs'>): Promise<{ partials: number; blobs: number }> {
-  const partials = await s.blobs.sweepPartials(0);
+export async function sweepLeftovers(s: Pick<StoreParts, 'meta' | 'blobs'>, olderThanMs = 0): Promise<{ partials: number; blobs: number }> {
+  const partials = await s.blobs.sweepPartials(olderThanMs);
   const referenced = new Set((await inventory(s.meta)).versions.map((v) => v.blob));
   const unreferenced: string[] = [];
-  for await (const b of s.blobs.list()) if (!referenced.has(b.sha256)) unreferenced.push(b.sha256);
+  const now = Date.now();
+  for await (const b of s.blobs.list()) {
+    if (referenced.has(b.sha256)) continue;
+    if (olderThanMs > 0) {
+      const age = await blobAge(s.blobs, b.sha256, now);
+      if (age === null || age < olderThanMs) continue;
+    }
+    unreferenced.push(b.sha256);
+  }
   const removed = unreferenced.length > 0 ? await s.meta.releaseBlobs(unreferenced, (b) => s.blobs.delete(b)) : [];
   return { partials, blobs: removed.length };
 }

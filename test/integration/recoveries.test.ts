@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { openSqliteMetadata } from '../../src/adapters/storage/sqlite-metadata.ts';
 import { loadConfig } from '../../src/server/config.ts';
 import { RecoveryService, type LiveChange } from '../../src/server/recoveries.ts';
+import { LocalBus } from '../../src/server/bus.ts';
 import { startServer, type Running } from '../../src/server/serve.ts';
 import { adminSide, cleanup, cli, errorCode, makeTree, succeeded, tempDir, type TreeSpec } from '../helpers.ts';
 import { type HttpAnswer } from '../helpers.ts';
@@ -349,7 +350,7 @@ describe('RecoveryService over a real SQLite store: what the console\'s live str
     const dir = tempDir('ru-recovery-service-');
     const meta = await openSqliteMetadata(join(dir, 'meta.db'));
     try {
-      const svc = new RecoveryService(meta, { now: () => new Date(), silentAfterMs: 60_000 });
+      const svc = new RecoveryService(meta, { now: () => new Date(), silentAfterMs: 60_000 }, new LocalBus());
       await meta.addHost({ id: 'orig-db1', macs: ['52:54:00:aa:00:01'] });
       const heard: string[] = [];
       const stop = svc.subscribe((c: LiveChange) => heard.push(c.type === 'recovery' ? `recovery ${c.recovery.id} ${c.event.kind} ${c.recovery.phase}` : `pending ${c.pending.id} ${c.change}`));

@@ -258,6 +258,24 @@ const m0005: Migration = {
 };
 
 /**
+ * Recovery log bytes in PostgreSQL (with `--blobs postgres`, pg-logs.ts), so that a log one
+ * instance receives is read and followed on every other. PostgreSQL only, like 0005: SQLite's
+ * logs stay in the data directory. A log is its chunks, keyed by the byte offset each starts at;
+ * the logs row (0001) stays the index. No foreign key: a chunk is written before the index row
+ * counts it, and the store check compares the two.
+ */
+const m0005LogChunks: Migration = {
+  async up(db: AnyDb) {
+    await db.schema.createTable('log_chunks')
+      .addColumn('log_id', 'bigint', (c) => c.notNull())
+      .addColumn('offset', 'bigint', (c) => c.notNull())
+      .addColumn('data', 'bytea', (c) => c.notNull())
+      .addPrimaryKeyConstraint('log_chunks_pk', ['log_id', 'offset'])
+      .execute();
+  },
+};
+
+/**
  * Every migration, by name: the same names as SQLite's (sqlite-schema.ts MIGRATIONS), plus
  * those of PG_ONLY_MIGRATIONS. A migration shared with SQLite that comes later must sort after
  * every PostgreSQL-only one (Kysely refuses a new migration that sorts before an applied one):
@@ -269,10 +287,11 @@ export const PG_MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0003_layers': m0003,
   '0004_recoveries': m0004,
   '0005_blobs': m0005,
+  '0005_log_chunks': m0005LogChunks,
 };
 
-/** Migrations SQLite has no counterpart of: its blobs live in the data directory. */
-export const PG_ONLY_MIGRATIONS: ReadonlySet<string> = new Set(['0005_blobs']);
+/** Migrations SQLite has no counterpart of: its blobs and logs live in the data directory. */
+export const PG_ONLY_MIGRATIONS: ReadonlySet<string> = new Set(['0005_blobs', '0005_log_chunks']);
 
 export const pgMigrationProvider: MigrationProvider = {
   getMigrations: async () => ({ ...PG_MIGRATIONS }),

@@ -162,6 +162,9 @@ async function audited<T>(ctx: ServerContext, req: FastifyRequest, hostId: strin
 }
 
 /** Phases in which a named host is news for the timeline (after them it is a sign of life). */
+/** The longest a resolve request is held for a pending machine (?wait): below the usual proxies' 30 s timeouts. */
+export const MAX_RESOLVE_WAIT_S = 25;
+
 const BEFORE_FETCH = new Set(['resolving', 'pending', 'assigned']);
 
 /**
@@ -229,6 +232,10 @@ export function fetchRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.get<{ Querystring: Record<string, string | string[] | undefined> }>('/api/v1/resolve', async (req, reply) => {
     const token = await authenticate(req, ctx);
     authorize(token, 'fetch', null);
+    // ?wait=N: a pending machine's request is held until an admin assigns it (through any
+    // instance) or N seconds pass, so it hears of the assignment at once instead of at its next poll.
+    const waitS = intParam(req.query.wait === '0' ? undefined : req.query.wait, 'wait') ?? 0;
+    if (waitS > MAX_RESOLVE_WAIT_S) throw new RuError('REQUEST_INVALID', `wait must be at most ${MAX_RESOLVE_WAIT_S} seconds`, { param: 'wait' });
     const linked = await linkedRecovery(ctx, req, token.id);
     const q = req.query;
     const one = (k: string): string | null => listParam(q[k])[0] ?? null;
@@ -242,25 +249,43 @@ export function fetchRoutes(app: FastifyInstance, ctx: ServerContext): void {
     let pendingId: number | null = null;
     if (!host) {
       // Bounded per token, per address and in all (429 PENDING_LIMIT); a known machine is never refused.
-      const p = await ctx.meta.recordPending(facts, req.ip, { token: token.id, limits: ctx.pendingLimits });
+      let p = await ctx.meta.recordPending(facts, req.ip, { token: token.id, limits: ctx.pendingLimits });
       pendingId = p.id;
+      let waited = 0;
+      if (!p.assignedHost) {
+        ctx.metrics.pending.set((await ctx.meta.listPending({ unassigned: true })).length);
+        await audit(ctx, req, { kind: 'resolve', token: token.id, result: 'PENDING', detail: `pending ${p.id}${r.host === null && r.ambiguous.length ? `; ambiguous: ${r.ambiguous.join(', ')}` : ''}` });
+        ctx.recoveries.notifyPending(p);
+        // A waiting machine asks again and again: its timeline says "pending" once per pending id.
+        const waiting = p.id;
+        if (linked) {
+          await quietly(req, 'pending', () => (linked.pending === waiting
+            ? ctx.recoveries.sign(linked.id)
+            : ctx.recoveries.record(linked.id, { kind: 'pending', actor: token.id, pending: waiting, message: `waiting as pending machine ${waiting}`, detail: { pending: waiting } })));
+        }
+        if (waitS > 0) {
+          const gone = new AbortController();
+          const onClose = (): void => gone.abort();
+          reply.raw.once('close', onClose);
+          const started = Date.now();
+          try {
+            if (await ctx.recoveries.waitAssigned(p.id, waitS * 1000, gone.signal)) p = (await ctx.meta.getPending(p.id)) ?? p;
+          } finally {
+            reply.raw.off('close', onClose);
+          }
+          waited = Math.round((Date.now() - started) / 1000);
+        }
+      }
       if (p.assignedHost) {
         host = await hostOr404(ctx, p.assignedHost);
         by = 'assignment';
         value = null;
       } else {
-        ctx.metrics.pending.set((await ctx.meta.listPending({ unassigned: true })).length);
-        await audit(ctx, req, { kind: 'resolve', token: token.id, result: 'PENDING', detail: `pending ${p.id}${r.host === null && r.ambiguous.length ? `; ambiguous: ${r.ambiguous.join(', ')}` : ''}` });
-        ctx.recoveries.notifyPending(p);
-        // A waiting machine asks every few seconds: its timeline says "pending" once per pending id.
-        if (linked) {
-          await quietly(req, 'pending', () => (linked.pending === p.id
-            ? ctx.recoveries.sign(linked.id)
-            : ctx.recoveries.record(linked.id, { kind: 'pending', actor: token.id, pending: p.id, message: `waiting as pending machine ${p.id}`, detail: { pending: p.id } })));
-        }
         return reply.code(202).send({
           status: 'pending',
           pending: p,
+          // How long this request was held (?wait): the client asks again at once, without a pause of its own.
+          waited,
           ambiguous: r.host === null ? r.ambiguous : [],
           message: `this machine is not known to the server; it is recorded as pending machine ${p.id}. An admin assigns it with: rear-update admin assign ${p.id} HOST`,
         });

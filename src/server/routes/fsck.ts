@@ -25,7 +25,7 @@ function graceParam(v: unknown): number {
 export function fsckRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.get('/api/v1/fsck', async (req) => {
     authorize(await authenticate(req, ctx), 'admin', null);
-    return { check: await checkStore({ meta: ctx.meta, blobs: ctx.blobs, data: ctx.data }) };
+    return { check: await checkStore({ meta: ctx.meta, blobs: ctx.blobs, data: ctx.data, logs: ctx.logs.store }) };
   });
 
   app.post<{ Querystring: { grace?: string } }>('/api/v1/fsck/gc', async (req) => {
@@ -37,6 +37,6 @@ export function fsckRoutes(app: FastifyInstance, ctx: ServerContext): void {
       await audit(ctx, req, { kind: 'publish', token: token.id, host: null, result: 'ok', detail: `fsck --gc: removed ${gc.removed.length} unreferenced blob(s), ${gc.removed.reduce((n, b) => n + b.bytes, 0)} bytes, older than ${grace} s` });
     }
     // The check after the removal: what is left.
-    return { gc, check: await checkStore({ meta: ctx.meta, blobs: ctx.blobs, data: ctx.data }) };
+    return { gc, check: await checkStore({ meta: ctx.meta, blobs: ctx.blobs, data: ctx.data, logs: ctx.logs.store }) };
   });
 }

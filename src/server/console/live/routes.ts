@@ -6,7 +6,7 @@
 // console/routes.ts calls livePages inside the console's context (security headers, HTML
 // error pages). Docs: docs/console.md.
 
-import { open } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { RuError } from '../../../core/errors.ts';
 import { INCIDENT_BUCKETS, isEnded, RECOVERY_PHASES, type IncidentBucket, type RecoveryPhase } from '../../../core/recovery.ts';
@@ -45,28 +45,23 @@ const text = (v: unknown): string => (typeof v === 'string' ? v.trim() : '');
  * stream continues.
  */
 async function readLogForPage(ctx: ServerContext, rec: LogRecord): Promise<LogPart> {
-  const fh = await open(ctx.logs.file(rec.id), 'r').catch(() => null);
   const base = { id: rec.id, complete: rec.complete, workflow: rec.workflow, stamp: rec.stamp };
-  if (!fh) return { ...base, lines: [], offset: 0, skipped: 0, bytes: 0 };
-  try {
-    const size = (await fh.stat()).size;
-    let start = Math.max(0, size - PAGE_LOG_BYTES);
-    const buf = Buffer.alloc(size - start);
-    await fh.read(buf, 0, buf.length, start);
-    let body = buf;
-    if (start > 0) {
-      // Begin at a whole line.
-      const nl = body.indexOf(0x0a);
-      body = nl < 0 ? Buffer.alloc(0) : body.subarray(nl + 1);
-      start = size - body.length;
-    }
-    // Only a finished log's unfinished last line is shown now; otherwise it may still grow.
-    const end = rec.complete ? body.length : body.lastIndexOf(0x0a) + 1;
-    const lines = splitLines(body.subarray(0, end)).map(renderLine);
-    return { ...base, lines, offset: start + end, skipped: start, bytes: size };
-  } finally {
-    await fh.close();
+  const size = await ctx.logs.size(rec.id);
+  if (size === 0) return { ...base, lines: [], offset: 0, skipped: 0, bytes: 0 };
+  let start = Math.max(0, size - PAGE_LOG_BYTES);
+  const parts: Buffer[] = [];
+  for await (const c of ctx.logs.range(rec.id, start, size)) parts.push(c);
+  let body = Buffer.concat(parts);
+  if (start > 0) {
+    // Begin at a whole line.
+    const nl = body.indexOf(0x0a);
+    body = nl < 0 ? Buffer.alloc(0) : body.subarray(nl + 1);
+    start = size - body.length;
   }
+  // Only a finished log's unfinished last line is shown now; otherwise it may still grow.
+  const end = rec.complete ? body.length : body.lastIndexOf(0x0a) + 1;
+  const lines = splitLines(body.subarray(0, end)).map(renderLine);
+  return { ...base, lines, offset: start + end, skipped: start, bytes: size };
 }
 
 // ---- stream positions ----
@@ -339,21 +334,14 @@ ${factList(machineFacts(p))}
     const rec = recovery.log !== null ? await ctx.meta.getLog(recovery.log) : null;
     if (!rec) throw new RuError('LOG_UNKNOWN', `recovery ${id} has no recovery log`, { recovery: id });
     const name = `recovery-${id}-${rec.host}-${rec.workflow}-${rec.stamp}.log`.replace(/[^A-Za-z0-9._-]/g, '_');
-    // What is on disk now: a download of a live log is a snapshot.
-    const size = await open(ctx.logs.file(rec.id), 'r').then(async (fh) => {
-      try {
-        return (await fh.stat()).size;
-      } finally {
-        await fh.close();
-      }
-    }, () => 0);
-    const { createReadStream } = await import('node:fs');
+    // What is stored now: a download of a live log is a snapshot.
+    const size = await ctx.logs.size(rec.id);
     return reply
       .type('text/plain; charset=utf-8')
       .header('content-disposition', `attachment; filename="${name}"`)
       .header('cache-control', 'no-store')
       .header('content-length', String(size))
-      .send(size > 0 ? createReadStream(ctx.logs.file(rec.id), { start: 0, end: size - 1 }) : '');
+      .send(size > 0 ? Readable.from(ctx.logs.range(rec.id, 0, size), { objectMode: false }) : '');
   });
 
   // ---- a recovery's stream: timeline, status, log ----
