@@ -75,7 +75,9 @@ async function resolveSelf(api: ApiClient, sysRoot: string, waitS: number, hostn
   for (;;) {
     // Held by the server until an admin assigns this machine (through any instance of it), so the
     // assignment is heard at once; an older server answers at once and is asked again every POLL_MS.
-    const hold = Math.min(HOLD_S, Math.floor((deadline - Date.now()) / 1000));
+    // The first request is answered at once, so that a pending machine says so (and shows its
+    // facts for the admin) before it waits.
+    const hold = told ? Math.min(HOLD_S, Math.floor((deadline - Date.now()) / 1000)) : 0;
     const asked = Date.now();
     const r = await api.request<Resolved>('GET', '/api/v1/resolve', { query: hold > 0 ? { ...query, wait: String(hold) } : query, okStatuses: [202, 429] });
     if (r.status === 429) {

@@ -124,6 +124,11 @@ export class LogService {
         stored += data.length;
         onBytes(data.length);
         this.#bus.publish({ kind: 'log', id, bytes: stored, ended: false });
+        // The index follows the stored bytes, at most once a second (the first piece at once).
+        if (Date.now() - indexed >= INDEX_EVERY_MS) {
+          indexed = Date.now();
+          await this.#meta.updateLog(id, stored, false);
+        }
       }).catch((e: unknown) => {
         failed ??= e;
       });
@@ -137,7 +142,7 @@ export class LogService {
       else timer ??= setTimeout(() => void flush(), FLUSH_MS);
       if (failed) throw failed;
     };
-    let last = 0;
+    let indexed = 0;
     this.#active.add(id);
     this.#endedElsewhere.delete(id);
     // A quiet upload (rear is busy, nothing logged) still says it is alive, to readers elsewhere.
@@ -148,11 +153,6 @@ export class LogService {
       for await (const raw of body as AsyncIterable<Buffer>) {
         if (written + heldBytes + raw.length > maxBytes) throw new RuError('UPLOAD_TOO_LARGE', `log ${id} exceeds ${maxBytes} bytes`, { limit: maxBytes });
         await add(redactor.push(raw));
-        if (Date.now() - last >= INDEX_EVERY_MS) {
-          last = Date.now();
-          await chain;
-          await this.#meta.updateLog(id, stored, false);
-        }
       }
       await add(redactor.end());
       await flush();
