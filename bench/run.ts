@@ -9,6 +9,8 @@
 // Prints medians of several runs; asserts nothing (these machines are shared and noisy).
 // BENCH_ONLY=layers runs only what issue 12 added: (c) and composed serving against nginx.
 // BENCH_ONLY=resolve runs only bench/resolve.ts (issue 14): resolving by MAC among 100,000 hosts.
+// BENCH_ONLY=multi runs only bench/multi.ts (issue 14): 256 clients through HAProxy to one and to
+// three `rear-update serve` instances on one PostgreSQL database, beside nginx.
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -20,6 +22,13 @@ if (process.env.BENCH_ONLY === 'resolve') {
   // Needs neither the executable nor a tmpfs.
   const { runResolveBench } = await import('./resolve.ts');
   await runResolveBench();
+  process.exit(0);
+}
+
+if (process.env.BENCH_ONLY === 'multi') {
+  // Needs the server (dist/rear-update.cjs), not the executable nor a tmpfs.
+  const { runMultiBench } = await import('./multi.ts');
+  await runMultiBench();
   process.exit(0);
 }
 
@@ -219,4 +228,10 @@ if (process.env.BENCH_ONLY !== 'layers') {
 if (process.env.BENCH_ONLY === undefined) {
   const { runResolveBench } = await import('./resolve.ts');
   await runResolveBench();
+}
+
+// ---- several instances behind HAProxy (issue 14): one and three on one PostgreSQL, beside nginx ----
+if (process.env.BENCH_ONLY === undefined) {
+  const { runMultiBench } = await import('./multi.ts');
+  await runMultiBench();
 }
