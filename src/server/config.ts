@@ -16,6 +16,10 @@ export interface ServerConfig {
   readonly listen: { readonly host: string; readonly port: number };
   readonly tlsCert: string | null;
   readonly tlsKey: string | null;
+  /** The one-file executable served at GET /download/rear-update; null: dist/rear-update beside the running bundle. */
+  readonly clientExe: string | null;
+  /** A directory of .deb/.rpm files served at GET /download/NAME; null: none. */
+  readonly packages: string | null;
   readonly maxUpload: number;
   readonly logLevel: string;
   readonly payloadCache: number;
@@ -118,6 +122,8 @@ export const SETTINGS = [
   { key: 'listen', flag: '--listen <addr:port>', env: 'REAR_UPDATE_LISTEN', default: '127.0.0.1:8080', parse: parseListen, help: 'address and port to listen on' },
   { key: 'tlsCert', flag: '--tls-cert <file>', env: 'REAR_UPDATE_TLS_CERT', default: null, parse: orNull, help: 'PEM certificate (chain): serve HTTPS (needs --tls-key)' },
   { key: 'tlsKey', flag: '--tls-key <file>', env: 'REAR_UPDATE_TLS_KEY', default: null, parse: orNull, help: 'PEM private key of the certificate' },
+  { key: 'clientExe', flag: '--client-exe <file>', env: 'REAR_UPDATE_CLIENT_EXE', default: null, parse: orNull, help: 'the one-file executable original systems fetch with self-update (GET /download/rear-update; default: dist/rear-update beside the running bundle)' },
+  { key: 'packages', flag: '--packages <dir>', env: 'REAR_UPDATE_PACKAGES', default: null, parse: orNull, help: 'a directory of .deb and .rpm packages to serve at GET /download/NAME (npm run package makes them)' },
   { key: 'maxUpload', flag: '--max-upload <size>', env: 'REAR_UPDATE_MAX_UPLOAD', default: '1GiB', parse: int('maximum upload'), help: 'largest bundle or log upload accepted' },
   { key: 'logLevel', flag: '--log-level <level>', env: 'REAR_UPDATE_LOG_LEVEL', default: 'info', parse: (v: string, from: string) => {
     if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(v)) throw new RuError('CONFIG_INVALID', `${from}: log level ${JSON.stringify(v)} is not one of fatal, error, warn, info, debug, trace, silent`, { from });

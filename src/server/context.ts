@@ -13,6 +13,7 @@ import type { KeyRing } from './key-ring.ts';
 import type { LogService } from './logs.ts';
 import type { Metrics } from './metrics.ts';
 import type { TokenUseRecorder } from './token-use.ts';
+import type { DownloadSources } from './routes/download.ts';
 import type { RecoveryService } from './recoveries.ts';
 
 /** The console's session rules (console/session.ts). Milliseconds. */
@@ -42,6 +43,8 @@ export interface ServerContext {
   readonly data: DataLayout;
   readonly metrics: Metrics;
   readonly maxUpload: number;
+  /** What GET /download serves (routes/download.ts). */
+  readonly downloads: DownloadSources;
   /** Bounds on new pending machines (config.ts: --pending-per-token, ...). */
   readonly pendingLimits: PendingLimits;
   /** Writes each token's last use, sparingly (token-use.ts). */

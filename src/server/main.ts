@@ -6,6 +6,9 @@ import { loadConfig, type ConfigFlags } from './config.ts';
 import { startServer } from './serve.ts';
 
 export { runCheck } from './check-command.ts';
+// For `doctor --role server` (src/cli/doctor/server.ts): the stores as serve opens them, and the check.
+export { openBlobs, openLogBytes, openMetadata } from './serve.ts';
+export { checkStore } from './store-check.ts';
 
 export async function runServe(flags: ConfigFlags, say: (line: string) => void): Promise<void> {
   const cfg = loadConfig(flags);

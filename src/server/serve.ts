@@ -22,6 +22,7 @@ import { DirLogStore } from '../adapters/storage/dir-logs.ts';
 import { openPgLogs } from '../adapters/storage/pg-logs.ts';
 import type { LogBytesStore } from '../core/store/log-bytes.ts';
 import { TtlCache } from './cache.ts';
+import { downloadSources } from './routes/download.ts';
 import { AuditQueue } from './audit-queue.ts';
 import type { BlobStore } from '../core/store/blobs.ts';
 import type { Host, MetadataStore, TokenRecord, VersionRecord } from '../core/store/metadata.ts';
@@ -104,6 +105,7 @@ export async function startServer(cfg: ServerConfig, opts: { now?: () => Date; l
     const https = cfg.tlsCert && cfg.tlsKey ? { cert: readPem(cfg.tlsCert, 'TLS certificate'), key: readPem(cfg.tlsKey, 'TLS key') } : null;
     const ctx = {
       meta, blobs, keys, data, now, maxUpload: cfg.maxUpload,
+      downloads: { clientExe: cfg.clientExe ?? downloadSources().clientExe, packages: cfg.packages },
       get key() {
         return keys.current;
       },
