@@ -8,7 +8,7 @@
 //   REAR_UPDATE_TOKEN_FILE   the file holding this host's publish token (default /etc/rear-update/token)
 //   REAR_UPDATE_CACERT       CA certificate(s) for https
 //   REAR_UPDATE_HOST         this host's id on the server (default: the short hostname)
-//   REAR_UPDATE_PUBKEY       the server's public key as pinned by install-rear (default /etc/rear-update/server.pub)
+//   REAR_UPDATE_PUBKEY       the server's public key as pinned by install-rear (default /etc/rear-update/keys/server.pub)
 //
 // /var/lib/rear-update/publish-state.json: written by `publish` after every attempt, whatever
 // the outcome (atomically: temporary file, then rename), read by `doctor`.
@@ -18,6 +18,15 @@ import { dirname, join } from 'node:path';
 
 export const PUBLISH_CONF = '/etc/rear-update/publish.conf';
 export const PUBLISH_STATE = '/var/lib/rear-update/publish-state.json';
+
+/** What publish.conf means when it leaves a key out (only when the file exists). */
+export const PUBLISH_CONF_DEFAULTS = {
+  REAR_UPDATE_TOKEN_FILE: '/etc/rear-update/token',
+  REAR_UPDATE_PUBKEY: '/etc/rear-update/keys/server.pub',
+} as const;
+
+export type PublishTrigger = PublishState['trigger'];
+export const PUBLISH_TRIGGERS: readonly PublishTrigger[] = ['manual', 'rear', 'timer'];
 
 export interface PublishState {
   /** When the attempt ended (ISO 8601). */

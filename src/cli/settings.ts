@@ -3,9 +3,13 @@
 // operator in the rescue shell types only `rear-update apply e229`. Precedence everywhere:
 // flags, then the environment, then this file. It also records the template's facts
 // (REAR_UPDATE_IMAGE_*), which machines booting the image must not send as their own.
+// On an original system (one whose configuration is published, not a rescue system) every
+// command also reads /etc/rear-update/publish.conf (publish-state.ts), between the environment
+// and the image's settings: flags, environment, publish.conf, settings.conf.
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { FactSettings } from '../core/store/rescue-facts.ts';
+import { PUBLISH_CONF, PUBLISH_CONF_DEFAULTS } from './publish-state.ts';
 
 export const SETTINGS_FILE = '/etc/rear-update/settings.conf';
 
@@ -35,6 +39,18 @@ export const SETTING_SPECS = {
 export type SettingKey = keyof typeof SETTING_SPECS;
 export const SETTING_KEYS = Object.keys(SETTING_SPECS) as SettingKey[];
 
+/** What /etc/rear-update/publish.conf may set (publish-state.ts has the file's description). */
+export const PUBLISH_CONF_SPECS = {
+  REAR_UPDATE_SERVER: { about: 'the server\'s URL' },
+  REAR_UPDATE_TOKEN_FILE: { about: `the file holding this host's publish token (default ${PUBLISH_CONF_DEFAULTS.REAR_UPDATE_TOKEN_FILE})` },
+  REAR_UPDATE_CACERT: { about: 'CA certificate(s) for https' },
+  REAR_UPDATE_HOST: { about: 'this host\'s id on the server (default: the short hostname)' },
+  REAR_UPDATE_PUBKEY: { about: `the server's public key, pinned (default ${PUBLISH_CONF_DEFAULTS.REAR_UPDATE_PUBKEY}): self-update checks the executable's signature with it` },
+} as const satisfies Record<string, { about: string }>;
+
+export type PublishConfKey = keyof typeof PUBLISH_CONF_SPECS;
+export const PUBLISH_CONF_KEYS = Object.keys(PUBLISH_CONF_SPECS) as PublishConfKey[];
+
 /** Single-quoted for the shell: the one quoting with no expansions inside. */
 export const shellQuote = (v: string): string => `'${v.replace(/'/g, `'\\''`)}'`;
 
@@ -48,16 +64,18 @@ export function encodeSettings(values: Partial<Record<SettingKey, string>>, head
 }
 
 /** Reads KEY='value' lines as encodeSettings writes them (and plain KEY=value); ignores the rest. */
-export function parseSettings(text: string): Partial<Record<SettingKey, string>> {
-  const out: Partial<Record<SettingKey, string>> = {};
-  const keys = new Set<string>(SETTING_KEYS);
+export function parseSettings(text: string): Partial<Record<SettingKey, string>>;
+export function parseSettings<K extends string>(text: string, known: readonly K[]): Partial<Record<K, string>>;
+export function parseSettings(text: string, known: readonly string[] = SETTING_KEYS): Partial<Record<string, string>> {
+  const out: Partial<Record<string, string>> = {};
+  const keys = new Set<string>(known);
   for (const line of text.split('\n')) {
     const m = /^\s*([A-Z_]+)=((?:'[^']*'|\\'|[^\s'"#\\])*)\s*(?:#.*)?$/.exec(line);
     if (!m || !keys.has(m[1]!)) continue;
     const raw = m[2]!;
     let v = '';
     for (const part of raw.match(/'[^']*'|\\'|[^'\\]+/g) ?? []) v += part.startsWith("'") ? part.slice(1, -1) : part === "\\'" ? "'" : part;
-    out[m[1] as SettingKey] = v;
+    out[m[1]!] = v;
   }
   return out;
 }
@@ -80,8 +98,70 @@ export function imageSettings(env: NodeJS.ProcessEnv = process.env): Partial<Rec
   return cached;
 }
 
-/** The environment with the image's settings underneath. */
-export const effectiveEnv = (env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv => ({ ...imageSettings(env), ...env });
+/** A rescue system made by ReaR 2.7's mkrescue has /etc/rear-release; an original system has not. */
+const RESCUE_RELEASE = '/etc/rear-release';
+
+export interface PublishConf {
+  /** The file read (REAR_UPDATE_PUBLISH_CONF names another one, e.g. in tests), or null when none applies. */
+  readonly file: string | null;
+  /** Its values, the defaults filled in (only when the file exists). */
+  readonly values: Partial<Record<PublishConfKey, string>>;
+  /** The publish token read from REAR_UPDATE_TOKEN_FILE, or null. */
+  readonly token: string | null;
+  /** Why the token file named could not be read (e.g. not root), or null. */
+  readonly tokenProblem: string | null;
+}
+
+const publishConfCache = new Map<string, PublishConf>();
+
+/**
+ * This original system's publish.conf (publish-state.ts), or nothing: in a rescue system, or
+ * when the file does not exist. REAR_UPDATE_TOKEN_FILE (from the environment first, then the
+ * file) is read here, so that every command finds the token as REAR_UPDATE_TOKEN.
+ */
+export function publishConf(env: NodeJS.ProcessEnv = process.env): PublishConf {
+  const file = env.REAR_UPDATE_PUBLISH_CONF ?? PUBLISH_CONF;
+  const key = `${file}\0${env.REAR_UPDATE_TOKEN_FILE ?? ''}`;
+  const hit = publishConfCache.get(key);
+  if (hit) return hit;
+  let conf: PublishConf = { file: null, values: {}, token: null, tokenProblem: null };
+  const named = env.REAR_UPDATE_PUBLISH_CONF !== undefined;
+  if ((named || !existsSync(RESCUE_RELEASE)) && existsSync(file)) {
+    let values: Partial<Record<PublishConfKey, string>> = {};
+    try {
+      values = { ...PUBLISH_CONF_DEFAULTS, ...parseSettings(readFileSync(file, 'utf8'), PUBLISH_CONF_KEYS) };
+    } catch {
+      // unreadable (not root): the token file would be too; doctor names it
+    }
+    const tokenFile = env.REAR_UPDATE_TOKEN_FILE ?? values.REAR_UPDATE_TOKEN_FILE;
+    let token: string | null = null;
+    let tokenProblem: string | null = null;
+    if (tokenFile) {
+      try {
+        token = readFileSync(tokenFile, 'utf8').trim() || null;
+        if (!token) tokenProblem = `${tokenFile} is empty`;
+      } catch (e) {
+        tokenProblem = `${tokenFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+      }
+    }
+    conf = { file, values, token, tokenProblem };
+  }
+  publishConfCache.set(key, conf);
+  return conf;
+}
+
+/**
+ * The environment with what lies underneath: publish.conf (on an original system; its token
+ * file read into REAR_UPDATE_TOKEN), then the image's settings. So the order is flags (the
+ * caller's), environment, publish.conf, settings.conf. A token from the environment wins over
+ * the token file, and the token file over settings.conf's (a fetch token, the image's).
+ */
+export const effectiveEnv = (env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv => {
+  const p = publishConf(env);
+  const fromConf: Record<string, string> = { ...p.values };
+  if (p.token !== null) fromConf.REAR_UPDATE_TOKEN = p.token;
+  return { ...imageSettings(env), ...fromConf, ...env };
+};
 
 /** What decides which facts this machine sends: the explicit hostname (flag, then environment) and the template's facts. */
 export function factSettings(flags: { hostname?: string }, env: NodeJS.ProcessEnv = effectiveEnv()): FactSettings {

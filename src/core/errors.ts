@@ -116,6 +116,8 @@ export const ERRORS = {
   SERVER_REFUSED: spec(7, 'The server answered a request with an error (4xx/5xx) that another try will not cure.', 'Read the server\'s code and message in the output.'),
   SERVER_UNREACHABLE: spec(7, 'The server could not be reached (connection refused, reset, timeout) after the retries.', 'Check --server, the network and that `rear-update serve` is running.'),
   CONFIG_INVALID: spec(3, 'A setting (config file, environment variable or flag) has a malformed value, or the data directory is unusable.', 'Read the message: it names the setting and where it came from.'),
+  SELF_UPDATE_UNSUPPORTED: spec(2, '`self-update` replaces the one-file executable it runs as; this rear-update runs otherwise (under node, from the npm package).', 'Update the npm package, or install the .deb/.rpm or the executable from the server\'s GET /download/.'),
+  SELF_UPDATE_REFUSED: spec(4, 'The executable `self-update` downloaded does not match the server\'s signature by the pinned key (REAR_UPDATE_PUBKEY), or its sha256 or size differ from what the server announced, or it does not run. Nothing was replaced.', 'Do not install it by hand: the download was altered, or the server\'s key is not the pinned one (after a key rotation, pin the new key: docs/operations.md).'),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

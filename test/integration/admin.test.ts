@@ -392,7 +392,8 @@ describe('admin API and CLI', () => {
       { route: 'GET /api/v1/fsck', method: 'GET', path: '/api/v1/fsck' },
       { route: 'POST /api/v1/fsck/gc', method: 'POST', path: '/api/v1/fsck/gc?grace=1h' },
     ];
-    const open = ['GET /healthz', 'GET /metrics', 'GET /api/v1/server-key', 'GET /api/v1/key-statements', 'GET /api/v1/resolve'];
+    // Open to any valid token, whatever its scope: health, the key, resolve, the client executable and packages (they hold no secret), what a token is (doctor).
+    const open = ['GET /healthz', 'GET /metrics', 'GET /api/v1/server-key', 'GET /api/v1/key-statements', 'GET /api/v1/resolve', 'GET /download/rear-update', 'GET /download/rear-update.sig', 'GET /download/', 'GET /download/:name', 'GET /api/v1/token'];
     const covered = new Set([...hostB, ...adminOnly].map((r) => r.route).filter((r) => r !== ''));
     assert.deepEqual([...declared].filter((r) => !covered.has(r) && !open.includes(r)), [], 'every route is in the table (or known to be open to any token)');
 

@@ -6,7 +6,9 @@
 //   SHARE/skel/default/etc/scripts/system-setup.d/90-rear-update.sh  the boot hook (ReaR's skeleton)
 //   SHARE/skel/default/etc/scripts/system-setup.d/43-rear-update-media.sh  layers from local media, before networking
 //   SHARE/init/default/015_rear_update.sh  `rear recover ID=HOST`, and recovery reports (ReaR's init stage)
-//   /etc/rear/local.conf                 a marked block adding the two arrays above
+//   /etc/rear/local.conf                 a marked block adding the two arrays above and, with
+//                                        publish, an exit task that runs `rear-update publish`
+//                                        after a successful mkbackup/mkrescue (publish-hook.ts)
 // Every step is idempotent; a record of what was installed lets --uninstall remove exactly it.
 
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -15,6 +17,7 @@ import { RuError } from '../../core/errors.ts';
 import { hasBlock, withBlock, withoutBlock } from '../../core/marked-block.ts';
 import type { PublicKey } from '../../core/signature.ts';
 import { BOOT_HOOK, HOOK_NAME, INIT_SCRIPT, INIT_SCRIPT_NAME, MEDIA_HOOK, MEDIA_HOOK_NAME } from './boot-hook.ts';
+import { publishHookLines } from './publish-hook.ts';
 
 export const EXE_PATH = 'usr/local/sbin/rear-update';
 export const CONF_DIR = 'etc/rear-update';
@@ -33,11 +36,15 @@ export interface InstallPlan {
   readonly settings: string;
   /** Further files below /etc/rear-update (e.g. ca.pem), relative to it. */
   readonly extra?: readonly { readonly name: string; readonly data: string }[];
+  /** Publish after each successful mkbackup/mkrescue; undefined: as the previous install had it. */
+  readonly publish?: boolean;
 }
 
 interface Record_ {
   readonly files: string[];
   readonly dirs: string[];
+  /** The block runs publish after mkbackup/mkrescue (absent in records of older installs: no). */
+  readonly publish?: boolean;
 }
 
 const hookPath = (share: string, name = HOOK_NAME): string => `${share}/skel/default/etc/scripts/system-setup.d/${name}`;
@@ -69,7 +76,7 @@ export function checkShare(root: string, share: string): void {
   }
 }
 
-export function installRear(p: InstallPlan): { installed: string[]; block: string[] } {
+export function installRear(p: InstallPlan): { installed: string[]; block: string[]; publish: boolean } {
   checkShare(p.root, p.share);
   const prev = readRecord(p.root);
   const dirs = [...(prev?.dirs ?? [])];
@@ -103,14 +110,19 @@ export function installRear(p: InstallPlan): { installed: string[]; block: strin
     'PROGS+=( depmod )',
     `COPY_AS_IS+=( ${[`/${KEYS_DIR}`, `/${SETTINGS}`, ...(p.extra ?? []).map((x) => `/${CONF_DIR}/${x.name}`)].join(' ')} )`,
   ];
+  const publish = p.publish ?? prev?.publish ?? false;
+  if (publish) block.push(...publishHookLines(`/${EXE_PATH}`));
   const confAbs = join(p.root, LOCAL_CONF);
   const before = existsSync(confAbs) ? readFileSync(confAbs, 'utf8') : '';
   mkdirs(p.root, dirname(LOCAL_CONF), dirs);
   put(p.root, LOCAL_CONF, withBlock(before, INSTALL_BLOCK, 'managed by `rear-update install-rear`; remove with `rear-update install-rear --uninstall`', block), existsSync(confAbs) ? statSync(confAbs).mode & 0o7777 : 0o644);
-  const rec: Record_ = { files: [...files].sort(), dirs };
+  const rec: Record_ = { files: [...files].sort(), dirs, publish };
   put(p.root, RECORD, `${JSON.stringify(rec, null, 2)}\n`, 0o644);
-  return { installed: [...rec.files, RECORD], block };
+  return { installed: [...rec.files, RECORD], block, publish };
 }
+
+/** Whether the last install-rear under `root` added the publish hook (doctor rebuilds the block with it). */
+export const installedWithPublish = (root: string): boolean => readRecord(root)?.publish === true;
 
 function readRecord(root: string): Record_ | null {
   try {

@@ -14,7 +14,8 @@ import { note, out } from '../output.ts';
 import { checkRescueNetwork, RESCUE_NETWORK_HELP } from '../rescue-network.ts';
 import { addServerOptions, clientFrom, serverFrom, tokenFrom, type ServerFlags } from '../server-options.ts';
 import { duration } from '../server-source.ts';
-import { encodeSettings, type SettingKey } from '../settings.ts';
+import { encodeSettings, publishConf, type SettingKey } from '../settings.ts';
+import { PUBLISH_CONF, PUBLISH_STATE } from '../publish-state.ts';
 
 interface InstallFlags extends ServerFlags {
   pubkey?: string[];
@@ -27,6 +28,7 @@ interface InstallFlags extends ServerFlags {
   rearShare: string;
   sysRoot: string;
   uninstall?: boolean;
+  publish?: boolean;
 }
 
 /**
@@ -96,6 +98,8 @@ export function registerInstallRear(program: Command): void {
     .option('--root <dir>', 'the system to set up (for images built from a chroot)', '/')
     .option('--rear-share <dir>', 'ReaR\'s share directory below the root', 'usr/share/rear')
     .option('--sys-root <dir>', 'read this machine\'s facts (the template\'s hostname, DMI UUID and serial) below this directory', '/')
+    .option('--publish', 'also make ReaR run `rear-update publish --trigger rear` after every successful rear mkbackup and rear mkrescue (kept on later runs until --no-publish)')
+    .option('--no-publish', 'take that out again')
     .option('--uninstall', 'remove everything install-rear installed, and its block in local.conf')
     .addHelpText('after', `
 What it installs (idempotently; run it again to change settings):
@@ -106,6 +110,14 @@ What it installs (idempotently; run it again to change settings):
   /etc/rear-update/ca.pem                    with --cacert             -> COPY_AS_IS (this file)
   /usr/share/rear/skel/default/etc/scripts/system-setup.d/90-rear-update.sh   the boot hook
   /etc/rear/local.conf                       a marked block with the two lines above
+                                             and, with --publish, the publish hook
+
+--publish (a flag of install-rear, not a separate command): the block also registers a ReaR
+exit task that runs \`/usr/local/sbin/rear-update publish --trigger rear\` when rear mkbackup or
+rear mkrescue ENDS SUCCESSFULLY (never after an error), with its settings from
+${PUBLISH_CONF} (REAR_UPDATE_SERVER, REAR_UPDATE_TOKEN_FILE with a publish token,
+...; docs/operations.md). A failed publish never changes rear's exit status: rear prints it,
+and ${PUBLISH_STATE} records it for rear-update doctor.
 
 At boot the hook runs after networking and before an automatic \`rear recover\`; the kernel
 command line can override it: rear_update=server=URL,id=HOST,token=T,hostname=NAME,retry=SECONDS
@@ -124,7 +136,9 @@ ${RESCUE_NETWORK_HELP}
 
 Example:
   rear-update install-rear --server https://rear-server:8443 --token ru_... --class typeA --cacert ca.pem
-  rear mkrescue`)
+  rear mkrescue
+  # and publish after every backup (publish.conf in place):
+  rear-update install-rear --server https://rear-server:8443 --token ru_... --publish`)
     .action(async (o: InstallFlags) => {
       const root = resolve(o.root);
       if (o.uninstall) {
@@ -155,11 +169,18 @@ Example:
       }
       const r = installRear({
         root, share: o.rearShare.replace(/^\/+/, ''), exe: await executable(o.exe),
+        ...(o.publish !== undefined ? { publish: o.publish } : {}),
         keys, extra,
         settings: encodeSettings(values, 'written by `rear-update install-rear`; sourced by the boot hook, read by rear-update in the rescue system'),
       });
       for (const f of r.installed) out(`installed /${f}`);
-      out(`/etc/rear/local.conf: ${r.block.join('; ')}`);
+      out(`/etc/rear/local.conf: ${r.block.filter((l) => !/^\s|^#|^function|^}|^case|^esac/.test(l)).join('; ')}`);
+      if (r.publish) {
+        out('after every successful rear mkbackup / rear mkrescue, ReaR runs rear-update publish --trigger rear');
+        const conf = publishConf();
+        if (conf.file === null) note(`${PUBLISH_CONF} does not exist: the publish that ReaR runs reads its server and token file from there (docs/operations.md)`);
+        else if (conf.tokenProblem !== null) note(`${conf.file}: the publish token cannot be read (${conf.tokenProblem}); ReaR's publish will fail until it can`);
+      }
       out(`trusted keys: ${keys.map((k) => k.key.fingerprint).join(', ')}`);
       out(template.line);
       out('next: rear mkrescue (or rear mkbackup); the image fetches its host\'s configuration at boot');

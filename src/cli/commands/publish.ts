@@ -6,12 +6,15 @@
 import { createReadStream, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command as CommandT } from 'commander';
 import { readMachineFacts } from '../../adapters/fs/machine-facts.ts';
+import { contentDigest } from '../../core/manifest.ts';
 import { collect } from '../options.ts';
 import { formatBytes, note, out, printJson } from '../output.ts';
-import { addServerOptions, clientFrom, type ServerFlags } from '../server-options.ts';
-import { RuError } from '../../core/errors.ts';
+import { PUBLISH_CONF, PUBLISH_STATE, PUBLISH_TRIGGERS, writePublishState, type PublishTrigger } from '../publish-state.ts';
+import { addServerOptions, clientFrom, serverFrom, type ServerFlags } from '../server-options.ts';
+import { effectiveEnv, publishConf } from '../settings.ts';
+import { fromSystemError, RuError } from '../../core/errors.ts';
 import { addLayerOptions, DEFAULT_PATHS, layerOptionsFrom, pack, type LayerFlags, type PackFlags } from './pack.ts';
 
 interface PublishFlags extends ServerFlags, LayerFlags {
@@ -22,6 +25,7 @@ interface PublishFlags extends ServerFlags, LayerFlags {
   overlay?: boolean;
   sysRoot: string;
   json?: boolean;
+  trigger: PublishTrigger;
 }
 
 interface Published {
@@ -36,7 +40,7 @@ interface LayerPublished {
   version: { version: number; size: number; created: string };
 }
 
-export function registerPublish(program: Command): void {
+export function registerPublish(program: CommandT): void {
   const cmd = program
     .command('publish')
     .description('pack this host\'s ReaR configuration (or, with --layer, a hardware-class layer) and upload it to the server as the next version (only if it changed)');
@@ -44,11 +48,19 @@ export function registerPublish(program: Command): void {
     .option('--root <dir>', 'the tree\'s root; member paths are relative to it', '/')
     .option('--path <path>', `a path below the root, repeatable (default: ${DEFAULT_PATHS.join(', ')})`, collect)
     .option('--exclude <glob>', 'leave out paths matching this glob, repeatable', collect)
-    .option('--host <id>', 'host id on the server (default: this machine\'s short hostname)')
+    .option('--host <id>', 'host id on the server (default: REAR_UPDATE_HOST, else this machine\'s short hostname)')
     .option('--overlay', 'do not own the packed directories (see pack --help)')
     .option('--sys-root <dir>', 'read the machine\'s facts (MACs, DMI) below this directory', '/')
     .option('--json', 'machine-readable output')
+    .addOption(new Option('--trigger <what>', `what ran this publish, recorded in ${PUBLISH_STATE} for doctor`).choices([...PUBLISH_TRIGGERS]).default('manual'))
     .addHelpText('after', `
+On an original system, ${PUBLISH_CONF} supplies what flags and environment leave
+out: REAR_UPDATE_SERVER, REAR_UPDATE_TOKEN_FILE (default /etc/rear-update/token),
+REAR_UPDATE_CACERT, REAR_UPDATE_HOST. Every host publish, whether it worked or not, is recorded
+in ${PUBLISH_STATE} below --root (time, outcome, server, host, version, the content
+digest, the error), which \`rear-update doctor\` reads. \`install-rear --publish\` makes ReaR run
+\`publish --trigger rear\` after each successful rear mkbackup and rear mkrescue.
+
 The token is a publish token for this host (admin token create --publish HOST), or an admin
 token, which also creates the host on its first publish. The machine's facts go with it:
 hostname, MACs of physical interfaces, DMI system UUID and serial (see rear-update facts); the
@@ -60,7 +72,9 @@ composes under every host of class C (docs/layers.md). The token is an admin tok
 made with admin token create --publish-class C. No machine facts are sent.
 
 Examples:
-  # cron, after rear mkbackup:
+  # with /etc/rear-update/publish.conf in place:
+  rear-update publish
+  # without it:
   REAR_UPDATE_SERVER=https://rear-server:8443 REAR_UPDATE_TOKEN=ru_... rear-update publish
   # a driver for the typeC machines, loaded after it is installed:
   rear-update publish --layer nic-e1000e --class typeC --priority 10 --root /srv/layers/typeC \\
@@ -68,17 +82,54 @@ Examples:
     .action(async (o: PublishFlags) => {
       if (o.layer !== undefined) return publishLayer(o);
       if (o.class !== undefined) throw new RuError('USAGE', '--class goes with --layer (a host\'s class is set on the server: admin host set HOST --class C)');
-      const host = o.host ?? hostname().split('.')[0] ?? 'localhost';
-      const facts = readMachineFacts(o.sysRoot);
-      await packAndUpload<Published>(o, { root: o.root, path: o.path, exclude: o.exclude, host, overlay: o.overlay }, `/api/v1/hosts/${encodeURIComponent(host)}/versions`,
-        { mac: facts.macs, hostname: facts.hostname, uuid: facts.uuid, serial: facts.serial }, (r, packed, size) => {
-          for (const w of r.warnings ?? []) note(`warning: ${w}`);
-          const v = r.version;
-          out(r.created
-            ? `published ${v.host} version ${v.version} (${packed.manifest.entries.length} entries, ${formatBytes(size)} uploaded)`
-            : `unchanged: ${v.host} version ${v.version} already has this content; nothing stored`);
-        });
+      return publishHost(o);
     });
+}
+
+/**
+ * A host's publish, recorded in publish-state.json whatever its outcome (a failure is recorded
+ * and then reported as usual: ReaR's hook ignores the exit status, doctor reads the record).
+ */
+async function publishHost(o: PublishFlags): Promise<void> {
+  const env = effectiveEnv();
+  const host = o.host ?? (env.REAR_UPDATE_HOST || undefined) ?? hostname().split('.')[0] ?? 'localhost';
+  let digest: string | null = null;
+  const record = (r: { ok: true; body: Published } | { ok: false; error: RuError }): void => {
+    const written = writePublishState({
+      at: new Date().toISOString(),
+      ok: r.ok,
+      trigger: o.trigger,
+      server: serverFrom(o, env),
+      host,
+      version: r.ok ? r.body.version.version : null,
+      created: r.ok ? r.body.created : null,
+      digest,
+      code: r.ok ? null : r.error.code,
+      message: r.ok ? null : r.error.message,
+    }, o.root);
+    if (!written) note(`could not record this publish in ${PUBLISH_STATE} below ${o.root} (doctor will not see it)`);
+  };
+  try {
+    const conf = publishConf();
+    if (!o.token && !o.tokenFile && !process.env.REAR_UPDATE_TOKEN && conf.tokenProblem !== null) {
+      throw new RuError('CONFIG_INVALID', `${conf.file}: the publish token cannot be read: ${conf.tokenProblem} (REAR_UPDATE_TOKEN_FILE; run as root, or create it from \`rear-update admin token create --publish ${host}\`)`, { path: conf.file });
+    }
+    const facts = readMachineFacts(o.sysRoot);
+    const body = await packAndUpload<Published>(o, { root: o.root, path: o.path, exclude: o.exclude, host, overlay: o.overlay }, `/api/v1/hosts/${encodeURIComponent(host)}/versions`,
+      { mac: facts.macs, hostname: facts.hostname, uuid: facts.uuid, serial: facts.serial }, (r, packed, size) => {
+        for (const w of r.warnings ?? []) note(`warning: ${w}`);
+        const v = r.version;
+        out(r.created
+          ? `published ${v.host} version ${v.version} (${packed.manifest.entries.length} entries, ${formatBytes(size)} uploaded)`
+          : `unchanged: ${v.host} version ${v.version} already has this content; nothing stored`);
+      }, (packed) => {
+        digest = contentDigest(packed.manifest);
+      });
+    record({ ok: true, body });
+  } catch (e) {
+    record({ ok: false, error: fromSystemError(e, 'publish') });
+    throw e;
+  }
 }
 
 /**
@@ -86,12 +137,14 @@ Examples:
  * answer to `report` (or prints it as JSON with --json). The temporary file goes in any case.
  */
 async function packAndUpload<T>(o: PublishFlags, packOpts: Omit<PackFlags, 'output'>, route: string,
-  query: Record<string, string | readonly string[] | null>, report: (body: T, packed: Awaited<ReturnType<typeof pack>>, size: number) => void): Promise<void> {
+  query: Record<string, string | readonly string[] | null>, report: (body: T, packed: Awaited<ReturnType<typeof pack>>, size: number) => void,
+  onPacked?: (packed: Awaited<ReturnType<typeof pack>>) => void): Promise<T> {
   const api = clientFrom(o);
   const dir = mkdtempSync(join(tmpdir(), 'rear-update-publish-'));
   try {
     const file = join(dir, 'bundle.tar.gz');
     const packed = await pack({ ...packOpts, output: file });
+    onPacked?.(packed);
     for (const m of packed.missing) note(`${m} does not exist under ${o.root}; skipped`);
     const size = statSync(file).size;
     const r = await api.request<T>('POST', route, {
@@ -102,6 +155,7 @@ async function packAndUpload<T>(o: PublishFlags, packOpts: Omit<PackFlags, 'outp
     });
     if (o.json) printJson(r.body);
     else report(r.body, packed, size);
+    return r.body;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
