@@ -112,9 +112,10 @@ async function resolveSelf(api: ApiClient, sysRoot: string, waitS: number, hostn
       note(`  an admin assigns it with: rear-update admin assign ${p?.id ?? 'PENDING-ID'} HOST`);
       if (waitS > 0) note(`  waiting up to ${waitS} s (--wait) ...`);
     }
-    // A server that held the request is asked again at once (unless it answered at once anyway).
-    const held = typeof r.body.waited === 'number' && Date.now() - asked >= 1000;
-    if (held ? Date.now() >= deadline : Date.now() + POLL_MS > deadline) {
+    // A server that can hold requests (its answer says `waited`) is asked again at once: the next
+    // request waits there. Only when it answered at once although asked to hold does the client pause.
+    const held = typeof r.body.waited === 'number' && !(hold > 0 && Date.now() - asked < 1000);
+    if (held ? Date.now() + 1000 > deadline : Date.now() + POLL_MS > deadline) {
       throw new RuError('HOST_PENDING', `this machine is pending on the server as machine ${p?.id ?? '?'} and was not assigned within ${waitS} s`, { pending: p?.id ?? null });
     }
     if (!held) await sleep(POLL_MS);

@@ -7,7 +7,8 @@
 // (adapters/storage/pg-bus.ts): a message reaches this process's listeners at once and every
 // other instance's within milliseconds. A message can be lost (a dropped LISTEN connection):
 // whoever waits on one re-reads the store at least once a second too, so a lost message costs
-// at most that second, never a wrong answer.
+// at most that second, never a wrong answer; and whoever shows live state (the console's streams)
+// reads it afresh on `resync`, delivered when the LISTEN connection is back after a loss.
 
 import { EventEmitter } from 'node:events';
 
@@ -17,7 +18,12 @@ export type BusMessage =
   /** Pending machine `id` was recorded or asked again (seen), assigned, or forgotten. */
   | { readonly kind: 'pending'; readonly id: number; readonly change: 'seen' | 'assigned' | 'forgotten' }
   /** Recovery log `id` holds `bytes` now; `ended`: its upload stopped (complete or broken off), or (ended false) it is still running though quiet. */
-  | { readonly kind: 'log'; readonly id: number; readonly bytes: number; readonly ended: boolean };
+  | { readonly kind: 'log'; readonly id: number; readonly bytes: number; readonly ended: boolean }
+  /**
+   * Local only, never sent: this instance was deaf to the others for a while (its LISTEN
+   * connection was lost and is back). Whoever shows live state reads it afresh.
+   */
+  | { readonly kind: 'resync' };
 
 /** `local`: the message was published by this process. */
 export type BusListener = (m: BusMessage, local: boolean) => void;

@@ -62,7 +62,9 @@ export function toRuError(e: unknown): RuError {
 export function sendError(e: unknown, req: FastifyRequest, reply: FastifyReply): FastifyReply {
   const err = toRuError(e);
   const status = statusOf(err.code);
-  if (status >= 500) req.log.error({ err: e }, 'request failed');
+  // 503 (STORE_BUSY while PostgreSQL restarts) is a condition, not a bug: one line each, no stack.
+  if (status === 503) req.log.warn({ code: err.code, reason: err.message }, 'request refused (503)');
+  else if (status >= 500) req.log.error({ err: e }, 'request failed');
   else req.log.info({ code: err.code, reason: err.message }, 'request refused');
   if (status === 401) reply.header('www-authenticate', 'Basic realm="rear-update", charset="UTF-8"');
   if ((status === 429 || status === 503) && typeof err.context.retryAfter === 'number') reply.header('retry-after', String(err.context.retryAfter));

@@ -37,7 +37,9 @@ export interface MatchHint {
 /** What the console's live streams hear about. */
 export type LiveChange =
   | { readonly type: 'recovery'; readonly recovery: RecoveryView; readonly event: RecoveryEvent }
-  | { readonly type: 'pending'; readonly pending: PendingMachine; readonly change: 'seen' | 'assigned' | 'forgotten' };
+  | { readonly type: 'pending'; readonly pending: PendingMachine; readonly change: 'seen' | 'assigned' | 'forgotten' }
+  /** Changes made through other instances may have been missed (bus.ts): read everything shown afresh. */
+  | { readonly type: 'resync' };
 
 /** Who acts (audit): a token id and the client address. */
 export interface Actor {
@@ -67,7 +69,9 @@ export class RecoveryService {
     this.opts = opts;
     this.#bus = bus;
     bus.subscribe((m, local) => {
-      if (!local && this.#events.listenerCount('change') > 0) void this.#fromElsewhere(m).catch(() => undefined);
+      if (this.#events.listenerCount('change') === 0) return;
+      if (m.kind === 'resync') this.#tell({ type: 'resync' });
+      else if (!local) void this.#fromElsewhere(m).catch(() => undefined);
     });
   }
 
@@ -234,7 +238,8 @@ export class RecoveryService {
 
   #emit(c: LiveChange): void {
     this.#tell(c);
-    this.#bus.publish(c.type === 'recovery' ? { kind: 'recovery', id: c.recovery.id, seq: c.event.seq } : { kind: 'pending', id: c.pending.id, change: c.change });
+    if (c.type === 'recovery') this.#bus.publish({ kind: 'recovery', id: c.recovery.id, seq: c.event.seq });
+    else if (c.type === 'pending') this.#bus.publish({ kind: 'pending', id: c.pending.id, change: c.change });
   }
 
   #tell(c: LiveChange): void {

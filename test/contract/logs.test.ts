@@ -167,7 +167,7 @@ describe('several instances on one PostgreSQL database', () => {
     const b = await openPgBus(db);
     const heardA: string[] = [];
     const heardB: string[] = [];
-    const key = (m: BusMessage, local: boolean): string => `${m.kind}:${m.id}:${local ? 'local' : 'remote'}`;
+    const key = (m: BusMessage, local: boolean): string => `${m.kind}:${'id' in m ? m.id : '-'}:${local ? 'local' : 'remote'}`;
     a.subscribe((m, l) => heardA.push(key(m, l)));
     b.subscribe((m, l) => heardB.push(key(m, l)));
     const until = async (cond: () => boolean, what: string): Promise<void> => {

@@ -353,7 +353,7 @@ describe('RecoveryService over a real SQLite store: what the console\'s live str
       const svc = new RecoveryService(meta, { now: () => new Date(), silentAfterMs: 60_000 }, new LocalBus());
       await meta.addHost({ id: 'orig-db1', macs: ['52:54:00:aa:00:01'] });
       const heard: string[] = [];
-      const stop = svc.subscribe((c: LiveChange) => heard.push(c.type === 'recovery' ? `recovery ${c.recovery.id} ${c.event.kind} ${c.recovery.phase}` : `pending ${c.pending.id} ${c.change}`));
+      const stop = svc.subscribe((c: LiveChange) => heard.push(c.type === 'recovery' ? `recovery ${c.recovery.id} ${c.event.kind} ${c.recovery.phase}` : c.type === 'pending' ? `pending ${c.pending.id} ${c.change}` : c.type));
       svc.subscribe(() => {
         throw new Error('a broken console stream');
       });

@@ -11,8 +11,10 @@ import { deliver, parseBusMessage, type Bus, type BusListener, type BusMessage }
 
 export const CHANNEL = 'rear_update_changes';
 
-/** Waits between reconnection attempts: from the first to the longest. */
-const RETRY_MS = [250, 500, 1000, 2000, 5000] as const;
+/** Waits between reconnection attempts: from the first to the longest (a second: a restarted PostgreSQL is heard again soon). */
+const RETRY_MS = [100, 250, 500, 1000] as const;
+/** Messages kept while the connection is away, sent once it is back (the oldest are dropped beyond this). */
+const HELD_MAX = 1000;
 
 export class PgBus implements Bus {
   /** This process, so that it skips its own messages when PostgreSQL hands them back. */
@@ -23,6 +25,10 @@ export class PgBus implements Bus {
   #closed = false;
   #attempt = 0;
   #timer: NodeJS.Timeout | undefined;
+  /** Published while disconnected: sent after reconnecting, so the others hear of it late rather than never. */
+  #held: string[] = [];
+  /** The connection was lost since the last LISTEN: the next one is a resync. */
+  #lostOnce = false;
   /** Resolves once the first LISTEN is in place (or failed: start-up does not wait for ever). */
   readonly ready: Promise<void>;
 
@@ -57,6 +63,11 @@ export class PgBus implements Bus {
       }
       this.#client = client;
       this.#attempt = 0;
+      for (const payload of this.#held.splice(0)) this.#send(client, payload);
+      if (this.#lostOnce) {
+        this.#lostOnce = false;
+        deliver(this.#events, { kind: 'resync' }, true);
+      }
     } catch {
       client.removeAllListeners('end');
       await client.end().catch(() => undefined);
@@ -67,6 +78,7 @@ export class PgBus implements Bus {
   #lost(client: pg.Client): void {
     if (this.#client !== client) return;
     this.#client = null;
+    this.#lostOnce = true;
     void client.end().catch(() => undefined);
     this.#retry();
   }
@@ -83,9 +95,23 @@ export class PgBus implements Bus {
 
   publish(m: BusMessage): void {
     deliver(this.#events, m, true);
+    if (m.kind === 'resync') return;
+    const payload = JSON.stringify({ o: this.origin, ...m });
     const c = this.#client;
-    if (!c) return;
-    c.query('select pg_notify($1, $2)', [CHANNEL, JSON.stringify({ o: this.origin, ...m })]).catch(() => undefined);
+    if (c) this.#send(c, payload);
+    else this.#hold(payload);
+  }
+
+  #send(c: pg.Client, payload: string): void {
+    c.query('select pg_notify($1, $2)', [CHANNEL, payload]).catch(() => {
+      // Lost with the connection: kept for the next one.
+      if (this.#client !== c) this.#hold(payload);
+    });
+  }
+
+  #hold(payload: string): void {
+    this.#held.push(payload);
+    if (this.#held.length > HELD_MAX) this.#held.shift();
   }
 
   subscribe(listener: BusListener): () => void {

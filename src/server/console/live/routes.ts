@@ -159,7 +159,7 @@ export function livePages(app: FastifyInstance, ctx: ServerContext): void {
     };
     const unsubscribe = ctx.recoveries.subscribe((c: LiveChange) => {
       // The pending page changes with pending machines, and with recoveries (hardware, hints).
-      if (view === 'incident' || c.type === 'pending' || c.recovery.pending !== null) schedule();
+      if (view === 'incident' || c.type !== 'recovery' || c.recovery.pending !== null) schedule();
     });
     const refresh = view === 'incident' ? setInterval(schedule, REFRESH_MS) : null;
     s.onClose(() => {
@@ -419,6 +419,11 @@ ${factList(machineFacts(p))}
     const pending: LiveChange[] = [];
     let ready = false;
     const onChange = (c: LiveChange): void => {
+      // Deaf to the other instances for a while: what happened since our position, from the store.
+      if (c.type === 'resync') {
+        if (ready) enqueue(catchUp);
+        return;
+      }
       if (c.type !== 'recovery' || c.recovery.id !== id) return;
       if (!ready) {
         pending.push(c);
@@ -443,8 +448,8 @@ ${factList(machineFacts(p))}
       follower?.abort();
     });
 
-    enqueue(async () => {
-      // What happened since the position the page (or the reconnecting browser) holds.
+    /** What happened since the position the page (or the reconnecting browser) holds. */
+    const catchUp = async (): Promise<void> => {
       const now = await ctx.recoveries.get(id);
       current = now.recovery;
       for (const e of now.events) {
@@ -457,6 +462,9 @@ ${factList(machineFacts(p))}
         else follow(current.log);
       }
       sendStatus();
+    };
+    enqueue(async () => {
+      await catchUp();
       ready = true;
       for (const c of pending.splice(0)) apply(c);
       maybeEnd();
