@@ -159,8 +159,7 @@ describe('rear-update doctor on an original system', () => {
       } } },
     });
     writeFileSync(join(work, 'exe'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
-    mkdirSync(join(golden, 'etc/rear-update'), { recursive: true });
-    writeFileSync(join(golden, 'etc/rear-update/server.pub'), readFileSync(join(data, 'server.pub')));
+    mkdirSync(join(golden, 'etc/rear-update'), { recursive: true }); // install-rear pins the server's key in keys/server.pub
     succeeded(await cliAsync(['install-rear', '--root', golden, '--sys-root', sys, '--exe', join(work, 'exe'), '--server', srv.url, '--token', fetchToken,
       '--cacert', join(work, 'ca/ca.pem'), '--pubkey', join(data, 'server.pub'), '--class', 'typeD'], { env: CLEAN_ENV }));
     writeFileSync(join(golden, 'etc/rear-update/token'), `${publishToken}\n`, { mode: 0o600 });
@@ -292,7 +291,7 @@ describe('rear-update doctor on an original system', () => {
   test('server-key: the pinned key is not the server\'s', async () => {
     const root = await broken((r) => {
       const k = generateKeys(join(work, 'stranger-key'), true);
-      writeFileSync(join(r, 'etc/rear-update/server.pub'), k.publicKey.key.export({ type: 'spki', format: 'pem' }).toString());
+      writeFileSync(join(r, 'etc/rear-update/keys/server.pub'), k.publicKey.key.export({ type: 'spki', format: 'pem' }).toString());
     });
     const r = expectOnly(await doctor(['--root', root]), { 'server-key': 'FAIL' }, 'server-key');
     assert.match(r.detail, /is not the pinned ed25519:[0-9a-f]{16}/);
