@@ -30,16 +30,16 @@
 
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pack } from '../src/cli/commands/pack.ts';
 import { startPgCluster } from '../test/support/postgres.ts';
 import { HAPROXY, startHaproxy, type Haproxy } from '../test/support/haproxy.ts';
 import { type Instance, Instances } from '../test/support/instances.ts';
 import { nginxTarget, pidOf, track, type RunningTarget } from './serve.ts';
+import { seed } from './product-server.ts';
 
 const MIB = 1 << 20;
 
@@ -306,27 +306,6 @@ async function serverBytes(h: Haproxy): Promise<Record<string, number>> {
 
 // ---- seeding ----
 
-/** Host h<i> with its own ~1 MiB of random bytes (files/c<i>.tar.gz, which nginx serves), published through the API, four at a time. */
-async function seedHosts(work: string, wwwDir: string, base: string, token: string, clients: number): Promise<void> {
-  const publishOne = async (i: number): Promise<void> => {
-    const root = join(work, 'seed', `h${i}`);
-    mkdirSync(join(root, 'var/lib/rear/recovery'), { recursive: true });
-    cpSync(join(wwwDir, 'files', `c${i}.tar.gz`), join(root, 'var/lib/rear/recovery', 'payload.bin'));
-    const file = `${root}.tar.gz`;
-    await pack({ root, path: ['var/lib/rear/recovery'], host: `h${i}`, created: '2026-01-01T00:00:00Z', output: file });
-    const res = await fetch(`${base}/api/v1/hosts/h${i}/versions`, {
-      method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/gzip', 'content-length': String(statSync(file).size) }, body: readFileSync(file),
-    });
-    if (res.status !== 201) throw new Error(`publishing h${i}: HTTP ${res.status} ${await res.text()}`);
-    rmSync(root, { recursive: true, force: true });
-    rmSync(file, { force: true });
-  };
-  let next = 0;
-  await Promise.all([0, 1, 2, 3].map(async () => {
-    for (let i = next++; i < clients; i = next++) await publishOne(i);
-  }));
-}
-
 // ---- one measured run ----
 
 interface Groups { [name: string]: number[] }
@@ -410,7 +389,8 @@ export async function runMultiBench(options: MultiOptions = {}): Promise<MultiRo
     instances = await Instances.start({ db, work, names: ['i1'], args: ['--max-connections-per-address', '0'] });
     const token = instances.adminToken;
     const t0 = performance.now();
-    await seedHosts(work, wwwDir, instances.get('i1').url, token, o.clients);
+    // Host h<i> with its own ~1 MiB of random bytes (files/c<i>.tar.gz, which nginx serves), as the serving bench seeds them.
+    await seed({ workDir: work, wwwDir, clients: o.clients, fileBytes: MIB }, instances.get('i1').url, token);
     log(`multi: seeded ${o.clients} hosts (1 MiB of random bytes each) through i1 into PostgreSQL in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
     nginx = await nginxTarget().start({ workDir: mkdirIn(work, 'nginx'), wwwDir, clients: o.clients, fileBytes: MIB });

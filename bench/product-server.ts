@@ -18,7 +18,8 @@ async function eachClient(clients: number, one: (i: number) => Promise<void>): P
   for (let i = 0; i < clients; i += 4) await Promise.all([0, 1, 2, 3].filter((k) => i + k < clients).map((k) => one(i + k)));
 }
 
-async function seed(ctx: ServeContext, base: string, token: string): Promise<void> {
+/** Host h<i> with files/c<i>.tar.gz as its configuration, published through the API. */
+export async function seed(ctx: ServeContext, base: string, token: string): Promise<void> {
   const tree = join(ctx.workDir, 'ru-tree');
   const one = async (i: number): Promise<void> => {
     const root = join(tree, `h${i}`);

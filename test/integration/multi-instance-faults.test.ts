@@ -18,20 +18,16 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { readBundle } from '../../src/adapters/tar/bundle-reader.ts';
-import { pack } from '../../src/cli/commands/pack.ts';
-import { contentDigest, type Manifest } from '../../src/core/manifest.ts';
-import { DEFAULT_LIMITS } from '../../src/core/policy.ts';
-import { parsePublicKey } from '../../src/core/signature.ts';
+import { contentDigest } from '../../src/core/manifest.ts';
 import { parseSse } from '../../src/server/console/live/sse.ts';
-import { cleanup, cliAsync, httpRequest, makeTree, tempDir, type HttpAnswer, type TreeSpec } from '../helpers.ts';
+import { cleanup, cliAsync, httpRequest, tempDir, type HttpAnswer } from '../helpers.ts';
 import { SERVED_BY, startHaproxy, type Haproxy } from '../support/haproxy.ts';
 import { Instances } from '../support/instances.ts';
 import { usePgCluster } from '../support/postgres.ts';
+import { firstDifference, opened, packed, signIn } from '../support/fleet.ts';
 
 const MiB = 1 << 20;
 const work = tempDir('ru-multi-faults-');
@@ -51,35 +47,8 @@ let pubPem: string;
 const url = (name: string): string => fleet!.get(name).url;
 const context = (names = ['A', 'B', 'C']): string => `${names.map((n) => `--- instance ${n}:\n${fleet!.output(n).slice(-1500)}`).join('\n')}\n--- haproxy:\n${hap!.log().slice(-1500)}`;
 
-/** A host's ReaR tree with a marker (and more files), packed in-process. */
-let packs = 0;
-async function packed(host: string, marker: string, extra: TreeSpec = {}): Promise<{ bytes: Buffer; manifest: Manifest; files: Record<string, string> }> {
-  const n = ++packs;
-  const root = join(work, `tree-${n}`);
-  makeTree(root, { etc: { rear: { 'local.conf': `OUTPUT=ISO\n# ${host} ${marker}\n`, ...extra } } });
-  const out = join(work, `bundle-${n}.tar.gz`);
-  const { manifest } = await pack({ root, host, created: '2026-01-01T00:00:00Z', output: out });
-  cleanup(root);
-  const files: Record<string, string> = {};
-  for (const e of manifest.entries) if (e.type === 'file') files[e.path] = e.sha256!;
-  const bytes = readFileSync(out);
-  cleanup(out);
-  return { bytes, manifest, files };
-}
 
-/** The bundle read and verified as apply reads it, trusting only the first instance's server.pub. */
-async function opened(bundle: Buffer): Promise<{ host: string | null; version: number | null; files: Record<string, string> }> {
-  const r = await readBundle(Readable.from([bundle]), { trusted: [parsePublicKey(pubPem, 'server.pub')], allowUnsigned: false, enforceTrust: true, limits: DEFAULT_LIMITS });
-  const files: Record<string, string> = {};
-  for (const e of r.manifest!.entries) if (e.type === 'file') files[e.path] = e.sha256!;
-  return { host: r.manifest!.host, version: r.manifest!.version ?? null, files };
-}
 
-function firstDifference(a: Buffer, b: Buffer): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
-  return a.length === b.length ? -1 : n;
-}
 
 /** `rear-update admin fsck --json` against an instance: the check's report; exit 0 means no errors. */
 async function fsck(base: string): Promise<{ status: number | null; report: { errors: unknown[]; leftovers: unknown[]; counts: Record<string, number> } | null; stderr: string }> {
@@ -101,7 +70,7 @@ before(async () => {
   admin = fleet.adminToken;
   pubPem = readFileSync(fleet.serverPub, 'utf8');
   // A large bundle of random (incompressible) content, published through HAProxy.
-  const big = await packed('big', 'large', { 'random.bin': randomBytes(16 * MiB) });
+  const big = await packed(work, 'big', 'large', { 'random.bin': randomBytes(16 * MiB) });
   const r = await httpRequest(hap.url, 'POST', '/api/v1/hosts/big/versions', { token: admin, body: big.bytes });
   assert.equal(r.status, 201, r.body.toString());
 }, { timeout: 240_000 });
@@ -206,19 +175,6 @@ test('kill -9 of the instance serving a download through HAProxy, mid-body: the 
   t.diagnostic(`${first.size} bytes: ${first.part.length} from ${killed} before its kill -9 (${first.how}); HAProxy said ${stateThen} for it at the resume, sent ${resumeAt - killedAt} ms after the kill; the 206 came from ${by}; HAProxy marked ${killed} DOWN within ${downAfter} ms of the kill and UP ${upAfter} ms after its restart served`);
 });
 
-/** Signs in to the console on `base` with a token: the session cookie. */
-async function signIn(base: string, token: string): Promise<string> {
-  const r = await new Promise<http.IncomingMessage>((resolve, reject) => {
-    const q = http.request(new URL('/sign-in', base), { method: 'POST', agent: false, headers: { 'content-type': 'application/x-www-form-urlencoded', origin: new URL(base).origin } }, resolve);
-    q.on('error', reject);
-    q.end(new URLSearchParams({ token, next: '/' }).toString());
-  });
-  r.resume();
-  assert.equal(r.statusCode, 303, 'sign-in redirects');
-  const cookie = (r.headers['set-cookie'] ?? []).map((c) => c.split(';')[0]!).find((c) => c.startsWith('ru_session='));
-  assert.ok(cookie, `a session cookie: ${JSON.stringify(r.headers['set-cookie'])}`);
-  return cookie;
-}
 
 /** A console event stream: its status, the events so far (with the time each piece arrived), and a way to close it. */
 function sseStream(base: string, path: string, cookie: string): { status: Promise<number>; text: () => string; firstAt: (s: string) => number | undefined; close: () => void } {
@@ -286,13 +242,13 @@ interface Outcome {
 
 test('PostgreSQL restarted under load through HAProxy: every answer is complete and correct or 503 STORE_BUSY, retried publishes are stored once and whole, service comes back by itself', { timeout: 180_000 }, async (t) => {
   const cluster = pgCluster();
-  const dl = await packed('busy8', 'download', { 'random.bin': randomBytes(MiB) });
+  const dl = await packed(work, 'busy8', 'download', { 'random.bin': randomBytes(MiB) });
   const p0 = await httpRequest(hap!.url, 'POST', '/api/v1/hosts/busy8/versions', { token: admin, body: dl.bytes });
   assert.equal(p0.status, 201, p0.body.toString());
   const hosts = ['pub8a', 'pub8b'];
   const queue = new Map<string, { bytes: Buffer; digest: string }[]>();
   for (const h of hosts) queue.set(h, await Promise.all(Array.from({ length: 14 }, async (_, i) => {
-    const p = await packed(h, `publish ${i}`, { 'site.conf': `# ${randomBytes(2000).toString('hex')}\n` });
+    const p = await packed(work, h, `publish ${i}`, { 'site.conf': `# ${randomBytes(2000).toString('hex')}\n` });
     return { bytes: p.bytes, digest: contentDigest(p.manifest) };
   })));
   const pids = Object.fromEntries(fleet!.list.map((i) => [i.name, i.pid]));
@@ -323,7 +279,7 @@ test('PostgreSQL restarted under load through HAProxy: every answer is complete 
       const o = judge('download', a, (x) => (x.status === 200 ? null : `HTTP ${x.status} ${x.body.subarray(0, 200).toString()}`));
       if (o.result === 'ok' && !('error' in a)) {
         // Complete and correct: the whole length, verified with server.pub, the published files.
-        const b = await opened(a.body).catch((e: Error) => ({ error: e.message }));
+        const b = await opened(a.body, pubPem).catch((e: Error) => ({ error: e.message }));
         if ('error' in b || JSON.stringify(b.files) !== JSON.stringify(dl.files)) outcomes.push({ ...o, result: 'bad', detail: `a 200 that is not the bundle: ${JSON.stringify(b).slice(0, 300)}` });
       } else {
         await sleep(100);
@@ -424,7 +380,7 @@ function pausedPublish(base: string, host: string, body: Buffer, half: number): 
 }
 
 test('an instance starting, and one restarting, while A holds a publish paused mid-body: the publish completes, its blob is there, the store check is clean', { timeout: 180_000 }, async (t) => {
-  const b = await packed('start9', 'paused', { 'random.bin': randomBytes(2 * MiB) });
+  const b = await packed(work, 'start9', 'paused', { 'random.bin': randomBytes(2 * MiB) });
   const p = pausedPublish(url('A'), 'start9', b.bytes, b.bytes.length >> 1);
   await p.sent;
   await sleep(300);
@@ -440,7 +396,7 @@ test('an instance starting, and one restarting, while A holds a publish paused m
   for (const n of ['D', 'C', 'A']) {
     const got = await httpRequest(url(n), 'GET', '/api/v1/hosts/start9/bundle', { token: admin });
     assert.equal(got.status, 200, `${n}: ${got.body.toString().slice(0, 300)}`);
-    assert.deepEqual((await opened(got.body)).files, b.files, n);
+    assert.deepEqual((await opened(got.body, pubPem)).files, b.files, n);
   }
   const f = await fsck(d.url);
   assert.equal(f.status, 0, f.stderr);
@@ -458,7 +414,7 @@ test('an instance restarting while A\'s publish is between storing its blob and 
     let caught = false;
     for (let attempt = 1; attempt <= 3 && !caught; attempt++) {
       const host = `window9-${attempt}`;
-      const b = await packed(host, 'window', { 'random.bin': randomBytes(16 * MiB) });
+      const b = await packed(work, host, 'window', { 'random.bin': randomBytes(16 * MiB) });
       const unreferenced = async (): Promise<string[]> => (await watcher.query<{ sha256: string }>('select b.sha256 from blobs b where not exists (select 1 from versions v where v.blob = b.sha256)')).rows.map((r) => r.sha256);
       assert.deepEqual(await unreferenced(), [], 'no unreferenced blob before the publish');
       let answered = false;
@@ -510,7 +466,7 @@ test('an instance restarting while A\'s publish is between storing its blob and 
       for (const n of ['C', 'B']) {
         const got = await httpRequest(url(n), 'GET', `/api/v1/hosts/${host}/bundle`, { token: admin });
         assert.equal(got.status, 200, `${n}: ${got.body.toString().slice(0, 300)}`);
-        assert.deepEqual((await opened(got.body)).files, b.files, n);
+        assert.deepEqual((await opened(got.body, pubPem)).files, b.files, n);
       }
       const f = await fsck(url('C'));
       assert.equal(f.status, 0, f.stderr);

@@ -18,19 +18,15 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { readBundle } from '../../src/adapters/tar/bundle-reader.ts';
-import { pack } from '../../src/cli/commands/pack.ts';
-import { contentDigest, type Manifest } from '../../src/core/manifest.ts';
-import { DEFAULT_LIMITS } from '../../src/core/policy.ts';
-import { parsePublicKey } from '../../src/core/signature.ts';
+import { contentDigest } from '../../src/core/manifest.ts';
 import { parseSse } from '../../src/server/console/live/sse.ts';
-import { cleanup, CLI, cliAsync, fakeSysRoot, httpRequest, makeTree, tempDir, type HttpAnswer, type TreeSpec } from '../helpers.ts';
+import { cleanup, CLI, cliAsync, fakeSysRoot, httpRequest, makeTree, tempDir, type HttpAnswer } from '../helpers.ts';
 import { SERVED_BY, startHaproxy, type Haproxy } from '../support/haproxy.ts';
 import { Instances } from '../support/instances.ts';
 import { usePgCluster } from '../support/postgres.ts';
+import { firstDifference, opened, packed, signIn } from '../support/fleet.ts';
 
 const work = tempDir('ru-multi-');
 let fleet: Instances | undefined;
@@ -61,29 +57,9 @@ before(async () => {
 
 const get = (base: string, path: string, headers: Record<string, string> = {}): Promise<HttpAnswer> => httpRequest(base, 'GET', path, { token: admin, headers });
 
-/** The bundle read and verified as apply reads it, trusting only the first instance's server.pub. */
-async function opened(bundle: Buffer): Promise<{ host: string | null; version: number | null; files: Record<string, string> }> {
-  const r = await readBundle(Readable.from([bundle]), { trusted: [parsePublicKey(pubPem, 'server.pub')], allowUnsigned: false, enforceTrust: true, limits: DEFAULT_LIMITS });
-  const files: Record<string, string> = {};
-  for (const e of r.manifest!.entries) if (e.type === 'file') files[e.path] = e.sha256!;
-  return { host: r.manifest!.host, version: r.manifest!.version ?? null, files };
-}
 
 const sha256 = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
 
-/** A host's ReaR tree with a marker, packed in-process; its bytes and manifest. */
-let packs = 0;
-async function packed(host: string, marker: string, extra: TreeSpec = {}): Promise<{ bytes: Buffer; manifest: Manifest; files: Record<string, string> }> {
-  const n = ++packs;
-  const root = join(work, `tree-${n}`);
-  const local = `OUTPUT=ISO\n# ${host} ${marker}\n`;
-  makeTree(root, { etc: { rear: { 'local.conf': local, ...extra } }, var: { lib: { rear: { layout: { 'disklayout.conf': `disk /dev/sda ${1000 + n} gpt\n` } } } } });
-  const out = join(work, `bundle-${n}.tar.gz`);
-  const { manifest } = await pack({ root, host, created: '2026-01-01T00:00:00Z', output: out });
-  const files: Record<string, string> = {};
-  for (const e of manifest.entries) if (e.type === 'file') files[e.path] = e.sha256!;
-  return { bytes: readFileSync(out), manifest, files };
-}
 
 async function publish(base: string, host: string, bytes: Buffer): Promise<{ version: number; digest: string; blob: string }> {
   const r = await httpRequest(base, 'POST', `/api/v1/hosts/${host}/versions`, { token: admin, body: bytes });
@@ -91,12 +67,6 @@ async function publish(base: string, host: string, bytes: Buffer): Promise<{ ver
   return r.json.version;
 }
 
-/** Where two buffers first differ (-1: equal). */
-function firstDifference(a: Buffer, b: Buffer): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
-  return a.length === b.length ? -1 : n;
-}
 
 /** A request whose body is sent all but its last byte, and finished when the test says so. */
 function heldUpload(base: string, path: string, body: Buffer): { ready: Promise<void>; finish: () => void; answer: Promise<HttpAnswer> } {
@@ -217,7 +187,7 @@ test('one fleet: a publish through A is fetched through B, C and HAProxy with th
   }
   assert.deepEqual([...servedBy].sort(), ['A', 'B', 'C'], 'HAProxy sent the fetches to every instance');
   for (const f of fetched) {
-    const b = await opened(f.body);
+    const b = await opened(f.body, pubPem);
     assert.deepEqual([b.host, b.version], ['mi1', 1], f.via);
     assert.deepEqual(b.files, want, `${f.via}: the payload is what was published through A`);
   }
@@ -252,7 +222,7 @@ test('one fleet: a publish through A is fetched through B, C and HAProxy with th
 
 test('concurrent publishes of one host through A and B (four each, released at once) get distinct consecutive versions 1..8', async (t) => {
   const N = 8;
-  const bundles = await Promise.all(Array.from({ length: N }, (_, i) => packed('mi2', `concurrent ${i}`, { 'site.conf': `# ${i} ${randomBytes(3000).toString('hex')}\n` })));
+  const bundles = await Promise.all(Array.from({ length: N }, (_, i) => packed(work, 'mi2', `concurrent ${i}`, { 'site.conf': `# ${i} ${randomBytes(3000).toString('hex')}\n` })));
   const via = (i: number): string => (i % 2 === 0 ? 'A' : 'B');
   // Every request is on its way with all but its last byte; then all end in the same tick.
   const held = bundles.map((b, i) => heldUpload(url(via(i)), '/api/v1/hosts/mi2/versions', b.bytes));
@@ -276,12 +246,12 @@ test('concurrent publishes of one host through A and B (four each, released at o
   // And what C serves for a version is that publish's payload.
   const k = answers.findIndex((a) => a.json.version.version === N);
   const last = await get(url('C'), `/api/v1/hosts/mi2/bundle?version=${N}`);
-  assert.deepEqual((await opened(last.body)).files, bundles[k]!.files);
+  assert.deepEqual((await opened(last.body, pubPem)).files, bundles[k]!.files);
   t.diagnostic(`A got versions ${versions.filter((_, i) => via(i) === 'A').join(',')}; B got ${versions.filter((_, i) => via(i) === 'B').join(',')}; all 8 answered ${took} ms after release`);
 });
 
 test('a pin, an unpin and a publish made on B are served by A within a second (A asked without pause throughout)', async (t) => {
-  const v = await Promise.all([1, 2, 3].map((i) => packed('mi3', `v${i}`)));
+  const v = await Promise.all([1, 2, 3].map((i) => packed(work, 'mi3', `v${i}`)));
   assert.equal((await publish(url('A'), 'mi3', v[0]!.bytes)).version, 1);
   assert.equal((await publish(url('A'), 'mi3', v[1]!.bytes)).version, 2);
   const servedByA = async (): Promise<number> => {
@@ -342,7 +312,7 @@ test('a pin, an unpin and a publish made on B are served by A within a second (A
   await sleep(1000);
   assert.equal(await servedByA(), 2, 'A\'s first fetch 1000 ms after the pin on B returned');
   const body = await get(url('A'), '/api/v1/hosts/mi3/bundle');
-  assert.deepEqual((await opened(body.body)).files, v[1]!.files, 'and its bytes are version 2\'s');
+  assert.deepEqual((await opened(body.body, pubPem)).files, v[1]!.files, 'and its bytes are version 2\'s');
 });
 
 /** Runs the CLI as a process whose stderr is watched while it runs. */
@@ -398,7 +368,7 @@ const pendingWith = async (via: string, mac: string): Promise<{ id: number } | u
 };
 
 test('a machine pending on A and assigned through B gets its answer from A within two seconds: a held resolve (wait=20) assigned with `admin assign` against B, then its bundle; the real `apply --server A`, assigned through B as soon as B lists it', async (t) => {
-  const v = await packed('mi4', 'assigned');
+  const v = await packed(work, 'mi4', 'assigned');
   await publish(url('A'), 'mi4', v.bytes);
 
   // The contract of wait=: unassigned for the whole wait, the answer is the usual 202, saying how long it waited.
@@ -435,7 +405,7 @@ test('a machine pending on A and assigned through B gets its answer from A withi
   assert.ok(latency < 2000, `A answered ${latency} ms after the assignment (at most 2000)`);
   const bundle = await get(url('A'), '/api/v1/hosts/mi4/bundle');
   assert.equal(bundle.status, 200);
-  assert.deepEqual((await opened(bundle.body)).files, v.files);
+  assert.deepEqual((await opened(bundle.body, pubPem)).files, v.files);
 
   // The real client: `apply --server A` by this machine's facts, waiting; assigned through B as
   // soon as B lists it (an admin watching the pending list), so no poll interval hides a delay.
@@ -538,19 +508,6 @@ test('a recovery log uploaded to A (a slow streaming PUT) is followed on B: ever
   }
 });
 
-/** Signs in to the console on `base` with a token: the session cookie. */
-async function signIn(base: string, token: string): Promise<string> {
-  const r = await new Promise<http.IncomingMessage>((resolve, reject) => {
-    const q = http.request(new URL('/sign-in', base), { method: 'POST', agent: false, headers: { 'content-type': 'application/x-www-form-urlencoded', origin: new URL(base).origin } }, resolve);
-    q.on('error', reject);
-    q.end(new URLSearchParams({ token, next: '/' }).toString());
-  });
-  r.resume();
-  assert.equal(r.statusCode, 303, 'sign-in redirects');
-  const cookie = (r.headers['set-cookie'] ?? []).map((c) => c.split(';')[0]!).find((c) => c.startsWith('ru_session='));
-  assert.ok(cookie, `a session cookie: ${JSON.stringify(r.headers['set-cookie'])}`);
-  return cookie;
-}
 
 /** Server-sent events on a stream so far. */
 const events = (s: Stream): { event: string; id: string | null; data: string }[] => parseSse(s.bytes().toString('utf8'));

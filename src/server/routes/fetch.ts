@@ -213,16 +213,19 @@ export function fetchRoutes(app: FastifyInstance, ctx: ServerContext): void {
       token = await authenticate(req, ctx, { cached: true, allowSpent: true });
       const mac = normalizeMac(name);
       let host: Host | null;
+      // By host id: the same one-second memo as the JSON route (ReaR's URL is the fleet's hot path too).
+      let served: { host: Host; rec: VersionRecord } | null = null;
       if (mac) {
         const found = await ctx.meta.findHosts('mac', mac);
         if (found.length > 1) throw new RuError('HOST_UNKNOWN', `MAC ${mac} belongs to more than one host`, { mac });
         host = found[0] ?? null;
       } else {
-        host = await ctx.meta.getHost(idParam(name));
+        served = await servedOf(ctx, idParam(name));
+        host = served?.host ?? (await ctx.meta.getHost(idParam(name)));
       }
       authorize(token, 'fetch', host, host?.id ?? name);
       if (!host) throw new RuError('HOST_UNKNOWN', `no host ${JSON.stringify(name)}`, { host: name });
-      return sendBundle(ctx, req, reply, host, await ctx.bundles.record(host, null), token, 'rear');
+      return sendBundle(ctx, req, reply, host, served?.rec ?? (await ctx.bundles.record(host, null)), token, 'rear');
     });
   };
   app.get<{ Params: { file: string } }>('/rear/:file', rearFile);
