@@ -118,6 +118,7 @@ export const ERRORS = {
   CONFIG_INVALID: spec(3, 'A setting (config file, environment variable or flag) has a malformed value, or the data directory is unusable.', 'Read the message: it names the setting and where it came from.'),
   SELF_UPDATE_UNSUPPORTED: spec(2, '`self-update` replaces the one-file executable it runs as; this rear-update runs otherwise (under node, from the npm package).', 'Update the npm package, or install the .deb/.rpm or the executable from the server\'s GET /download/.'),
   SELF_UPDATE_REFUSED: spec(4, 'The executable `self-update` downloaded does not match the server\'s signature by the pinned key (REAR_UPDATE_PUBKEY), or its sha256 or size differ from what the server announced, or it does not run. Nothing was replaced.', 'Do not install it by hand: the download was altered, or the server\'s key is not the pinned one (after a key rotation, pin the new key: docs/operations.md).'),
+  IMAGE_TOKEN_SCOPE: spec(4, '`install-rear` was given a token that is not a fetch token (admin, publish, view, operate): it would be written into the rescue image, which anyone holding the ISO can read.', 'Give the image a fetch token: admin token create --fetch HOST, or --fetch-class CLASS for one image per hardware type. The host\'s publish token stays in /etc/rear-update/token, which the image never carries.'),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -220,7 +220,7 @@ describe('rear-update doctor on an original system', () => {
 
   test('install-block: a block written with install-rear --publish (the publish hook) is current', async () => {
     const root = await broken(async (r) => {
-      succeeded(await cliAsync(['install-rear', '--root', r, '--sys-root', sys, '--exe', join(work, 'exe'), '--server', srv.url, '--token', 'ru_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
+      succeeded(await cliAsync(['install-rear', '--root', r, '--sys-root', sys, '--exe', join(work, 'exe'), '--server', srv.url, '--token', (await newToken(`fetch:${HOST}`)).token,
         '--cacert', join(work, 'ca/ca.pem'), '--pubkey', join(data, 'server.pub'), '--class', 'typeD', '--publish'], { env: CLEAN_ENV }));
     });
     assert.match(readFileSync(join(root, 'etc/rear/local.conf'), 'utf8'), /rear-update publish/);

@@ -6,13 +6,13 @@
 // on the console and in the audit.
 
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { encodeSettings, parseSettings, type SettingKey } from '../../src/cli/settings.ts';
 import { loadConfig } from '../../src/server/config.ts';
 import { startServer, type Running } from '../../src/server/serve.ts';
-import { cleanup, cli, cliAsync, errorCode, fakeSysRoot, jsonRequest, makeTree, tempDir } from '../helpers.ts';
+import { cleanup, cliAsync, errorCode, fakeSysRoot, jsonRequest, makeTree, tempDir } from '../helpers.ts';
 
 const work = tempDir('ru-rescue-facts-');
 const data = join(work, 'data');
@@ -164,16 +164,42 @@ test('an assigned pending machine is named as resolved by assignment, in the ans
   assert.ok(audit.json.events.some((e: { detail: string }) => e.detail === `by assignment of pending machine ${p.id}`), JSON.stringify(audit.json.events));
 });
 
-test('install-rear records this machine\'s hostname, DMI UUID and serial as the template\'s in settings.conf, and says so', () => {
+test('install-rear records this machine\'s hostname, DMI UUID and serial as the template\'s in settings.conf, and says so', async () => {
   const root = join(work, 'template-root');
   makeTree(root, { usr: { share: { rear: { skel: { default: {} }, conf: { 'default.conf': '# ReaR defaults\n' } } } }, etc: { rear: { 'local.conf': '' } } });
   const exe = join(work, 'fake-exe');
   writeFileSync(exe, '#!/bin/sh\n', { mode: 0o755 });
   const sys = machine('template-installed', { macs: [MAC.e229], hostname: 'e229.example.com', uuid: TEMPLATE_UUID, serial: 'CZ2290ABC' });
-  const r = cli(['install-rear', '--server', srv.url, '--token', admin, '--pubkey', join(data, 'server.pub'), '--root', root, '--exe', exe, '--sys-root', sys, '--class', 'typeA'], { env: { REAR_UPDATE_SETTINGS: join(work, 'no-settings.conf') } });
+  const fetchClass = (await api('POST', '/api/v1/tokens', { scope: 'fetch-class:typeA' })).json.token as string;
+  const r = await cliAsync(['install-rear', '--server', srv.url, '--token', fetchClass, '--pubkey', join(data, 'server.pub'), '--root', root, '--exe', exe, '--sys-root', sys, '--class', 'typeA'], { env: { REAR_UPDATE_SETTINGS: join(work, 'no-settings.conf') } });
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, new RegExp(`^recorded this machine's hostname e229\\.example\\.com, DMI UUID ${TEMPLATE_UUID}, serial CZ2290ABC as the template's \\(REAR_UPDATE_IMAGE_\\*\\): machines booting the image will not send them$`, 'm'));
   const s = parseSettings(readFileSync(join(root, 'etc/rear-update/settings.conf'), 'utf8'));
   assert.deepEqual([s.REAR_UPDATE_IMAGE_HOSTNAME, s.REAR_UPDATE_IMAGE_UUID, s.REAR_UPDATE_IMAGE_SERIAL], ['e229.example.com', TEMPLATE_UUID, 'CZ2290ABC']);
   assert.equal(s.REAR_UPDATE_HOSTNAME, undefined);
+});
+
+test('threat: a publish or admin token baked into a rescue image (anyone holding the ISO reads it) is refused with IMAGE_TOKEN_SCOPE, nothing installed; publish.conf\'s token never goes into the image', async () => {
+  const exe = join(work, 'fake-exe');
+  const sys = machine('template-token', { macs: [MAC.e229], hostname: 'e229.example.com', uuid: TEMPLATE_UUID, serial: 'CZ2290ABC' });
+  const publishToken = (await api('POST', '/api/v1/tokens', { scope: 'publish:e229' })).json.token as string;
+  for (const [label, token] of [['admin', admin], ['publish', publishToken]] as const) {
+    const root = join(work, `token-root-${label}`);
+    makeTree(root, { usr: { share: { rear: { skel: { default: {} }, conf: { 'default.conf': '# ReaR defaults\n' } } } }, etc: { rear: { 'local.conf': '# untouched\n' } } });
+    const r = await cliAsync(['install-rear', '--server', srv.url, '--token', token, '--pubkey', join(data, 'server.pub'), '--root', root, '--exe', exe, '--sys-root', sys], { env: { REAR_UPDATE_SETTINGS: join(work, 'no-settings.conf') } });
+    assert.equal(r.status, 4, `${label}: ${r.stderr}`);
+    assert.equal(errorCode(r), 'IMAGE_TOKEN_SCOPE', r.stderr);
+    assert.equal(readFileSync(join(root, 'etc/rear/local.conf'), 'utf8'), '# untouched\n', `${label}: local.conf untouched`);
+    assert.ok(!existsSync(join(root, 'etc/rear-update/settings.conf')), `${label}: no settings.conf`);
+  }
+  // On an original system with publish.conf, install-rear without --token writes no token: the host's publish token stays off the image.
+  const root = join(work, 'token-root-conf');
+  makeTree(root, { usr: { share: { rear: { skel: { default: {} }, conf: { 'default.conf': '# ReaR defaults\n' } } } }, etc: { rear: { 'local.conf': '' } } });
+  writeFileSync(join(work, 'publish.token'), `${publishToken}\n`, { mode: 0o600 });
+  writeFileSync(join(work, 'publish.conf'), `REAR_UPDATE_SERVER='${srv.url}'\nREAR_UPDATE_TOKEN_FILE='${join(work, 'publish.token')}'\n`);
+  const r = await cliAsync(['install-rear', '--pubkey', join(data, 'server.pub'), '--root', root, '--exe', exe, '--sys-root', sys], { env: { REAR_UPDATE_SETTINGS: join(work, 'no-settings.conf'), REAR_UPDATE_PUBLISH_CONF: join(work, 'publish.conf') } });
+  assert.equal(r.status, 0, r.stderr);
+  const settings = readFileSync(join(root, 'etc/rear-update/settings.conf'), 'utf8');
+  assert.equal(parseSettings(settings).REAR_UPDATE_SERVER, srv.url, 'the server comes from publish.conf');
+  assert.ok(!settings.includes(publishToken.slice(16)) && parseSettings(settings).REAR_UPDATE_TOKEN === undefined, settings);
 });

@@ -84,6 +84,32 @@ async function trustedKeys(o: InstallFlags): Promise<{ name: string; pem: string
   return [{ name: 'server.pub', pem, key }];
 }
 
+/**
+ * The image's token is readable by anyone holding the ISO: it must be a fetch token. Asked of
+ * the server (GET /api/v1/token); a server that cannot say (older, unreachable) leaves a warning.
+ * IMAGE_TOKEN_SCOPE.
+ */
+async function checkImageToken(o: InstallFlags, server: string, token: string): Promise<void> {
+  let scope: string | null = null;
+  try {
+    const api = clientFrom({ ...o, server, token });
+    const r = await api.request<{ token?: { id?: string; scope?: string } }>('GET', '/api/v1/token', { okStatuses: [401, 404] });
+    if (r.status === 401) throw new RuError('IMAGE_TOKEN_SCOPE', 'the token for the image is not valid on the server (revoked, expired or mistyped)', { status: 401 });
+    scope = r.status === 200 ? r.body.token?.scope ?? null : null;
+  } catch (e) {
+    if (e instanceof RuError && e.code === 'IMAGE_TOKEN_SCOPE') throw e;
+    note(`could not ask the server what the image's token may do (${(e as Error).message}): make sure it is a fetch token`);
+    return;
+  }
+  if (scope === null) {
+    note('the server does not say what the image\'s token may do (an older server): make sure it is a fetch token');
+    return;
+  }
+  if (!scope.startsWith('fetch:') && !scope.startsWith('fetch-class:')) {
+    throw new RuError('IMAGE_TOKEN_SCOPE', `the token for the image has scope ${scope}: the rescue image carries it where anyone holding the ISO can read it, so it must be a fetch token (admin token create --fetch HOST or --fetch-class CLASS)`, { scope });
+  }
+}
+
 export function registerInstallRear(program: Command): void {
   const cmd = program
     .command('install-rear')
@@ -130,7 +156,10 @@ This machine's hostname, DMI UUID and serial are recorded in settings.conf as th
 so it is never resolved to this host by them (docs/resolution.md).
 
 Use a fetch token: for one host (admin token create --fetch HOST) or, for one image per
-hardware type, for its class (admin token create --fetch-class CLASS).
+hardware type, for its class (admin token create --fetch-class CLASS). The image carries it where
+anyone holding the ISO can read it: install-rear asks the server what the token may do and
+refuses an admin, publish, view or operate token (IMAGE_TOKEN_SCOPE). The token comes only from
+--token, --token-file or REAR_UPDATE_TOKEN, never from publish.conf (the host's publish token).
 
 ${RESCUE_NETWORK_HELP}
 
@@ -151,7 +180,10 @@ Example:
       if (!server) throw new RuError('USAGE', 'install-rear needs --server (or REAR_UPDATE_SERVER)');
       if (o.wait) duration(o.wait);
       const keys = await trustedKeys(o);
-      const token = tokenFrom(o);
+      // Only a token given for the image: flags or the environment, never publish.conf's token
+      // file (the host's publish token, which must not travel on the ISO).
+      const token = tokenFrom(o, process.env);
+      if (token) await checkImageToken(o, server, token);
       const values: Partial<Record<SettingKey, string>> = {
         REAR_UPDATE_SERVER: server,
         ...(token ? { REAR_UPDATE_TOKEN: token } : {}),
