@@ -9,10 +9,12 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { cpSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import https from 'node:https';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
 import { generateKeys } from '../../src/adapters/fs/keys.ts';
 import type { CheckResult, CheckStatus } from '../../src/core/doctor.ts';
 import { withoutBlock } from '../../src/core/marked-block.ts';
@@ -136,6 +138,40 @@ describe('rear-update doctor on an original system', () => {
     writeFileSync(join(root, 'etc/rear-update/publish.conf'), `${Object.entries(lines).map(([k, v]) => `${k}='${v}'`).join('\n')}\n`);
   };
 
+  /** publish.conf as the sound tree has it, with `lines` changed. */
+  const confWith = (root: string, lines: Record<string, string>): void =>
+    conf(root, { REAR_UPDATE_SERVER: srv.url, REAR_UPDATE_TOKEN_FILE: '/etc/rear-update/token', REAR_UPDATE_CACERT: '/etc/rear-update/ca.pem', REAR_UPDATE_HOST: HOST, ...lines });
+
+  /**
+   * A TLS front for the test server (its certificate, so TLS verifies as before) that passes
+   * every request on, except that `answer` may send a path elsewhere on the server or answer it
+   * itself: a server as another release (or a broken proxy) would be.
+   */
+  const front = async (answer: (path: string) => string | { status: number; type: string; body: string }): Promise<{ url: string; close: () => Promise<void> }> => {
+    const s = https.createServer({ cert: readFileSync(ca.cert), key: readFileSync(ca.key) }, (req: IncomingMessage, res: ServerResponse) => {
+      const u = new URL(req.url ?? '/', srv.url);
+      const a = answer(u.pathname);
+      if (typeof a !== 'string') {
+        res.writeHead(a.status, { 'content-type': a.type }).end(a.body);
+        return;
+      }
+      const up = https.request(new URL(`${a}${u.search}`, srv.url), { method: req.method, headers: req.headers, ca: ca.caPem }, (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    });
+    await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+    return {
+      url: `https://127.0.0.1:${(s.address() as { port: number }).port}`,
+      close: () => new Promise<void>((resolve) => {
+        s.closeAllConnections();
+        s.close(() => resolve());
+      }),
+    };
+  };
+
   before(async () => {
     ca = testCa(join(work, 'ca'), 'rear-update doctor test CA');
     srv = await startServer(loadConfig({ data, listen: '127.0.0.1:0', tlsCert: ca.cert, tlsKey: ca.key }, {}), { log: false, now: () => new Date(Date.now() + clockSkewMs) });
@@ -190,6 +226,19 @@ describe('rear-update doctor on an original system', () => {
     assert.match(r.fix!, /apt-get install rear/);
   });
 
+  test('rear: the program is there, its share directory is not', async () => {
+    const root = await broken((r) => rmSync(join(r, 'usr/share/rear'), { recursive: true }));
+    const r = expectOnly(await doctor(['--root', root]), { rear: 'FAIL' }, 'rear');
+    assert.match(r.detail, /usr\/sbin\/rear is there but ReaR's share directory .*usr\/share\/rear is not \(no conf\/default\.conf\)/);
+    assert.match(r.fix!, /--reinstall rear/);
+  });
+
+  test('local.conf: missing', async () => {
+    const root = await broken((r) => rmSync(join(r, 'etc/rear/local.conf')));
+    const r = expectOnly(await doctor(['--root', root]), { 'local.conf': 'FAIL', 'install-block': 'SKIP' }, 'local.conf');
+    assert.match(r.detail, /etc\/rear\/local\.conf does not exist/);
+  });
+
   test('local.conf: not readable (a directory in its place)', async () => {
     const root = await broken((r) => {
       rmSync(join(r, 'etc/rear/local.conf'));
@@ -233,6 +282,17 @@ describe('rear-update doctor on an original system', () => {
     assert.match(r.detail, /no server configured/);
   });
 
+  test('server: the URL is malformed (no scheme; not a URL)', async () => {
+    const root = await broken((r) => confWith(r, { REAR_UPDATE_SERVER: 'rear-server:8443' }));
+    const dependent = { tls: 'SKIP', token: 'SKIP', 'server-key': 'SKIP', 'server-config': 'SKIP' } as const;
+    const r = expectOnly(await doctor(['--root', root]), { server: 'FAIL', ...dependent }, 'server');
+    assert.match(r.detail, /^rear-server:8443 \(.*publish\.conf \(REAR_UPDATE_SERVER\)\): .*must be an http:\/\/ or https:\/\/ URL, not rear-server:/);
+    assert.match(r.fix!, /REAR_UPDATE_SERVER=https:\/\/rear-server:8443/);
+    confWith(root, { REAR_UPDATE_SERVER: 'https://rear server:8443' });
+    const r2 = expectOnly(await doctor(['--root', root]), { server: 'FAIL', ...dependent }, 'server');
+    assert.match(r2.detail, /is not a URL/);
+  });
+
   test('server: down (nothing listens on its port)', async () => {
     const port = await new Promise<number>((resolve) => {
       const s = createServer().listen(0, '127.0.0.1', () => {
@@ -253,6 +313,39 @@ describe('rear-update doctor on an original system', () => {
     const r = expectOnly(await doctor(['--root', root]), { tls: 'FAIL', token: 'SKIP', 'server-key': 'SKIP', 'server-config': 'SKIP' }, 'tls');
     assert.match(r.detail, /not trusted/);
     assert.match(r.fix!, /REAR_UPDATE_CACERT/);
+  });
+
+  test('tls: the CA file is not readable (a directory in its place)', async () => {
+    const root = await broken((r) => {
+      rmSync(join(r, 'etc/rear-update/ca.pem'));
+      mkdirSync(join(r, 'etc/rear-update/ca.pem'));
+    });
+    const r = expectOnly(await doctor(['--root', root]), { tls: 'FAIL', token: 'SKIP', 'server-key': 'SKIP', 'server-config': 'SKIP' }, 'tls');
+    assert.match(r.detail, /^CA certificate .*\/etc\/rear-update\/ca\.pem \(.*REAR_UPDATE_CACERT\)\) is not readable: EISDIR/);
+    assert.match(r.fix!, /copy the CA that signed the server's certificate to /);
+  });
+
+  test('token: none configured', async () => {
+    const root = await broken((r) => {
+      rmSync(join(r, 'etc/rear-update/token'));
+      conf(r, { REAR_UPDATE_SERVER: srv.url, REAR_UPDATE_CACERT: '/etc/rear-update/ca.pem', REAR_UPDATE_HOST: HOST });
+    });
+    const r = expectOnly(await doctor(['--root', root]), { token: 'FAIL', 'server-config': 'SKIP' }, 'token');
+    assert.match(r.detail, /^no token configured/);
+    assert.match(r.fix!, new RegExp(`admin token create --publish ${HOST}`));
+  });
+
+  test('token: the token file is not readable (a directory in its place; empty)', async () => {
+    const root = await broken((r) => {
+      rmSync(join(r, 'etc/rear-update/token'));
+      mkdirSync(join(r, 'etc/rear-update/token'));
+    });
+    const r = expectOnly(await doctor(['--root', root]), { token: 'FAIL', 'server-config': 'SKIP' }, 'token');
+    assert.match(r.detail, /^the token cannot be read \(.*REAR_UPDATE_TOKEN_FILE\)\): .*\/etc\/rear-update\/token: EISDIR/);
+    rmSync(join(root, 'etc/rear-update/token'), { recursive: true });
+    writeFileSync(join(root, 'etc/rear-update/token'), '\n', { mode: 0o600 });
+    const r2 = expectOnly(await doctor(['--root', root]), { token: 'FAIL', 'server-config': 'SKIP' }, 'token');
+    assert.match(r2.detail, /\/etc\/rear-update\/token is empty/);
   });
 
   test('token: revoked', async () => {
@@ -288,6 +381,31 @@ describe('rear-update doctor on an original system', () => {
     assert.match(r2.detail, new RegExp(`scope publish:dr-other cannot publish host ${HOST}`));
   });
 
+  test('token: a publish token for a host the server has no record of (the record removed from the database by hand)', async () => {
+    // No route removes a host, and a publish token can only be made for a known host: the record
+    // goes away only by a hand-edit of the database, as here (with the server running).
+    const gone = 'dr-gone';
+    assert.equal((await api('POST', '/api/v1/hosts', adminToken, { id: gone, class: 'typeD' })).status, 201);
+    const t = await newToken(`publish:${gone}`);
+    const db = new Database(join(data, 'metadata.sqlite'));
+    try {
+      db.pragma('busy_timeout = 10000');
+      db.pragma('foreign_keys = ON');
+      assert.equal(db.prepare('DELETE FROM hosts WHERE id = ?').run(gone).changes, 1);
+    } finally {
+      db.close();
+    }
+    const root = await broken((r) => {
+      writeFileSync(join(r, 'etc/rear-update/token'), t.token);
+      confWith(r, { REAR_UPDATE_HOST: gone });
+    }, { publish: false });
+    const run = await doctor(['--root', root]);
+    const r = expectOnly(run, { token: 'FAIL', 'server-config': 'SKIP' }, 'token');
+    assert.match(r.detail, new RegExp(`^token ${t.id} is for host ${gone}, which the server does not know`));
+    assert.match(r.fix!, new RegExp(`admin host add ${gone}`));
+    assert.match(run.results.find((x) => x.check === 'server-config')!.detail, /does not know this host/);
+  });
+
   test('server-key: the pinned key is not the server\'s', async () => {
     const root = await broken((r) => {
       const k = generateKeys(join(work, 'stranger-key'), true);
@@ -295,6 +413,33 @@ describe('rear-update doctor on an original system', () => {
     });
     const r = expectOnly(await doctor(['--root', root]), { 'server-key': 'FAIL' }, 'server-key');
     assert.match(r.detail, /is not the pinned ed25519:[0-9a-f]{16}/);
+  });
+
+  test('server-key: the pinned key file is not readable (a directory in its place; not a key)', async () => {
+    const pinned = 'etc/rear-update/keys/server.pub';
+    const root = await broken((r) => {
+      rmSync(join(r, pinned));
+      mkdirSync(join(r, pinned));
+    });
+    const r = expectOnly(await doctor(['--root', root]), { 'server-key': 'FAIL' }, 'server-key');
+    assert.match(r.detail, /^the pinned key .*\/etc\/rear-update\/keys\/server\.pub \(default\) is not readable: EISDIR/);
+    assert.match(r.fix!, /\/api\/v1\/server-key -o \/etc\/rear-update\/keys\/server\.pub/);
+    rmSync(join(root, pinned), { recursive: true });
+    writeFileSync(join(root, pinned), 'not a key\n');
+    const r2 = expectOnly(await doctor(['--root', root]), { 'server-key': 'FAIL' }, 'server-key');
+    assert.match(r2.detail, /^the pinned key .*server\.pub \(default\) is not readable: /);
+  });
+
+  test('server-key: what the server answers is not a key (a front that mangles GET /api/v1/server-key)', async () => {
+    const f = await front((p) => (p === '/api/v1/server-key' ? { status: 200, type: 'text/plain', body: '<html>maintenance</html>\n' } : p));
+    try {
+      const root = await broken((r) => confWith(r, { REAR_UPDATE_SERVER: f.url }));
+      const r = expectOnly(await doctor(['--root', root]), { 'server-key': 'FAIL' }, 'server-key');
+      assert.match(r.detail, /^the server's key could not be read: /);
+      assert.equal(r.fix, `curl -v ${f.url}/api/v1/server-key`);
+    } finally {
+      await f.close();
+    }
   });
 
   test('last-publish: the last one failed', async () => {
@@ -316,6 +461,45 @@ describe('rear-update doctor on an original system', () => {
     const r = expectOnly(await doctor(['--root', root]), { 'server-config': 'FAIL' }, 'server-config');
     assert.match(r.detail, /is not this host's configuration now/);
     assert.equal(r.fix, 'rear-update publish');
+  });
+
+  test('server-config: the server holds no version of this host', async () => {
+    const empty = 'dr-empty';
+    assert.equal((await api('POST', '/api/v1/hosts', adminToken, { id: empty, class: 'typeD' })).status, 201);
+    const t = await newToken(`publish:${empty}`);
+    const root = await broken((r) => {
+      writeFileSync(join(r, 'etc/rear-update/token'), t.token);
+      confWith(r, { REAR_UPDATE_HOST: empty });
+    }, { publish: false });
+    const r = expectOnly(await doctor(['--root', root]), { 'server-config': 'FAIL' }, 'server-config');
+    assert.equal(r.detail, `the server holds no configuration of host ${empty}`);
+    assert.equal(r.fix, 'rear-update publish');
+  });
+
+  test('server-config: this host\'s configuration cannot be packed (a FIFO under etc/rear), so publish fails too', async () => {
+    const root = await broken((r) => void execFileSync('mkfifo', [join(r, 'etc/rear/pipe')]), { publish: false });
+    const r = expectOnly(await doctor(['--root', root]), { 'server-config': 'FAIL' }, 'server-config');
+    assert.match(r.detail, /^this host's configuration cannot be packed, so publish fails too: PACK_ENTRY_REFUSED: .*etc\/rear\/pipe/s);
+    assert.match(r.fix!, /rear-update publish$/);
+  });
+
+  test('server-config: a server without GET /api/v1/token: the last publish\'s digest is compared instead', async () => {
+    // The front sends GET /api/v1/token to a path the server has no route for: its own 404, as from an older release.
+    const f = await front((p) => (p === '/api/v1/token' ? '/api/v1/token-of-a-newer-release' : p));
+    try {
+      const root = await broken((r) => confWith(r, { REAR_UPDATE_SERVER: f.url }));
+      const run = await doctor(['--root', root]);
+      const tok = expectOnly(run, { token: 'WARN' }, 'token');
+      assert.match(tok.detail, /has no GET \/api\/v1\/token/);
+      assert.match(run.results.find((x) => x.check === 'server-config')!.detail, /the last publish sent this configuration .*the server was not asked/);
+      writeFileSync(join(root, 'etc/rear/site.conf'), 'ISO_PREFIX=changed\n');
+      settle(root);
+      const r = expectOnly(await doctor(['--root', root]), { token: 'WARN', 'server-config': 'FAIL' }, 'server-config');
+      assert.match(r.detail, /^this host's configuration changed since the last publish \(digest [0-9a-f]{12}, published [0-9a-f]{12}\)$/);
+      assert.equal(r.fix, 'rear-update publish');
+    } finally {
+      await f.close();
+    }
   });
 
   test('rescue-image: older than the configuration\'s newest change', async () => {
@@ -345,6 +529,18 @@ describe('rear-update doctor on an original system', () => {
     const r = await cliAsync(['doctor', '--root', golden, '--data', data], { env: CLEAN_ENV });
     assert.equal(r.status, 2);
     assert.match(r.stderr, /--data does not go with --role original/);
+  });
+
+  // Last in this describe: it rotates the shared server's key for good.
+  test('server-key: the server rotated its key, and the pinned key signed the rotation: WARN with the chain', async () => {
+    const before = readFileSync(join(data, 'server.pub'), 'utf8');
+    const rot = await api('POST', '/api/v1/keys/rotate', adminToken, {});
+    assert.equal(rot.status, 201, JSON.stringify(rot.json));
+    assert.notEqual(readFileSync(join(data, 'server.pub'), 'utf8'), before);
+    const root = await broken(() => undefined);
+    const r = expectOnly(await doctor(['--root', root]), { 'server-key': 'WARN' }, 'server-key');
+    assert.equal(r.detail, `the server's key ${rot.json.current} is not the pinned ${rot.json.previous}, but trusted through a rotation statement from ${rot.json.previous}`);
+    assert.match(r.fix!, /\/api\/v1\/server-key/);
   });
 });
 
@@ -414,6 +610,22 @@ describe('rear-update doctor --role server', () => {
     expectOnly(await doctor(['--role', 'server', '--data', dir]), { store: 'FAIL', clock: 'SKIP' }, 'store');
   });
 
+  test('store: the metadata store cannot be opened (metadata.sqlite is not a database)', async () => {
+    const dir = copy((d) => writeFileSync(join(d, 'metadata.sqlite'), 'not a database\n'.repeat(512)));
+    const r = expectOnly(await doctor(['--role', 'server', '--data', dir]), { store: 'FAIL', clock: 'SKIP' }, 'store');
+    assert.match(r.detail, /^the metadata store cannot be opened: STORE_CORRUPT: /);
+    assert.match(r.fix!, /serve --check --data/);
+  });
+
+  test('store: the check cannot run (a file where the logs directory belongs)', async () => {
+    const dir = copy((d) => {
+      rmSync(join(d, 'logs'), { recursive: true });
+      writeFileSync(join(d, 'logs'), '');
+    });
+    const r = expectOnly(await doctor(['--role', 'server', '--data', dir]), { store: 'FAIL' }, 'store');
+    assert.match(r.detail, /^the check could not run: IO_ERROR: .*logs.*ENOTDIR/);
+  });
+
   test('signing-key: not readable as a key', async () => {
     const dir = copy((d) => writeFileSync(join(d, 'signing/rear-update.key'), 'not a key\n', { mode: 0o600 }));
     const r = expectOnly(await doctor(['--role', 'server', '--data', dir]), { 'signing-key': 'FAIL' }, 'signing-key');
@@ -425,6 +637,14 @@ describe('rear-update doctor --role server', () => {
     await makeStore(dir, () => new Date(Date.now() + 86_400_000));
     const r = expectOnly(await doctor(['--role', 'server', '--data', dir]), { clock: 'FAIL' }, 'clock');
     assert.match(r.detail, /behind the newest audit record .*went backwards/);
+  });
+
+  test('disk-space: the data directory does not exist (so there is no store and no key either)', async () => {
+    const dir = join(work, 'no-such-data');
+    const run = await doctor(['--role', 'server', '--data', dir]);
+    const r = expectOnly(run, { store: 'FAIL', 'disk-space': 'FAIL', 'signing-key': 'FAIL', clock: 'SKIP' }, 'disk-space');
+    assert.match(r.detail, new RegExp(`^${dir}: ENOENT`));
+    assert.equal(r.fix, `ls -ld ${dir}`);
   });
 
   test('disk-space: the data directory\'s file system is nearly full (a 16 MiB tmpfs)', { skip: process.getuid?.() !== 0 && 'mounting a tmpfs needs root' }, async () => {

@@ -244,10 +244,12 @@ async function checkToken(cfg: OriginalConfig, f: Found, now: Date): Promise<Che
     f.selfMissing = 'the token may not publish this host';
     return fail(name, `token ${t.id} (${cfg.token.from}): ${v.detail}`, newToken);
   }
-  f.self = self;
   if (self.host?.known === false && t.scope !== 'admin') {
+    // A publish would be refused (HOST_UNKNOWN): there is nothing to compare the configuration with.
+    f.selfMissing = 'the server does not know this host';
     return fail(name, `token ${t.id} is for host ${host}, which the server does not know`, `rear-update admin host add ${host} --class CLASS   (on the admin machine)`);
   }
+  f.self = self;
   const expires = t.expires === null ? 'never expires' : `expires ${t.expires}`;
   if (t.expires !== null && Date.parse(t.expires) - now.getTime() < TOKEN_EXPIRY_WARN_MS) {
     return warn(name, `token ${t.id}, ${v.detail}, ${expires}`, newToken);
