@@ -71,7 +71,12 @@ export class LogService {
     this.#bytes = bytes;
     this.#bus = bus;
     bus.subscribe((m, local) => {
-      if (m.kind !== 'log' || local || !m.ended) return;
+      if (m.kind !== 'log' || local) return;
+      // An upload of the same log taken up again elsewhere (ReaR sends it anew) grows once more.
+      if (!m.ended) {
+        this.#endedElsewhere.delete(m.id);
+        return;
+      }
       this.#endedElsewhere.add(m.id);
       if (this.#endedElsewhere.size > 10_000) this.#endedElsewhere.delete(this.#endedElsewhere.values().next().value!);
     });
@@ -146,33 +151,41 @@ export class LogService {
     this.#active.add(id);
     this.#endedElsewhere.delete(id);
     // A quiet upload (rear is busy, nothing logged) still says it is alive, to readers elsewhere.
+    // In the chain: no touch may land after the final update (it would undo "complete").
     const alive = setInterval(() => {
-      void this.#meta.updateLog(id, stored, false).then(() => this.#bus.publish({ kind: 'log', id, bytes: stored, ended: false }), () => undefined);
+      chain = chain.then(async () => {
+        if (failed) return;
+        await this.#meta.updateLog(id, stored, false);
+        this.#bus.publish({ kind: 'log', id, bytes: stored, ended: false });
+      }).catch(() => undefined);
     }, ALIVE_EVERY_MS);
+    const settle = async (): Promise<void> => {
+      clearInterval(alive);
+      await flush();
+    };
     try {
       for await (const raw of body as AsyncIterable<Buffer>) {
         if (written + heldBytes + raw.length > maxBytes) throw new RuError('UPLOAD_TOO_LARGE', `log ${id} exceeds ${maxBytes} bytes`, { limit: maxBytes });
         await add(redactor.push(raw));
       }
       await add(redactor.end());
-      await flush();
+      await settle();
       if (failed) throw failed;
-      return await this.#finish(id, stored, true, alive);
+      return await this.#finish(id, stored, true);
     } catch (e) {
       // A broken-off upload keeps what arrived; only our own refusals go on to the client.
       if (!failed) {
         held.push(redactor.end());
         heldBytes += held[held.length - 1]!.length;
-        await flush();
       }
-      const done = await this.#finish(id, stored, false, alive).catch(() => null);
+      await settle();
+      const done = await this.#finish(id, stored, false).catch(() => null);
       if (e instanceof RuError) throw e;
       return done ?? { ...rec, bytes: stored, complete: false };
     }
   }
 
-  async #finish(id: number, bytes: number, complete: boolean, alive: NodeJS.Timeout): Promise<LogRecord> {
-    clearInterval(alive);
+  async #finish(id: number, bytes: number, complete: boolean): Promise<LogRecord> {
     this.#active.delete(id);
     try {
       return await this.#meta.updateLog(id, bytes, complete);

@@ -161,6 +161,34 @@ describe('several instances on one PostgreSQL database', () => {
     }
   });
 
+  test('a quiet upload on A (rear busy, nothing logged) is touched every 5 s, so B keeps following past its quiet period; it still ends complete', async () => {
+    const db = await pgCluster().createDatabase('quiet');
+    const a = await instance(db);
+    const b = await instance(db);
+    try {
+      await a.meta.addHost({ id: 'orig-web3', macs: ['52:54:00:7a:00:03'] });
+      const rec = await a.meta.openLog({ host: 'orig-web3', workflow: 'recover', stamp: '20261130-1202' });
+      const body = new PassThrough();
+      const receiving = a.logs.receive(rec, body, 1 << 30, () => undefined);
+      body.write('before the quiet spell\n');
+      const followed = all(b.logs.read(rec.id, 0, true));
+      await sleep(1500);
+      const first = (await a.meta.getLog(rec.id))!.updated;
+      await sleep(5500);
+      const touched = (await a.meta.getLog(rec.id))!.updated;
+      assert.ok(touched > first, `the index was touched while quiet (${first} -> ${touched})`);
+      body.end('after it\n');
+      const done = await receiving;
+      assert.equal(done.complete, true);
+      await sleep(300);
+      assert.equal((await b.meta.getLog(rec.id))!.complete, true, 'no touch landed after the end');
+      assert.equal((await followed).toString(), 'before the quiet spell\nafter it\n');
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   test('a bus message reaches the other instance once and this one once (not again through PostgreSQL); after a PostgreSQL restart the bus works again by itself', async () => {
     const db = await pgCluster().createDatabase('bus');
     const a = await openPgBus(db);
