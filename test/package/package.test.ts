@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from '../support/free-port.ts';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { REPO, tempDir } from '../helpers.ts';
@@ -202,17 +202,6 @@ describe('the RPM', () => {
 // ---------------------------------------------------------------------------------------------
 // Installed
 
-/** A free TCP port on 127.0.0.1. */
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => res(port));
-    });
-  });
-}
 
 describe('installed in an overlay copy of this system', { skip: isRoot ? false : 'needs root (mount namespace, overlayfs, chroot)' }, () => {
   const base = join(work, 'overlay');

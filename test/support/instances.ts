@@ -9,22 +9,12 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { cpSync, existsSync, readFileSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import { CLI } from '../helpers.ts';
+import { freePort } from './free-port.ts';
 
-/** A free TCP port on 127.0.0.1 now (another process may take it before we do: callers retry). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
+
 
 export interface InstanceOptions {
   /** The shared database (`serve --db`). */
